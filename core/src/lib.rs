@@ -1,0 +1,21 @@
+//! floorbell's core: the venue's live state, with no sockets, no threads of
+//! its own and no clock reads (every time is a parameter).
+//!
+//! * [`ring`] — the hashed event queue of SPEC §1: a lock-free ring that one
+//!   publisher appends to and any thread reads, each event serialized once as
+//!   shared `Bytes`, hashes that decode to ring positions in O(1).
+//! * [`qr`] — SPEC §1's wire format: validating a published event
+//!   (simd-json), serializing it once, registered tables, the exact answers.
+//! * [`store`] — the durable store (SQLite in WAL mode): the records, one
+//!   transaction per group commit, schema versions, the data-directory lock.
+//!
+//! The server crate wraps these in an engine with a writer thread and mio
+//! reactors; the ffi crate exposes the same engine to C.
+
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod qr;
+pub mod ring;
+pub mod store;

@@ -1,0 +1,460 @@
+//! QR-menu staff-alert events and tables (SPEC §1, seed
+//! `qr-menu-events-api.ru.txt`): validating a published event, serializing it
+//! once, the registered tables, and the exact JSON of every §1 answer.
+//!
+//! No sockets, no clock: the caller passes the body bytes and the registered
+//! tables, and gets back a [`PreparedEvent`] whose bytes only lack the hash.
+
+pub mod json;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bytes::{Bytes, BytesMut};
+use simd_json::{tape::Node, StaticNode};
+
+use json::{write_str, write_value, WriteError};
+
+/// Longest `code` (SPEC §1.1: `[a-z][a-z0-9_]{0,63}`).
+pub const MAX_CODE_LEN: usize = 64;
+/// Longest table name accepted by `PUT /api/v4/tables/{id}`.
+/// SPEC gap: the spec sets none; 256 bytes is far above any venue's labels.
+pub const MAX_TABLE_NAME_LEN: usize = 256;
+
+/// Where the 8 hex digits of the hash sit in a [`PreparedEvent`]'s bytes:
+/// right after `{"hash":"0x`.
+const HASH_DIGITS: std::ops::Range<usize> = 11..19;
+const EVENT_PREFIX: &[u8] = b"{\"hash\":\"0x00000000\",\"code\":";
+
+/// Why a published event or table was refused (every one is a 400 with this
+/// text in `error`, and nothing is queued).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QrError {
+    /// The body is not JSON.
+    #[error("invalid JSON: {0}")]
+    InvalidJson(String),
+    /// The body is JSON but not an object.
+    #[error("the body must be a JSON object")]
+    NotAnObject,
+    /// A key that an event (or table) does not have.
+    #[error("unknown field \"{0}\"")]
+    UnknownField(String),
+    /// The same key twice.
+    #[error("duplicate field \"{0}\"")]
+    DuplicateField(String),
+    /// A required key is absent.
+    #[error("missing field \"{0}\"")]
+    MissingField(&'static str),
+    /// A key has the wrong JSON type.
+    #[error("field \"{field}\" must be {expected}")]
+    WrongType {
+        /// The key.
+        field: &'static str,
+        /// What it must be, in words.
+        expected: &'static str,
+    },
+    /// `code` does not match `[a-z][a-z0-9_]{0,63}`.
+    #[error("field \"code\" must match [a-z][a-z0-9_]{{0,63}}")]
+    BadCode,
+    /// `invoice` or `order` nests deeper than [`json::MAX_DEPTH`].
+    #[error("field \"{0}\" is nested too deeply")]
+    TooDeep(&'static str),
+    /// A number JSON cannot carry.
+    #[error("field \"{0}\" holds a number out of range")]
+    BadNumber(&'static str),
+    /// A table name longer than [`MAX_TABLE_NAME_LEN`].
+    #[error("field \"name\" is longer than {MAX_TABLE_NAME_LEN} bytes")]
+    NameTooLong,
+}
+
+/// A table as SPEC §1.1's `table_repr` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableRepr {
+    /// The table's id (the `table` of an event).
+    pub id: i64,
+    /// Its label, as printed on the table.
+    pub name: String,
+    /// How many guests it seats.
+    pub max_guests: i64,
+}
+
+impl TableRepr {
+    /// Appends `{"id":…,"name":…,"max_guests":…}`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"id\":");
+        out.extend_from_slice(itoa::Buffer::new().format(self.id).as_bytes());
+        out.extend_from_slice(b",\"name\":");
+        write_str(out, &self.name);
+        out.extend_from_slice(b",\"max_guests\":");
+        out.extend_from_slice(itoa::Buffer::new().format(self.max_guests).as_bytes());
+        out.push(b'}');
+    }
+}
+
+/// A validated event, serialized once, waiting for its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedEvent {
+    /// The whole event object with `0x00000000` in place of the hash.
+    bytes: BytesMut,
+}
+
+impl PreparedEvent {
+    /// Writes the hash into the reserved place and freezes the bytes: the
+    /// event's final JSON, shared from then on without copying.
+    pub fn finish(mut self, hash: u32) -> Bytes {
+        let text = crate::ring::format_hash(hash);
+        self.bytes[HASH_DIGITS].copy_from_slice(&text[2..]);
+        self.bytes.freeze()
+    }
+
+    /// The JSON without its hash (tests, diagnostics).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Validates a `POST /api/v4/events` body (SPEC §1.2) and serializes the event
+/// with exactly the keys of §1.1, in order. `body` is parsed in place (simd-json
+/// rewrites it). A missing `table_repr` is filled from `tables` when `table`
+/// names a registered table, else it is `null`.
+///
+/// # Errors
+///
+/// Any [`QrError`]; nothing is kept on error.
+pub fn prepare_event(body: &mut [u8], tables: &TableSet) -> Result<PreparedEvent, QrError> {
+    let tape = simd_json::to_tape(body).map_err(|e| QrError::InvalidJson(e.to_string()))?;
+    let nodes = &tape.0;
+    let Some(Node::Object { len, .. }) = nodes.first() else {
+        return Err(QrError::NotAnObject);
+    };
+    // Where each known field's value starts in the tape.
+    let mut code = None;
+    let mut table = None;
+    let mut invoice = None;
+    let mut order = None;
+    let mut table_repr = None;
+    let mut i = 1;
+    for _ in 0..*len {
+        let Some(Node::String(key)) = nodes.get(i) else {
+            return Err(QrError::InvalidJson("object key expected".into()));
+        };
+        let value_at = i + 1;
+        let slot = match *key {
+            "code" => &mut code,
+            "table" => &mut table,
+            "invoice" => &mut invoice,
+            "order" => &mut order,
+            "table_repr" => &mut table_repr,
+            other => return Err(QrError::UnknownField(truncate(other))),
+        };
+        if slot.replace(value_at).is_some() {
+            return Err(QrError::DuplicateField((*key).to_string()));
+        }
+        i = value_at + span(&nodes[value_at..]);
+    }
+
+    let mut out = Vec::with_capacity(body_len_hint(nodes));
+    out.extend_from_slice(EVENT_PREFIX);
+    // code
+    let code_at = code.ok_or(QrError::MissingField("code"))?;
+    let Node::String(code) = nodes[code_at] else {
+        return Err(QrError::WrongType {
+            field: "code",
+            expected: "a string",
+        });
+    };
+    if !valid_code(code) {
+        return Err(QrError::BadCode);
+    }
+    write_str(&mut out, code);
+    // table
+    out.extend_from_slice(b",\"table\":");
+    let table_id = match table.map(|at| &nodes[at]) {
+        None | Some(Node::Static(StaticNode::Null)) => None,
+        Some(Node::Static(StaticNode::I64(v))) => Some(*v),
+        Some(Node::Static(StaticNode::U64(v))) if *v <= i64::MAX as u64 => Some(*v as i64),
+        Some(_) => {
+            return Err(QrError::WrongType {
+                field: "table",
+                expected: "an integer or null",
+            })
+        }
+    };
+    match table_id {
+        Some(id) => out.extend_from_slice(itoa::Buffer::new().format(id).as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
+    // invoice, order: objects passed through, key order and text kept.
+    for (field, at) in [("invoice", invoice), ("order", order)] {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(field.as_bytes());
+        out.extend_from_slice(b"\":");
+        match at.map(|at| (at, &nodes[at])) {
+            None | Some((_, Node::Static(StaticNode::Null))) => out.extend_from_slice(b"null"),
+            Some((at, Node::Object { .. })) => {
+                write_value(&mut out, &nodes[at..]).map_err(|e| match e {
+                    WriteError::TooDeep => QrError::TooDeep(field),
+                    WriteError::BadNumber => QrError::BadNumber(field),
+                    WriteError::Malformed => QrError::InvalidJson("truncated".into()),
+                })?;
+            }
+            Some(_) => {
+                return Err(QrError::WrongType {
+                    field,
+                    expected: "an object or null",
+                })
+            }
+        }
+    }
+    // table_repr
+    out.extend_from_slice(b",\"table_repr\":");
+    match table_repr {
+        Some(at) => match &nodes[at] {
+            Node::Static(StaticNode::Null) => out.extend_from_slice(b"null"),
+            Node::Object { .. } => parse_table_repr(&nodes[at..], None)?.write_json(&mut out),
+            _ => {
+                return Err(QrError::WrongType {
+                    field: "table_repr",
+                    expected: "an object or null",
+                })
+            }
+        },
+        None => match table_id.and_then(|id| tables.get(id)) {
+            Some(repr) => repr.write_json(&mut out),
+            None => out.extend_from_slice(b"null"),
+        },
+    }
+    out.push(b'}');
+    Ok(PreparedEvent {
+        bytes: BytesMut::from(&out[..]),
+    })
+}
+
+/// A guess at the serialized size, so that the output is allocated once.
+fn body_len_hint(nodes: &[Node<'_>]) -> usize {
+    64 + nodes.len() * 16
+}
+
+/// Number of tape nodes the value at `nodes[0]` spans.
+fn span(nodes: &[Node<'_>]) -> usize {
+    match nodes.first() {
+        Some(Node::Object { count, .. }) | Some(Node::Array { count, .. }) => count + 1,
+        _ => 1,
+    }
+}
+
+/// Keeps an echoed unknown key short: it goes back to the client in `error`.
+fn truncate(key: &str) -> String {
+    key.chars().take(64).collect()
+}
+
+/// `[a-z][a-z0-9_]{0,63}` (SPEC §1.1).
+pub fn valid_code(code: &str) -> bool {
+    let b = code.as_bytes();
+    !b.is_empty()
+        && b.len() <= MAX_CODE_LEN
+        && b[0].is_ascii_lowercase()
+        && b[1..]
+            .iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+}
+
+/// Reads `{"id","name","max_guests"}` (all three required) from a tape that
+/// starts with the object. With `fixed_id`, the object must not carry `id`
+/// (the path gives it: `PUT /api/v4/tables/{id}`).
+fn parse_table_repr(nodes: &[Node<'_>], fixed_id: Option<i64>) -> Result<TableRepr, QrError> {
+    let Some(Node::Object { len, .. }) = nodes.first() else {
+        return Err(QrError::NotAnObject);
+    };
+    let (mut id, mut name, mut max_guests) = (fixed_id, None, None);
+    let mut seen_id = false;
+    let mut i = 1;
+    for _ in 0..*len {
+        let Some(Node::String(key)) = nodes.get(i) else {
+            return Err(QrError::InvalidJson("object key expected".into()));
+        };
+        let v = &nodes[i + 1];
+        match *key {
+            "id" if fixed_id.is_none() => {
+                if std::mem::replace(&mut seen_id, true) {
+                    return Err(QrError::DuplicateField("id".into()));
+                }
+                id = Some(int(v, "id")?);
+            }
+            "name" => {
+                let Node::String(s) = v else {
+                    return Err(QrError::WrongType {
+                        field: "name",
+                        expected: "a string",
+                    });
+                };
+                if s.len() > MAX_TABLE_NAME_LEN {
+                    return Err(QrError::NameTooLong);
+                }
+                if name.replace(s.to_string()).is_some() {
+                    return Err(QrError::DuplicateField("name".into()));
+                }
+            }
+            "max_guests" => {
+                let n = int(v, "max_guests")?;
+                if n < 0 {
+                    return Err(QrError::WrongType {
+                        field: "max_guests",
+                        expected: "a non-negative integer",
+                    });
+                }
+                if max_guests.replace(n).is_some() {
+                    return Err(QrError::DuplicateField("max_guests".into()));
+                }
+            }
+            other => return Err(QrError::UnknownField(truncate(other))),
+        }
+        i += 1 + span(&nodes[i + 1..]);
+    }
+    Ok(TableRepr {
+        id: id.ok_or(QrError::MissingField("id"))?,
+        name: name.ok_or(QrError::MissingField("name"))?,
+        max_guests: max_guests.ok_or(QrError::MissingField("max_guests"))?,
+    })
+}
+
+fn int(node: &Node<'_>, field: &'static str) -> Result<i64, QrError> {
+    match node {
+        Node::Static(StaticNode::I64(v)) => Ok(*v),
+        Node::Static(StaticNode::U64(v)) if *v <= i64::MAX as u64 => Ok(*v as i64),
+        _ => Err(QrError::WrongType {
+            field,
+            expected: "an integer",
+        }),
+    }
+}
+
+/// Validates a `PUT /api/v4/tables/{id}` body: `{"name":"6","max_guests":50}`.
+///
+/// # Errors
+///
+/// Any [`QrError`].
+pub fn parse_table_body(id: i64, body: &mut [u8]) -> Result<TableRepr, QrError> {
+    let tape = simd_json::to_tape(body).map_err(|e| QrError::InvalidJson(e.to_string()))?;
+    parse_table_repr(&tape.0, Some(id))
+}
+
+/// The registered tables: an immutable snapshot swapped on every change, so
+/// readers (every publish, `GET /api/v4/tables`) never lock.
+#[derive(Default)]
+pub struct Tables {
+    current: ArcSwap<TableSet>,
+}
+
+/// One snapshot of the registered tables, with the answer to
+/// `GET /api/v4/tables` serialized once.
+#[derive(Debug, Clone)]
+pub struct TableSet {
+    by_id: BTreeMap<i64, TableRepr>,
+    /// `{"result":true,"data":{"tables":[…]}}`, ascending by id.
+    list_json: Bytes,
+}
+
+impl Default for TableSet {
+    fn default() -> Self {
+        TableSet::from_map(BTreeMap::new())
+    }
+}
+
+impl TableSet {
+    fn from_map(by_id: BTreeMap<i64, TableRepr>) -> Self {
+        let mut out = b"{\"result\":true,\"data\":{\"tables\":[".to_vec();
+        for (n, t) in by_id.values().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            t.write_json(&mut out);
+        }
+        out.extend_from_slice(b"]}}");
+        TableSet {
+            by_id,
+            list_json: out.into(),
+        }
+    }
+
+    /// The table with this id.
+    pub fn get(&self, id: i64) -> Option<&TableRepr> {
+        self.by_id.get(&id)
+    }
+
+    /// The body of `GET /api/v4/tables`.
+    pub fn list_json(&self) -> &Bytes {
+        &self.list_json
+    }
+
+    /// Every table, ascending by id.
+    pub fn iter(&self) -> impl Iterator<Item = &TableRepr> {
+        self.by_id.values()
+    }
+}
+
+impl Tables {
+    /// Tables as loaded from the store.
+    pub fn new(initial: impl IntoIterator<Item = TableRepr>) -> Self {
+        let map = initial.into_iter().map(|t| (t.id, t)).collect();
+        Tables {
+            current: ArcSwap::from_pointee(TableSet::from_map(map)),
+        }
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<TableSet> {
+        self.current.load_full()
+    }
+
+    /// Reads the current snapshot without touching its reference count.
+    pub fn with<R>(&self, f: impl FnOnce(&TableSet) -> R) -> R {
+        f(&self.current.load())
+    }
+
+    /// Registers or replaces tables (the caller serializes writers: in
+    /// floorbell, the store writer thread after the commit).
+    pub fn put_all(&self, tables: impl IntoIterator<Item = TableRepr>) {
+        let mut map = self.current.load().by_id.clone();
+        for t in tables {
+            map.insert(t.id, t);
+        }
+        self.current.store(Arc::new(TableSet::from_map(map)));
+    }
+}
+
+/// `{"result":true,"data":{"hash":"0x…"}}`: the 201 of `POST /api/v4/events`.
+pub fn published_json(hash: u32) -> Vec<u8> {
+    let mut out = b"{\"result\":true,\"data\":{\"hash\":\"".to_vec();
+    out.extend_from_slice(&crate::ring::format_hash(hash));
+    out.extend_from_slice(b"\"}}");
+    out
+}
+
+/// `{"result":true,"data":{"table":{…}}}`: the 200 of `PUT /api/v4/tables/{id}`.
+/// SPEC gap: §1.3 names only the status; the body echoes the stored table.
+pub fn table_put_json(table: &TableRepr) -> Vec<u8> {
+    let mut out = b"{\"result\":true,\"data\":{\"table\":".to_vec();
+    table.write_json(&mut out);
+    out.extend_from_slice(b"}}");
+    out
+}
+
+/// `{"result":false,"error":"…"}`: every §1 error.
+pub fn error_json(message: &str) -> Vec<u8> {
+    let mut out = b"{\"result\":false,\"error\":".to_vec();
+    write_str(&mut out, message);
+    out.push(b'}');
+    out
+}
+
+/// The start and end of a poll answer; the events go between, comma-separated.
+pub const UPDATES_PREFIX: &[u8] = b"{\"result\":true,\"data\":{\"updates\":[";
+/// See [`UPDATES_PREFIX`].
+pub const UPDATES_SUFFIX: &[u8] = b"]}}";
+/// The 401 of §1.1, exact.
+pub const INVALID_TOKEN_JSON: &[u8] = b"{\"result\":false,\"error\":\"invalid token\"}";
+
+#[cfg(test)]
+mod tests;

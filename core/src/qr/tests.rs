@@ -1,0 +1,170 @@
+//! SPEC §1 wire strings, byte for byte.
+
+use super::*;
+
+fn prep(body: &str, tables: &TableSet) -> Result<String, QrError> {
+    let mut b = body.as_bytes().to_vec();
+    prepare_event(&mut b, tables).map(|p| String::from_utf8(p.finish(0xd8833dd3).to_vec()).unwrap())
+}
+
+#[test]
+fn waiter_call_as_in_the_seed() {
+    let t = TableSet::default();
+    let body = r#"{"code":"waiter_call","table":1000028,"invoice":null,"order":null,
+        "table_repr":{"id":1000028,"name":"6","max_guests":50}}"#;
+    assert_eq!(
+        prep(body, &t).unwrap(),
+        r#"{"hash":"0xd8833dd3","code":"waiter_call","table":1000028,"invoice":null,"order":null,"table_repr":{"id":1000028,"name":"6","max_guests":50}}"#
+    );
+}
+
+#[test]
+fn keys_come_out_in_spec_order_whatever_order_they_came_in() {
+    let t = TableSet::default();
+    let body =
+        r#"{"table_repr":null,"order":{"b":1,"a":"Блюдо"},"code":"save_order","table":null}"#;
+    assert_eq!(
+        prep(body, &t).unwrap(),
+        r#"{"hash":"0xd8833dd3","code":"save_order","table":null,"invoice":null,"order":{"b":1,"a":"Блюдо"},"table_repr":null}"#
+    );
+}
+
+#[test]
+fn table_repr_is_filled_from_the_registered_table_when_omitted() {
+    let tables = Tables::new([TableRepr {
+        id: 7,
+        name: "Терраса 7".into(),
+        max_guests: 4,
+    }]);
+    let snap = tables.snapshot();
+    assert_eq!(
+        prep(r#"{"code":"waiter_call","table":7}"#, &snap).unwrap(),
+        r#"{"hash":"0xd8833dd3","code":"waiter_call","table":7,"invoice":null,"order":null,"table_repr":{"id":7,"name":"Терраса 7","max_guests":4}}"#
+    );
+    // An explicit null stays null; an unregistered table gets null.
+    assert!(prep(
+        r#"{"code":"waiter_call","table":7,"table_repr":null}"#,
+        &snap
+    )
+    .unwrap()
+    .ends_with("\"table_repr\":null}"));
+    assert!(prep(r#"{"code":"waiter_call","table":8}"#, &snap)
+        .unwrap()
+        .ends_with("\"table_repr\":null}"));
+}
+
+#[test]
+fn refusals_name_the_problem() {
+    let t = TableSet::default();
+    let cases: &[(&str, &str)] = &[
+        ("{", "invalid JSON"),
+        ("[1]", "the body must be a JSON object"),
+        (r#"{"table":1}"#, "missing field \"code\""),
+        (r#"{"code":"Waiter"}"#, "field \"code\" must match"),
+        (r#"{"code":""}"#, "field \"code\" must match"),
+        (r#"{"code":7}"#, "field \"code\" must be a string"),
+        (
+            r#"{"code":"a","table":"1"}"#,
+            "field \"table\" must be an integer or null",
+        ),
+        (
+            r#"{"code":"a","table":1.5}"#,
+            "field \"table\" must be an integer or null",
+        ),
+        (
+            r#"{"code":"a","invoice":[]}"#,
+            "field \"invoice\" must be an object or null",
+        ),
+        (
+            r#"{"code":"a","order":"x"}"#,
+            "field \"order\" must be an object or null",
+        ),
+        (
+            r#"{"code":"a","table_repr":{"id":1,"name":"x"}}"#,
+            "missing field \"max_guests\"",
+        ),
+        (
+            r#"{"code":"a","table_repr":{"id":1,"name":2,"max_guests":1}}"#,
+            "field \"name\" must be a string",
+        ),
+        (
+            r#"{"code":"a","hash":"0x00000000"}"#,
+            "unknown field \"hash\"",
+        ),
+        (r#"{"code":"a","code":"b"}"#, "duplicate field \"code\""),
+    ];
+    for (body, want) in cases {
+        let err = prep(body, &t).unwrap_err().to_string();
+        assert!(err.starts_with(want), "{body}: {err}");
+    }
+    let long = format!(r#"{{"code":"a{}"}}"#, "b".repeat(63));
+    assert!(prep(&long, &t).is_ok());
+    let too_long = format!(r#"{{"code":"a{}"}}"#, "b".repeat(64));
+    assert_eq!(prep(&too_long, &t), Err(QrError::BadCode));
+}
+
+#[test]
+fn table_bodies() {
+    let mut b = br#"{"name":"6","max_guests":50}"#.to_vec();
+    let t = parse_table_body(1000028, &mut b).unwrap();
+    assert_eq!(
+        t,
+        TableRepr {
+            id: 1000028,
+            name: "6".into(),
+            max_guests: 50
+        }
+    );
+    assert_eq!(
+        String::from_utf8(table_put_json(&t)).unwrap(),
+        r#"{"result":true,"data":{"table":{"id":1000028,"name":"6","max_guests":50}}}"#
+    );
+    let mut b = br#"{"id":5,"name":"6","max_guests":50}"#.to_vec();
+    assert_eq!(
+        parse_table_body(1, &mut b),
+        Err(QrError::UnknownField("id".into()))
+    );
+    let mut b = br#"{"name":"6","max_guests":-1}"#.to_vec();
+    assert!(parse_table_body(1, &mut b).is_err());
+}
+
+#[test]
+fn table_list_is_sorted_and_serialized_once() {
+    let tables = Tables::new([]);
+    assert_eq!(
+        &tables.snapshot().list_json()[..],
+        br#"{"result":true,"data":{"tables":[]}}"#
+    );
+    tables.put_all([
+        TableRepr {
+            id: 9,
+            name: "9".into(),
+            max_guests: 2,
+        },
+        TableRepr {
+            id: 1,
+            name: "1".into(),
+            max_guests: 4,
+        },
+    ]);
+    assert_eq!(
+        &tables.snapshot().list_json()[..],
+        br#"{"result":true,"data":{"tables":[{"id":1,"name":"1","max_guests":4},{"id":9,"name":"9","max_guests":2}]}}"#
+    );
+}
+
+#[test]
+fn answers() {
+    assert_eq!(
+        published_json(0xa1fb9fc1),
+        br#"{"result":true,"data":{"hash":"0xa1fb9fc1"}}"#
+    );
+    assert_eq!(
+        error_json("bad \"x\""),
+        br#"{"result":false,"error":"bad \"x\""}"#
+    );
+    assert_eq!(
+        INVALID_TOKEN_JSON,
+        br#"{"result":false,"error":"invalid token"}"#
+    );
+}

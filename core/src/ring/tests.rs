@@ -1,0 +1,228 @@
+//! The ring against a plain `Vec` model (proptest), and readers racing a
+//! publisher on real threads.
+
+use super::*;
+use proptest::prelude::*;
+
+const KEY: u128 = 0x5eed_5eed_0000_1111_2222_3333_4444_5555;
+
+fn event(seq: u64, key: HashKey, time_ms: i64) -> QueuedEvent {
+    QueuedEvent {
+        seq,
+        hash: key.encode(seq),
+        time_ms,
+        json: Bytes::from(format!("{{\"n\":{seq}}}")),
+    }
+}
+
+#[test]
+fn after_hash_returns_only_newer_events() {
+    let key = HashKey::from_secret(KEY);
+    let (q, mut p) = EventQueue::new(8, 1_000, key, 0);
+    for seq in 0..5 {
+        p.push(event(seq, key, 100));
+    }
+    let all = q.read_vec(Cursor::All, 100);
+    assert_eq!(
+        all.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4]
+    );
+    let after2 = q.read_vec(Cursor::After(key.encode(2)), 100);
+    assert_eq!(after2.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4]);
+    assert!(q.read_vec(Cursor::After(key.encode(4)), 100).is_empty());
+    // An unknown hash (here: one that a future event will get) gives everything.
+    assert_eq!(q.read_vec(Cursor::After(key.encode(9)), 100).len(), 5);
+}
+
+#[test]
+fn retention_hides_then_frees_old_events() {
+    let key = HashKey::from_secret(KEY);
+    let (q, mut p) = EventQueue::new(8, 1_000, key, 0);
+    p.push(event(0, key, 0));
+    p.push(event(1, key, 500));
+    // At 1000 the first is exactly one window old: expired.
+    assert_eq!(q.read_vec(Cursor::All, 1_000).len(), 1);
+    // Its hash is now unknown: a client that fell behind gets every retained event.
+    assert_eq!(q.read_vec(Cursor::After(key.encode(0)), 1_000).len(), 1);
+    assert_eq!(p.expire(1_000), 1);
+    assert_eq!(p.len(), 1);
+    assert_eq!(p.expire(2_000), 2);
+    assert!(p.is_empty());
+}
+
+#[test]
+fn wrap_around_drops_the_oldest() {
+    let key = HashKey::from_secret(KEY);
+    let (q, mut p) = EventQueue::new(4, i64::MAX / 2, key, 0);
+    for seq in 0..10 {
+        p.push(event(seq, key, 0));
+    }
+    let seqs: Vec<_> = q.read_vec(Cursor::All, 0).iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [6, 7, 8, 9]);
+    // The hash of an overwritten event is unknown.
+    assert_eq!(q.read_vec(Cursor::After(key.encode(2)), 0).len(), 4);
+    assert_eq!(q.read_vec(Cursor::After(key.encode(7)), 0).len(), 2);
+}
+
+#[test]
+fn numbering_continues_after_a_restart_gap() {
+    let key = HashKey::from_secret(KEY);
+    let (q, mut p) = EventQueue::new(8, 1_000, key, 100);
+    p.push(event(103, key, 0)); // 100..103 expired before the restart
+    p.push(event(104, key, 0));
+    assert_eq!(q.read_vec(Cursor::All, 0).len(), 2);
+    assert_eq!(q.read_vec(Cursor::After(key.encode(103)), 0).len(), 1);
+    assert_eq!(p.next_seq(), 105);
+}
+
+#[test]
+#[should_panic(expected = "never go back")]
+fn sequence_numbers_never_go_back() {
+    let key = HashKey::from_secret(KEY);
+    let (_q, mut p) = EventQueue::new(8, 1_000, key, 0);
+    p.push(event(5, key, 0));
+    p.push(event(4, key, 0));
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// Publish, `dt` ms after the previous step.
+    Publish { dt: i64 },
+    /// Let time pass and run the retention sweep.
+    Expire { dt: i64 },
+    /// Read after the n-th newest published event (or a hash never issued).
+    ReadAfter { back: usize, bogus: bool },
+    /// Read everything.
+    ReadAll,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0i64..40).prop_map(|dt| Op::Publish { dt }),
+        1 => (0i64..120).prop_map(|dt| Op::Expire { dt }),
+        2 => (0usize..40, any::<bool>()).prop_map(|(back, bogus)| Op::ReadAfter { back, bogus }),
+        1 => Just(Op::ReadAll),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The model: a Vec of every event ever published; "retained" means
+    /// younger than the window and among the last `capacity` published.
+    #[test]
+    fn matches_a_vec_model(
+        ops in prop::collection::vec(op(), 1..300),
+        cap_log in 1u32..5,
+        retention in 1i64..200,
+        start_seq in prop_oneof![Just(0u64), Just(u32::MAX as u64 - 20), 0u64..1_000_000],
+        secret: u128,
+    ) {
+        let key = HashKey::from_secret(secret);
+        let capacity = 1usize << cap_log;
+        let (q, mut p) = EventQueue::new(capacity, retention, key, start_seq);
+        let mut model: Vec<QueuedEvent> = Vec::new();
+        let mut now = 1_000i64;
+        let retained = |model: &[QueuedEvent], now: i64| -> Vec<QueuedEvent> {
+            let skip = model.len().saturating_sub(capacity);
+            model[skip..].iter().filter(|e| e.time_ms > now - retention).cloned().collect()
+        };
+        for op in ops {
+            match op {
+                Op::Publish { dt } => {
+                    now += dt;
+                    let seq = p.next_seq();
+                    let time = p.stamp(now);
+                    let e = event(seq, key, time);
+                    p.push(e.clone());
+                    model.push(e);
+                }
+                Op::Expire { dt } => {
+                    now += dt;
+                    p.expire(now);
+                }
+                Op::ReadAll => {
+                    prop_assert_eq!(q.read_vec(Cursor::All, now), retained(&model, now));
+                }
+                Op::ReadAfter { back, bogus } => {
+                    let live = retained(&model, now);
+                    let (hash, expect) = if bogus || back >= model.len() {
+                        // A hash no retained event has: everything.
+                        let h = key.encode(p.next_seq() + 7);
+                        (h, live.clone())
+                    } else {
+                        let target = &model[model.len() - 1 - back];
+                        let expect = if live.iter().any(|e| e.seq == target.seq) {
+                            live.iter().filter(|e| e.seq > target.seq).cloned().collect()
+                        } else {
+                            live.clone()
+                        };
+                        (target.hash, expect)
+                    };
+                    prop_assert_eq!(q.read_vec(Cursor::After(hash), now), expect);
+                }
+            }
+            // Hashes are unique among retained events.
+            let live = retained(&model, now);
+            let mut hashes: Vec<u32> = live.iter().map(|e| e.hash).collect();
+            hashes.sort_unstable();
+            hashes.dedup();
+            prop_assert_eq!(hashes.len(), live.len());
+        }
+    }
+}
+
+/// Readers on other threads race one publisher that wraps the ring many
+/// times: every read returns strictly ascending, complete events, and a
+/// reader following by hash never skips one that was still retained.
+#[test]
+fn readers_race_a_wrapping_publisher() {
+    use std::sync::atomic::AtomicBool;
+    let key = HashKey::from_secret(KEY);
+    let (q, mut p) = EventQueue::new(64, i64::MAX / 4, key, 0);
+    let done = Arc::new(AtomicBool::new(false));
+    let total = 200_000u64;
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let q = Arc::clone(&q);
+            let done = Arc::clone(&done);
+            std::thread::spawn(move || {
+                let mut cursor = Cursor::All;
+                let mut last_seen: Option<u64> = None;
+                let mut reads = 0u64;
+                while !done.load(Ordering::Acquire) || reads == 0 {
+                    let batch = q.read_vec(cursor, 0);
+                    for w in batch.windows(2) {
+                        assert!(w[0].seq < w[1].seq, "out of order");
+                    }
+                    for e in &batch {
+                        assert_eq!(e.hash, key.encode(e.seq));
+                        assert_eq!(e.json, Bytes::from(format!("{{\"n\":{}}}", e.seq)));
+                    }
+                    if let (Some(prev), Some(first)) = (last_seen, batch.first()) {
+                        // Either the next one, or we fell behind the ring and
+                        // were resynchronised to the oldest retained event.
+                        assert!(first.seq == prev + 1 || first.seq > prev, "went backwards");
+                    }
+                    if let Some(e) = batch.last() {
+                        last_seen = Some(e.seq);
+                        cursor = Cursor::After(e.hash);
+                    }
+                    reads += 1;
+                }
+                last_seen
+            })
+        })
+        .collect();
+    for seq in 0..total {
+        p.push(event(seq, key, 0));
+    }
+    done.store(true, Ordering::Release);
+    for r in readers {
+        r.join().expect("reader panicked");
+    }
+    assert_eq!(
+        q.read_vec(Cursor::All, 0).last().map(|e| e.seq),
+        Some(total - 1)
+    );
+}

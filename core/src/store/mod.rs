@@ -1,0 +1,358 @@
+//! The durable store (SPEC §0: everything acknowledged survives `kill -9` and
+//! power loss): one SQLite database in the data directory, in WAL mode with
+//! `synchronous=FULL`, so a committed transaction is on disk when
+//! [`Store::commit`] returns.
+//!
+//! This module owns files, never sockets or threads: the shell runs the one
+//! writer thread that batches many concurrent changes into a single
+//! [`Store::commit`] (group commit: one transaction, one fsync).
+//!
+//! The data directory is held by one process at a time through an exclusive
+//! lock on `floorbell.lock`; a second server on the same directory gets
+//! [`StoreError::Locked`] and touches nothing. Read-only tools (`floorbell
+//! tokens`) open the database without the lock: SQLite's WAL lets them read
+//! beside a running server.
+//!
+//! Schema versions live in SQLite's `user_version`; [`MIGRATIONS`] brings an
+//! older store up to date, and a store written by a newer floorbell is refused.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+use crate::qr::TableRepr;
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "floorbell.db";
+/// File name of the lock inside the data directory.
+pub const LOCK_FILE: &str = "floorbell.lock";
+
+/// Schema migrations: entry `n` takes `user_version` from `n` to `n + 1`.
+/// Later issues append; an entry is never edited once released.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: QR events (§1), registered tables (§1.3), key/value settings.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+     CREATE TABLE qr_events (
+         seq INTEGER PRIMARY KEY,
+         hash TEXT NOT NULL,
+         created_ms INTEGER NOT NULL,
+         json BLOB NOT NULL
+     ) STRICT;
+     CREATE TABLE qr_tables (
+         id INTEGER PRIMARY KEY,
+         name TEXT NOT NULL,
+         max_guests INTEGER NOT NULL
+     ) STRICT;",
+];
+
+/// Errors of the store, one per cause.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process holds the data directory.
+    #[error(
+        "the data directory {0} is in use by another floorbell process (lock file {LOCK_FILE})"
+    )]
+    Locked(PathBuf),
+    /// The directory or its files could not be created or opened.
+    #[error("cannot open the data directory {path}: {source}")]
+    Io {
+        /// The path that failed.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The store was written by a newer floorbell.
+    #[error("the store's schema version {found} is newer than this floorbell's {known}; upgrade floorbell")]
+    TooNew {
+        /// Version found on disk.
+        found: i64,
+        /// Newest version this build knows.
+        known: i64,
+    },
+    /// SQLite refused an operation.
+    #[error("store error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// One change to persist. A batch of them is committed atomically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreOp {
+    /// A published QR event (§1.2).
+    InsertEvent {
+        /// Sequence number.
+        seq: u64,
+        /// Its hash.
+        hash: u32,
+        /// Publication time, ms since the epoch.
+        time_ms: i64,
+        /// The event's final JSON.
+        json: Bytes,
+    },
+    /// Drop every event with a sequence number below this one (retention).
+    ExpireEventsBefore(u64),
+    /// Register or replace a table (§1.3).
+    PutTable(TableRepr),
+    /// Set a key in `meta`.
+    PutMeta(String, String),
+}
+
+/// A row of `qr_events`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Sequence number.
+    pub seq: u64,
+    /// Hash (as stored; the loader checks it against the permutation).
+    pub hash: u32,
+    /// Publication time, ms since the epoch.
+    pub time_ms: i64,
+    /// The event's JSON.
+    pub json: Bytes,
+}
+
+/// The exclusive hold on a data directory; released when dropped (or when
+/// the process dies, since it is an OS file lock).
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+}
+
+impl DirLock {
+    /// Creates `dir` if needed and locks it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Locked`] when another process holds it, [`StoreError::Io`]
+    /// when it cannot be created.
+    pub fn acquire(dir: &Path) -> Result<DirLock, StoreError> {
+        let io = |source| StoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let path = dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| StoreError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(DirLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked(dir.to_path_buf())),
+            Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Io { path, source }),
+        }
+    }
+}
+
+/// The open store.
+pub struct Store {
+    conn: Connection,
+    /// Held for as long as the store is open (writable stores only).
+    _lock: Option<DirLock>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`, exclusively.
+    ///
+    /// # Errors
+    ///
+    /// See [`StoreError`].
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let lock = DirLock::acquire(dir)?;
+        let conn = Connection::open(dir.join(DB_FILE))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: the WAL is fsynced at every commit, so a commit survives
+        // power loss, not only a process crash (SPEC §0).
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mut store = Store {
+            conn,
+            _lock: Some(lock),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens an existing store read-only, without taking the directory lock
+    /// (for tools that run beside a server).
+    ///
+    /// # Errors
+    ///
+    /// See [`StoreError`].
+    pub fn open_read_only(dir: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open_with_flags(
+            dir.join(DB_FILE),
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > MIGRATIONS.len() as i64 {
+            return Err(StoreError::TooNew {
+                found: version,
+                known: MIGRATIONS.len() as i64,
+            });
+        }
+        Ok(Store { conn, _lock: None })
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::TooNew {
+                found: version,
+                known,
+            });
+        }
+        for (n, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", n as i64 + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// The schema version on disk.
+    ///
+    /// # Errors
+    ///
+    /// When SQLite cannot answer.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
+    /// A value from `meta`.
+    ///
+    /// # Errors
+    ///
+    /// When SQLite cannot answer.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Every stored event published after `after_ms`, by sequence number.
+    ///
+    /// # Errors
+    ///
+    /// When SQLite cannot answer.
+    pub fn load_events(&self, after_ms: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, hash, created_ms, json FROM qr_events WHERE created_ms > ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([after_ms], |r| {
+            let hash: String = r.get(1)?;
+            let json: Vec<u8> = r.get(3)?;
+            Ok((r.get::<_, i64>(0)?, hash, r.get::<_, i64>(2)?, json))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, hash, time_ms, json) = row?;
+            let hash = crate::ring::parse_hash(hash.as_bytes()).unwrap_or(0);
+            out.push(StoredEvent {
+                seq: seq as u64,
+                hash,
+                time_ms,
+                json: json.into(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The highest event sequence number ever stored, if any.
+    ///
+    /// # Errors
+    ///
+    /// When SQLite cannot answer.
+    pub fn max_event_seq(&self) -> Result<Option<u64>, StoreError> {
+        let v: Option<i64> = self
+            .conn
+            .query_row("SELECT max(seq) FROM qr_events", [], |r| r.get(0))?;
+        Ok(v.map(|v| v as u64))
+    }
+
+    /// Every registered table.
+    ///
+    /// # Errors
+    ///
+    /// When SQLite cannot answer.
+    pub fn load_tables(&self) -> Result<Vec<TableRepr>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, name, max_guests FROM qr_tables ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(TableRepr {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                max_guests: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Writes `ops` in one transaction and makes it durable (one fsync of the
+    /// WAL). Either all of them are on disk when this returns `Ok`, or none.
+    ///
+    /// # Errors
+    ///
+    /// When SQLite fails; the transaction is rolled back.
+    pub fn commit(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        for op in ops {
+            match op {
+                StoreOp::InsertEvent {
+                    seq,
+                    hash,
+                    time_ms,
+                    json,
+                } => {
+                    let hash = crate::ring::format_hash(*hash);
+                    tx.prepare_cached(
+                        "INSERT INTO qr_events (seq, hash, created_ms, json) VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![
+                        *seq as i64,
+                        std::str::from_utf8(&hash).unwrap_or_default(),
+                        time_ms,
+                        &json[..]
+                    ])?;
+                }
+                StoreOp::ExpireEventsBefore(seq) => {
+                    tx.prepare_cached("DELETE FROM qr_events WHERE seq < ?1")?
+                        .execute([*seq as i64])?;
+                }
+                StoreOp::PutTable(t) => {
+                    tx.prepare_cached(
+                        "INSERT INTO qr_tables (id, name, max_guests) VALUES (?1, ?2, ?3)
+                         ON CONFLICT(id) DO UPDATE SET name = excluded.name, max_guests = excluded.max_guests",
+                    )?
+                    .execute(params![t.id, t.name, t.max_guests])?;
+                }
+                StoreOp::PutMeta(k, v) => {
+                    tx.prepare_cached(
+                        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    )?
+                    .execute([k, v])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,113 @@
+//! The store on a real temporary directory.
+
+use super::*;
+
+#[test]
+fn commits_survive_reopen_and_schema_is_versioned() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        s.commit(&[
+            StoreOp::InsertEvent {
+                seq: 1,
+                hash: 0xabc,
+                time_ms: 10,
+                json: Bytes::from_static(b"{}"),
+            },
+            StoreOp::InsertEvent {
+                seq: 2,
+                hash: 0xdef,
+                time_ms: 20,
+                json: Bytes::from_static(b"[]"),
+            },
+            StoreOp::PutTable(TableRepr {
+                id: 3,
+                name: "Стол".into(),
+                max_guests: 4,
+            }),
+            StoreOp::PutMeta("k".into(), "v".into()),
+        ])
+        .unwrap();
+        s.commit(&[StoreOp::PutTable(TableRepr {
+            id: 3,
+            name: "3".into(),
+            max_guests: 5,
+        })])
+        .unwrap();
+    }
+    let s = Store::open(dir.path()).unwrap();
+    let ev = s.load_events(10).unwrap();
+    assert_eq!(ev.len(), 1);
+    assert_eq!(
+        (ev[0].seq, ev[0].hash, &ev[0].json[..]),
+        (2, 0xdef, &b"[]"[..])
+    );
+    assert_eq!(s.max_event_seq().unwrap(), Some(2));
+    assert_eq!(
+        s.load_tables().unwrap(),
+        [TableRepr {
+            id: 3,
+            name: "3".into(),
+            max_guests: 5
+        }]
+    );
+    assert_eq!(s.meta("k").unwrap().as_deref(), Some("v"));
+    assert_eq!(s.meta("missing").unwrap(), None);
+}
+
+#[test]
+fn a_failed_batch_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(dir.path()).unwrap();
+    let ev = |seq| StoreOp::InsertEvent {
+        seq,
+        hash: 1,
+        time_ms: 1,
+        json: Bytes::new(),
+    };
+    s.commit(&[ev(1)]).unwrap();
+    // The duplicate primary key fails the whole batch, the new row included.
+    assert!(s.commit(&[ev(2), ev(1)]).is_err());
+    assert_eq!(s.max_event_seq().unwrap(), Some(1));
+}
+
+#[test]
+fn expiry_deletes_older_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(dir.path()).unwrap();
+    let ev = |seq| StoreOp::InsertEvent {
+        seq,
+        hash: 1,
+        time_ms: 1,
+        json: Bytes::new(),
+    };
+    s.commit(&[ev(1), ev(2), ev(3), StoreOp::ExpireEventsBefore(3)])
+        .unwrap();
+    assert_eq!(s.load_events(0).unwrap().len(), 1);
+}
+
+#[test]
+fn a_second_writer_is_refused_but_readers_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let _s = Store::open(dir.path()).unwrap();
+    match Store::open(dir.path()) {
+        Err(StoreError::Locked(p)) => assert_eq!(p, dir.path()),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a second writer was allowed"),
+    }
+    assert!(Store::open_read_only(dir.path()).is_ok());
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Store::open(dir.path()).unwrap();
+        s.conn.pragma_update(None, "user_version", 99).unwrap();
+    }
+    assert!(matches!(
+        Store::open(dir.path()),
+        Err(StoreError::TooNew { found: 99, .. })
+    ));
+}

@@ -1,1 +1,22 @@
-pub fn x() {}
+//! floorbell's server: the engine (store writer thread and live state), the
+//! mio reactors that speak HTTP/1.1, and the configuration of `floorbell
+//! serve`. The `floorbell` binary (`main.rs`) is only the command line around
+//! this library; the C ABI runs the same engine and reactors.
+//!
+//! * [`config`] — flags, the TOML file, defaults, validation.
+//! * [`engine`] — one per data directory: store writer (group commit), event
+//!   queue, tables, tokens.
+//! * [`reactor`] — one mio event loop; connections, timeouts, back-pressure.
+//! * [`server`] — `SO_REUSEPORT` listeners and reactor threads.
+//! * [`http`] — request heads (httparse) and responses, sans-I/O.
+//! * [`api`] — routing and the SPEC §1 handlers, sans-I/O.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod config;
+pub mod engine;
+pub mod http;
+pub mod reactor;
+pub mod server;

@@ -108,6 +108,14 @@ impl PreparedEvent {
         self.bytes.freeze()
     }
 
+    /// A placeholder left behind when the writer takes an event out of its
+    /// job (`std::mem::replace`).
+    pub fn empty() -> Self {
+        PreparedEvent {
+            bytes: BytesMut::new(),
+        }
+    }
+
     /// The JSON without its hash (tests, diagnostics).
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes

@@ -254,6 +254,17 @@ impl Publisher {
         q.head.store(seq + 1, Ordering::Release);
     }
 
+    /// Continues numbering at `seq` (after a restart whose newest events had
+    /// all expired): the next push must carry at least `seq`.
+    pub fn skip_to(&mut self, seq: u64) {
+        let q = &*self.queue;
+        if seq > self.next_seq() {
+            // Nothing lies between the old head and `seq`: readers walking
+            // that range find empty or stale slots and skip them.
+            q.head.store(seq, Ordering::Release);
+        }
+    }
+
     /// Drops every event older than the retention window as of `now_ms`,
     /// freeing its memory; returns the new tail (the first retained seq).
     pub fn expire(&mut self, now_ms: i64) -> u64 {

@@ -1,0 +1,250 @@
+//! Routing and the §1 handlers: a parsed request in, an [`Action`] out. No
+//! socket here: the reactor writes what this returns.
+
+use bytes::Bytes;
+use floorbell_core::qr::{self, TableSet};
+use floorbell_core::ring::{parse_hash, Cursor};
+
+use crate::engine::{Engine, Outcome, WriteRequest};
+use crate::http::{Head, Method, MAX_BODY_BYTES};
+
+/// What the reactor does with a request.
+#[derive(Debug)]
+pub enum Action {
+    /// Answer now.
+    Respond {
+        /// Status code.
+        status: u16,
+        /// JSON body.
+        body: Body,
+    },
+    /// Answer a poll: these events, in order, inside the updates envelope.
+    Events(Vec<Bytes>),
+    /// Hand this change to the writer and answer when it is committed.
+    Write(WriteRequest),
+}
+
+/// A response body: static, shared, or built for this answer.
+#[derive(Debug)]
+pub enum Body {
+    /// A constant.
+    Static(&'static [u8]),
+    /// Shared bytes (a serialized snapshot).
+    Shared(Bytes),
+    /// Built for this answer.
+    Owned(Vec<u8>),
+}
+
+impl Body {
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            Body::Static(b) => b,
+            Body::Shared(b) => b,
+            Body::Owned(b) => b,
+        }
+    }
+}
+
+/// The routes floorbell knows, for 404 vs 405.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    Events,
+    Tables,
+    Table,
+}
+
+fn route(path: &[u8]) -> Option<Route> {
+    match path {
+        b"/api/v4/events" => Some(Route::Events),
+        b"/api/v4/tables" => Some(Route::Tables),
+        p if p.starts_with(b"/api/v4/tables/") && p.len() > b"/api/v4/tables/".len() => {
+            Some(Route::Table)
+        }
+        _ => None,
+    }
+}
+
+fn error(status: u16, path: &[u8], message: &str) -> Action {
+    Action::Respond {
+        status,
+        body: Body::Owned(crate::http::error_body(path, status, message)),
+    }
+}
+
+/// Whether the head is allowed to send a body of its announced size: the
+/// reactor asks before reading the body, so an oversize one is answered at
+/// once (§1.2: 400 on `POST /api/v4/events`, else 413, SPEC §0).
+pub fn check_body_size(head: &Head, buf: &[u8]) -> Option<Action> {
+    if head.body_len <= MAX_BODY_BYTES {
+        return None;
+    }
+    let path = &buf[head.path.clone()];
+    let status = if route(path) == Some(Route::Events) && head.method == Method::Post {
+        400
+    } else {
+        413
+    };
+    Some(error(status, path, "request body larger than 1 MiB"))
+}
+
+/// Checks authorization before the body is read, so that a refused upload is
+/// answered without waiting for it.
+pub fn check_auth(engine: &Engine, head: &Head, buf: &[u8]) -> Option<Action> {
+    let path = &buf[head.path.clone()];
+    let needs = match (route(path)?, head.method) {
+        (Route::Events | Route::Tables, Method::Get | Method::Head) => Auth::Qr,
+        (Route::Events, Method::Post) | (Route::Table, Method::Put) => Auth::Admin,
+        _ => return None,
+    };
+    let ok = match needs {
+        Auth::Qr => head
+            .token
+            .as_ref()
+            .is_some_and(|r| engine.is_qr_token(&buf[r.clone()])),
+        Auth::Admin => head
+            .authorization
+            .as_ref()
+            .and_then(|r| bearer(&buf[r.clone()]))
+            .is_some_and(|t| engine.is_admin_token(t)),
+    };
+    (!ok).then_some(Action::Respond {
+        status: 401,
+        body: Body::Static(qr::INVALID_TOKEN_JSON),
+    })
+}
+
+enum Auth {
+    Qr,
+    Admin,
+}
+
+/// The token of `Bearer TOKEN` (scheme case-insensitive, RFC 9110 §11.1).
+pub fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(7)?;
+    scheme
+        .eq_ignore_ascii_case(b"bearer ")
+        .then(|| rest.trim_ascii())
+}
+
+/// Handles a complete request whose authorization passed: `buf` holds the
+/// head and, from `head.head_len`, the body (parsed in place, hence `mut`).
+pub fn handle(engine: &Engine, head: &Head, buf: &mut [u8], now_ms: i64) -> Action {
+    let path_range = head.path.clone();
+    let (head_bytes, body) = buf.split_at_mut(head.head_len);
+    let path = &head_bytes[path_range];
+    let body = &mut body[..head.body_len];
+    let Some(route) = route(path) else {
+        return error(404, path, "no such endpoint");
+    };
+    match (route, head.method) {
+        (Route::Events, Method::Get | Method::Head) => {
+            let query = head
+                .query
+                .as_ref()
+                .map(|r| &head_bytes[r.clone()])
+                .unwrap_or(b"");
+            let Some(hash) = query_param(query, b"hash") else {
+                return error(400, path, "missing query parameter \"hash\"");
+            };
+            let cursor = if &*hash == b"none" {
+                Cursor::All
+            } else {
+                // An unknown or malformed hash reads everything (SPEC §1.1).
+                parse_hash(&hash).map_or(Cursor::All, Cursor::After)
+            };
+            let mut events = Vec::new();
+            engine
+                .queue()
+                .read(cursor, now_ms, |e| events.push(e.json.clone()));
+            Action::Events(events)
+        }
+        (Route::Events, Method::Post) => match engine
+            .tables()
+            .with(|t: &TableSet| qr::prepare_event(body, t))
+        {
+            Ok(prepared) => Action::Write(WriteRequest::PublishEvent(prepared)),
+            Err(e) => error(400, path, &e.to_string()),
+        },
+        (Route::Tables, Method::Get | Method::Head) => Action::Respond {
+            status: 200,
+            body: Body::Shared(engine.tables().snapshot().list_json().clone()),
+        },
+        (Route::Table, Method::Put) => {
+            let id_text = &path[b"/api/v4/tables/".len()..];
+            let Some(id) = std::str::from_utf8(id_text)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+            else {
+                return error(400, path, "the table id must be an integer");
+            };
+            match qr::parse_table_body(id, body) {
+                Ok(t) => Action::Write(WriteRequest::PutTable(t)),
+                Err(e) => error(400, path, &e.to_string()),
+            }
+        }
+        _ => error(405, path, "method not allowed on this endpoint"),
+    }
+}
+
+/// Turns a committed change into its answer.
+pub fn answer(outcome: Outcome) -> (u16, Vec<u8>) {
+    match outcome {
+        Outcome::Published { hash } => (201, qr::published_json(hash)),
+        Outcome::TablePut(t) => (200, qr::table_put_json(&t)),
+        Outcome::Failed(message) => (500, qr::error_json(&message)),
+    }
+}
+
+/// The first value of `name` in a query string. Values with `%`-escapes or
+/// `+` are decoded (form_urlencoded); plain ones are borrowed as they are.
+fn query_param<'a>(query: &'a [u8], name: &[u8]) -> Option<std::borrow::Cow<'a, [u8]>> {
+    for pair in query.split(|&b| b == b'&') {
+        let (k, v) = match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &b""[..]),
+        };
+        if k == name {
+            if v.iter().any(|&b| b == b'%' || b == b'+') {
+                let decoded: Vec<u8> = form_urlencoded::parse(pair)
+                    .next()
+                    .map(|(_, v)| v.into_owned().into_bytes())
+                    .unwrap_or_default();
+                return Some(decoded.into());
+            }
+            return Some(v.into());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params() {
+        assert_eq!(
+            query_param(b"hash=none", b"hash").as_deref(),
+            Some(&b"none"[..])
+        );
+        assert_eq!(
+            query_param(b"a=1&hash=0x1&hash=2", b"hash").as_deref(),
+            Some(&b"0x1"[..])
+        );
+        assert_eq!(
+            query_param(b"hash=%30x1", b"hash").as_deref(),
+            Some(&b"0x1"[..])
+        );
+        assert_eq!(query_param(b"hash", b"hash").as_deref(), Some(&b""[..]));
+        assert_eq!(query_param(b"hashx=1", b"hash"), None);
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        assert_eq!(bearer(b"Bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"bearer  abc "), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"Basic abc"), None);
+        assert_eq!(bearer(b"Bear"), None);
+    }
+}

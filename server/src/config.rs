@@ -1,0 +1,375 @@
+//! Configuration (SPEC §0): command-line flags over an optional TOML file over
+//! embedded defaults. Validation happens here, before anything touches the
+//! system (ripgrep's low-args → high-args split): a bad value is an error that
+//! names its key, and nothing has been opened yet.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// `floorbell serve`'s flags. Each is also a key of the `--config` file,
+/// spelled the same without the leading dashes.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (flags override it).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 0.0.0.0:8000].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Data directory [default: ./floorbell-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Number of ticket tables, 0 … N-1 [default: 16].
+    #[arg(long, value_name = "N")]
+    pub tables: Option<u32>,
+    /// Seconds a QR event is retained [default: 300].
+    #[arg(long, value_name = "SECS")]
+    pub event_retention: Option<u64>,
+    /// Days of order history kept [default: 14].
+    #[arg(long, value_name = "N")]
+    pub history_days: Option<u32>,
+    /// Token for the QR-menu poll (generated and stored when absent).
+    #[arg(long, value_name = "TOKEN")]
+    pub qr_token: Option<String>,
+    /// Admin token (generated and stored when absent).
+    #[arg(long, value_name = "TOKEN")]
+    pub admin_token: Option<String>,
+    /// Seconds a WebSocket client has to authenticate [default: 20].
+    #[arg(long, value_name = "SECS")]
+    pub ws_auth_timeout: Option<u64>,
+    /// Bytes queued for one WebSocket client before it is closed [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    pub ws_max_queue: Option<u64>,
+    /// Most simultaneous connections [default: 50000].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Do not announce the server with multicast DNS-SD.
+    #[arg(long)]
+    pub no_mdns: bool,
+    /// Event loops (one per core when 0) [default: 0].
+    #[arg(long, value_name = "N")]
+    pub reactors: Option<usize>,
+    /// Log level or filter (error, warn, info, debug, trace; RUST_LOG also works) [default: info].
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+}
+
+/// The `--config` file: the flags' names as keys; an unknown key is an error.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    tables: Option<u32>,
+    event_retention: Option<u64>,
+    history_days: Option<u32>,
+    qr_token: Option<String>,
+    admin_token: Option<String>,
+    ws_auth_timeout: Option<u64>,
+    ws_max_queue: Option<u64>,
+    max_connections: Option<usize>,
+    no_mdns: Option<bool>,
+    reactors: Option<usize>,
+    log_level: Option<String>,
+}
+
+/// A configuration error, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has an unknown key or a wrong type.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message (it names the key and the line).
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid value for `{key}`: {message}")]
+    Invalid {
+        /// The key (flag name without dashes).
+        key: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Everything `serve` needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Ticket tables (SPEC §2).
+    pub tables: u32,
+    /// QR event retention (SPEC §1).
+    pub event_retention: Duration,
+    /// Order history (SPEC §3.3).
+    pub history_days: u32,
+    /// The QR token, when given (else the stored or generated one).
+    pub qr_token: Option<String>,
+    /// The admin token, when given (else the stored or generated one).
+    pub admin_token: Option<String>,
+    /// WebSocket authentication window (SPEC §3.4).
+    pub ws_auth_timeout: Duration,
+    /// WebSocket send-queue bound (SPEC §3.5).
+    pub ws_max_queue: u64,
+    /// Connection cap (SPEC §0).
+    pub max_connections: usize,
+    /// Whether to announce by mDNS (SPEC §3.7).
+    pub mdns: bool,
+    /// Event loops; 0 means one per core.
+    pub reactors: usize,
+    /// Log filter.
+    pub log_level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8000)),
+            data_dir: PathBuf::from("floorbell-data"),
+            tables: 16,
+            event_retention: Duration::from_secs(300),
+            history_days: 14,
+            qr_token: None,
+            admin_token: None,
+            ws_auth_timeout: Duration::from_secs(20),
+            ws_max_queue: 1024 * 1024,
+            max_connections: 50_000,
+            mdns: true,
+            reactors: 0,
+            log_level: "info".into(),
+        }
+    }
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+fn check_token(key: &'static str, token: &Option<String>) -> Result<(), ConfigError> {
+    match token {
+        Some(t) if t.is_empty() => Err(invalid(key, "must not be empty")),
+        Some(t) if t.len() > 256 => Err(invalid(key, "longer than 256 bytes")),
+        // The token travels in a header: printable ASCII without spaces.
+        Some(t) if !t.bytes().all(|b| b.is_ascii_graphic()) => {
+            Err(invalid(key, "must be printable ASCII without spaces"))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl Config {
+    /// Merges flags over the file (if any) over the defaults, and validates.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the offending key.
+    pub fn from_args(args: &ServeArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let d = Config::default();
+        let listen_text = args.listen.clone().or(file.listen);
+        let listen = match listen_text {
+            Some(text) => text.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "listen",
+                    format!("{text:?} is not HOST:PORT (an IP address and a port)"),
+                )
+            })?,
+            None => d.listen,
+        };
+        let tables = args.tables.or(file.tables).unwrap_or(d.tables);
+        if tables == 0 || tables > 10_000 {
+            return Err(invalid("tables", "must be between 1 and 10000"));
+        }
+        let retention = args.event_retention.or(file.event_retention).unwrap_or(300);
+        if retention == 0 || retention > 7 * 24 * 3600 {
+            return Err(invalid(
+                "event-retention",
+                "must be between 1 and 604800 seconds",
+            ));
+        }
+        let history_days = args
+            .history_days
+            .or(file.history_days)
+            .unwrap_or(d.history_days);
+        if history_days == 0 || history_days > 3650 {
+            return Err(invalid("history-days", "must be between 1 and 3650"));
+        }
+        let ws_auth = args.ws_auth_timeout.or(file.ws_auth_timeout).unwrap_or(20);
+        if ws_auth == 0 || ws_auth > 3600 {
+            return Err(invalid(
+                "ws-auth-timeout",
+                "must be between 1 and 3600 seconds",
+            ));
+        }
+        let ws_max_queue = args
+            .ws_max_queue
+            .or(file.ws_max_queue)
+            .unwrap_or(d.ws_max_queue);
+        if !(1024..=1 << 30).contains(&ws_max_queue) {
+            return Err(invalid(
+                "ws-max-queue",
+                "must be between 1024 and 1073741824 bytes",
+            ));
+        }
+        let max_connections = args
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(d.max_connections);
+        if max_connections == 0 {
+            return Err(invalid("max-connections", "must be at least 1"));
+        }
+        let reactors = args.reactors.or(file.reactors).unwrap_or(0);
+        if reactors > 256 {
+            return Err(invalid(
+                "reactors",
+                "must be between 0 (one per core) and 256",
+            ));
+        }
+        let qr_token = args.qr_token.clone().or(file.qr_token);
+        check_token("qr-token", &qr_token)?;
+        let admin_token = args.admin_token.clone().or(file.admin_token);
+        check_token("admin-token", &admin_token)?;
+        let log_level = args
+            .log_level
+            .clone()
+            .or(file.log_level)
+            .unwrap_or(d.log_level);
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            return Err(invalid(
+                "log-level",
+                format!("{log_level:?} is not a level or filter"),
+            ));
+        }
+        Ok(Config {
+            listen,
+            data_dir: args
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or(d.data_dir),
+            tables,
+            event_retention: Duration::from_secs(retention),
+            history_days,
+            qr_token,
+            admin_token,
+            ws_auth_timeout: Duration::from_secs(ws_auth),
+            ws_max_queue,
+            max_connections,
+            mdns: !(args.no_mdns || file.no_mdns.unwrap_or(false)),
+            reactors,
+            log_level,
+        })
+    }
+
+    /// The number of event loops to run.
+    pub fn reactor_count(&self) -> usize {
+        if self.reactors > 0 {
+            self.reactors
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.into(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_file(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("floorbell.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::from_args(&ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn defaults_are_the_spec_s() {
+        let c = Config::from_args(&ServeArgs::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:8000");
+        assert_eq!(c.data_dir, PathBuf::from("floorbell-data"));
+        assert_eq!(
+            (c.tables, c.history_days, c.max_connections),
+            (16, 14, 50_000)
+        );
+        assert_eq!(c.event_retention, Duration::from_secs(300));
+        assert_eq!(c.ws_auth_timeout, Duration::from_secs(20));
+        assert_eq!(c.ws_max_queue, 1_048_576);
+        assert!(c.mdns);
+    }
+
+    #[test]
+    fn file_values_and_flag_overrides() {
+        let c = with_file("listen = \"127.0.0.1:9000\"\nevent-retention = 60\nno-mdns = true\n")
+            .unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(c.event_retention, Duration::from_secs(60));
+        assert!(!c.mdns);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.toml");
+        std::fs::write(&path, "event-retention = 60\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            event_retention: Some(5),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::from_args(&args).unwrap().event_retention,
+            Duration::from_secs(5)
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = with_file("bogus-key = 1\n").unwrap_err().to_string();
+        assert!(e.contains("bogus-key"), "{e}");
+        let e = with_file("event-retention = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("event-retention"), "{e}");
+        let e = with_file("event-retention = 0\n").unwrap_err().to_string();
+        assert!(e.contains("event-retention"), "{e}");
+        let e = with_file("listen = \"nowhere\"\n").unwrap_err().to_string();
+        assert!(e.contains("listen"), "{e}");
+        let e = with_file("qr-token = \"has space\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("qr-token"), "{e}");
+    }
+}

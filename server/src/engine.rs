@@ -1,0 +1,459 @@
+//! The engine: one per data directory, shared by the standalone server and the
+//! C ABI. It owns the store writer thread and the live state (the event queue,
+//! the registered tables, the tokens); reactors and C callers reach it through
+//! [`Engine::submit`] and read its state without locks.
+//!
+//! The write path (DESIGN.md): a caller validates and prepares a change, hands
+//! it to the writer thread with a [`Reply`] address, and answers only when the
+//! writer reports that the batch holding it is committed — so a 2xx means "on
+//! disk". The writer makes the change visible to readers only after the
+//! commit, so no poller ever sees an event that a crash could undo.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use floorbell_core::qr::{PreparedEvent, TableRepr, Tables};
+use floorbell_core::ring::{EventQueue, HashKey, Publisher, QueuedEvent, DEFAULT_CAPACITY};
+use floorbell_core::store::{Store, StoreError, StoreOp};
+use parking_lot::Mutex;
+use rand::Rng;
+use subtle::ConstantTimeEq;
+
+use crate::config::Config;
+use crate::reactor::Mailbox;
+
+/// Most changes committed in one transaction. Bounds the latency one batch
+/// adds for the changes queued behind it; at 64 concurrent publishers a
+/// batch is ~64 anyway.
+pub const MAX_BATCH: usize = 4096;
+/// How often the writer drops expired events when idle.
+pub const EXPIRY_TICK: Duration = Duration::from_secs(1);
+
+const META_QR_TOKEN: &str = "qr_token";
+const META_ADMIN_TOKEN: &str = "admin_token";
+const META_HASH_KEY: &str = "event_hash_key";
+const META_NEXT_SEQ: &str = "qr_next_seq";
+
+/// A change for the writer thread.
+#[derive(Debug)]
+pub enum WriteRequest {
+    /// Publish a QR event (SPEC §1.2).
+    PublishEvent(PreparedEvent),
+    /// Register or replace a table (SPEC §1.3).
+    PutTable(TableRepr),
+}
+
+/// What became of a [`WriteRequest`], reported after the commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The event is on disk and visible, with this hash.
+    Published {
+        /// Its hash.
+        hash: u32,
+    },
+    /// The table is on disk and visible.
+    TablePut(TableRepr),
+    /// The store failed; nothing changed.
+    Failed(String),
+}
+
+/// Where the writer sends an [`Outcome`].
+pub enum Reply {
+    /// A connection of a reactor: the outcome goes to its mailbox, and the
+    /// reactor is woken once per batch.
+    Reactor {
+        /// The reactor's mailbox.
+        mailbox: Arc<Mailbox>,
+        /// The connection's slab key.
+        token: usize,
+        /// The connection's unique id (slab keys are reused).
+        conn_id: u64,
+    },
+    /// A blocking caller (the C ABI, tests).
+    Channel(Sender<Outcome>),
+}
+
+/// A change and where to report it.
+pub struct Job {
+    /// The change.
+    pub request: WriteRequest,
+    /// Where its outcome goes.
+    pub reply: Reply,
+}
+
+enum WriterMsg {
+    Job(Job),
+    Stop,
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The store failed (or the data directory is in use).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The writer thread could not be started.
+    #[error("cannot start the store writer thread: {0}")]
+    Thread(std::io::Error),
+    /// The engine is shut down.
+    #[error("the engine is shut down")]
+    Closed,
+}
+
+/// The two tokens of SPEC §0.
+pub struct Tokens {
+    /// Sent by pollers in the `token` header (SPEC §1.1).
+    pub qr: String,
+    /// Sent by the host program as `Authorization: Bearer …`.
+    pub admin: String,
+}
+
+/// A token generated on first start (the caller shows it once).
+#[derive(Debug, Clone)]
+pub struct GeneratedToken {
+    /// `qr-token` or `admin-token`.
+    pub name: &'static str,
+    /// The token.
+    pub value: String,
+}
+
+/// The engine (see the module doc).
+pub struct Engine {
+    config: Config,
+    queue: Arc<EventQueue>,
+    tables: Arc<Tables>,
+    tokens: Tokens,
+    writer: Sender<WriterMsg>,
+    writer_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn random_token() -> String {
+    let bytes: [u8; 16] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Engine {
+    /// Opens the data directory, restores the retained state, and starts the
+    /// writer thread. Returns the engine and the tokens generated now (on a
+    /// first start), which the caller shows once.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError`]: the directory is in use, the store is unreadable, or a
+    /// thread cannot start.
+    pub fn open(config: Config) -> Result<(Arc<Engine>, Vec<GeneratedToken>), EngineError> {
+        let mut store = Store::open(&config.data_dir)?;
+        let mut first_writes = Vec::new();
+        let mut generated = Vec::new();
+        // A token given by flag or file is the one in force: the generated
+        // one is stored for later starts but not shown now.
+        let overridden = |name: &str| match name {
+            "qr-token" => config.qr_token.is_some(),
+            "admin-token" => config.admin_token.is_some(),
+            _ => false,
+        };
+        let mut stored_or_new =
+            |key: &str, name: &'static str, store: &Store| -> Result<String, EngineError> {
+                Ok(match store.meta(key)? {
+                    Some(v) => v,
+                    None => {
+                        let v = random_token();
+                        first_writes.push(StoreOp::PutMeta(key.into(), v.clone()));
+                        if !name.is_empty() && !overridden(name) {
+                            generated.push(GeneratedToken {
+                                name,
+                                value: v.clone(),
+                            });
+                        }
+                        v
+                    }
+                })
+            };
+        let qr = stored_or_new(META_QR_TOKEN, "qr-token", &store)?;
+        let admin = stored_or_new(META_ADMIN_TOKEN, "admin-token", &store)?;
+        let key_hex = stored_or_new(META_HASH_KEY, "", &store)?;
+        if !first_writes.is_empty() {
+            store.commit(&first_writes)?;
+        }
+        let tokens = Tokens {
+            qr: config.qr_token.clone().unwrap_or(qr),
+            admin: config.admin_token.clone().unwrap_or(admin),
+        };
+        let key = HashKey::from_secret(u128::from_str_radix(&key_hex, 16).unwrap_or(0));
+
+        // Restore the retained events with their original hashes and times.
+        let retention_ms = config.event_retention.as_millis() as i64;
+        let now = now_ms();
+        let events = store.load_events(now - retention_ms)?;
+        let stored_next: u64 = store
+            .meta(META_NEXT_SEQ)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let next_seq = stored_next.max(store.max_event_seq()?.map_or(0, |s| s + 1));
+        let first = events.first().map_or(next_seq, |e| e.seq);
+        let (queue, mut publisher) = EventQueue::new(DEFAULT_CAPACITY, retention_ms, key, first);
+        for e in events {
+            if e.hash != key.encode(e.seq) {
+                tracing::warn!(
+                    seq = e.seq,
+                    "stored event hash does not match its sequence number; skipped"
+                );
+                continue;
+            }
+            publisher.push(QueuedEvent {
+                seq: e.seq,
+                hash: e.hash,
+                time_ms: e.time_ms,
+                json: e.json,
+            });
+        }
+        publisher.skip_to(next_seq);
+        let tables = Arc::new(Tables::new(store.load_tables()?));
+
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let writer = Writer {
+            store,
+            publisher,
+            tables: Arc::clone(&tables),
+            rx,
+        };
+        let handle = std::thread::Builder::new()
+            .name("floorbell-store".into())
+            .spawn(move || writer.run())
+            .map_err(EngineError::Thread)?;
+        let engine = Engine {
+            config,
+            queue,
+            tables,
+            tokens,
+            writer: tx,
+            writer_thread: Mutex::new(Some(handle)),
+        };
+        Ok((Arc::new(engine), generated))
+    }
+
+    /// Reads the stored tokens of a data directory without opening it for
+    /// writing (works beside a running server).
+    ///
+    /// # Errors
+    ///
+    /// When there is no store there or it cannot be read.
+    pub fn stored_tokens(data_dir: &Path) -> Result<Tokens, StoreError> {
+        let store = Store::open_read_only(data_dir)?;
+        Ok(Tokens {
+            qr: store.meta(META_QR_TOKEN)?.unwrap_or_default(),
+            admin: store.meta(META_ADMIN_TOKEN)?.unwrap_or_default(),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The event queue (read side).
+    pub fn queue(&self) -> &EventQueue {
+        &self.queue
+    }
+
+    /// The registered tables.
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    /// Whether `presented` is the QR token, in constant time.
+    pub fn is_qr_token(&self, presented: &[u8]) -> bool {
+        bool::from(presented.ct_eq(self.tokens.qr.as_bytes()))
+    }
+
+    /// Whether `presented` is the admin token, in constant time.
+    pub fn is_admin_token(&self, presented: &[u8]) -> bool {
+        bool::from(presented.ct_eq(self.tokens.admin.as_bytes()))
+    }
+
+    /// Hands a change to the writer thread.
+    ///
+    /// # Errors
+    ///
+    /// Gives the job back when the writer has stopped.
+    pub fn submit(&self, job: Job) -> Result<(), Job> {
+        self.writer
+            .send(WriterMsg::Job(job))
+            .map_err(|e| match e.0 {
+                WriterMsg::Job(job) => job,
+                WriterMsg::Stop => unreachable!("only jobs are sent here"),
+            })
+    }
+
+    /// Submits a change and waits until it is committed (or failed).
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::Closed`] when the engine is shut down.
+    pub fn write_blocking(&self, request: WriteRequest) -> Result<Outcome, EngineError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.submit(Job {
+            request,
+            reply: Reply::Channel(tx),
+        })
+        .map_err(|_| EngineError::Closed)?;
+        rx.recv().map_err(|_| EngineError::Closed)
+    }
+
+    /// Commits what is queued, stops the writer and waits for it. Later
+    /// submissions fail. Calling it again does nothing.
+    pub fn shutdown(&self) {
+        let _ = self.writer.send(WriterMsg::Stop);
+        if let Some(handle) = self.writer_thread.lock().take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The store writer thread: group commit.
+struct Writer {
+    store: Store,
+    publisher: Publisher,
+    tables: Arc<Tables>,
+    rx: Receiver<WriterMsg>,
+}
+
+impl Writer {
+    fn run(mut self) {
+        let mut batch: Vec<Job> = Vec::new();
+        let mut next_expiry = std::time::Instant::now() + EXPIRY_TICK;
+        let mut stopping = false;
+        while !stopping {
+            let wait = next_expiry.saturating_duration_since(std::time::Instant::now());
+            match self.rx.recv_timeout(wait) {
+                Ok(WriterMsg::Job(job)) => batch.push(job),
+                Ok(WriterMsg::Stop) | Err(RecvTimeoutError::Disconnected) => stopping = true,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            // Take whatever else is already queued: that is the group.
+            while batch.len() < MAX_BATCH {
+                match self.rx.try_recv() {
+                    Ok(WriterMsg::Job(job)) => batch.push(job),
+                    Ok(WriterMsg::Stop) => stopping = true,
+                    Err(_) => break,
+                }
+            }
+            let mut expire_before = None;
+            if std::time::Instant::now() >= next_expiry || stopping {
+                next_expiry = std::time::Instant::now() + EXPIRY_TICK;
+                let tail = self.publisher.expire(now_ms());
+                expire_before = Some(tail);
+            }
+            if !batch.is_empty() || expire_before.is_some() {
+                self.commit(&mut batch, expire_before);
+            }
+        }
+        tracing::debug!("store writer stopped");
+    }
+
+    /// Persists `batch` (and the expiry) in one transaction, then publishes
+    /// and reports.
+    fn commit(&mut self, batch: &mut Vec<Job>, expire_before: Option<u64>) {
+        let now = now_ms();
+        let mut ops = Vec::with_capacity(batch.len() + 2);
+        let mut seq = self.publisher.next_seq();
+        let mut visible = Vec::new();
+        for job in batch.iter_mut() {
+            match &mut job.request {
+                WriteRequest::PublishEvent(prepared) => {
+                    let hash = self.publisher.hash_of(seq);
+                    let time_ms = self.publisher.stamp(now);
+                    let json = std::mem::replace(prepared, PreparedEvent::empty()).finish(hash);
+                    ops.push(StoreOp::InsertEvent {
+                        seq,
+                        hash,
+                        time_ms,
+                        json: json.clone(),
+                    });
+                    visible.push(QueuedEvent {
+                        seq,
+                        hash,
+                        time_ms,
+                        json,
+                    });
+                    seq += 1;
+                }
+                WriteRequest::PutTable(t) => ops.push(StoreOp::PutTable(t.clone())),
+            }
+        }
+        if !visible.is_empty() {
+            ops.push(StoreOp::PutMeta(META_NEXT_SEQ.into(), seq.to_string()));
+        }
+        if let Some(tail) = expire_before {
+            ops.push(StoreOp::ExpireEventsBefore(tail));
+        }
+        let result = self.store.commit(&ops);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, changes = batch.len(), "store commit failed; the batch is refused");
+        }
+        // Visible only after the commit (DESIGN.md, write path step 5).
+        let mut hashes = Vec::with_capacity(visible.len());
+        if result.is_ok() {
+            for e in visible {
+                hashes.push(e.hash);
+                self.publisher.push(e);
+            }
+            let puts = batch.iter().filter_map(|j| match &j.request {
+                WriteRequest::PutTable(t) => Some(t.clone()),
+                _ => None,
+            });
+            self.tables.put_all(puts);
+        }
+        let mut hashes = hashes.into_iter();
+        let mut woken: Vec<Arc<Mailbox>> = Vec::new();
+        for job in batch.drain(..) {
+            let outcome = match (&result, job.request) {
+                (Err(e), _) => Outcome::Failed(format!("the store failed: {e}")),
+                (Ok(()), WriteRequest::PublishEvent(_)) => Outcome::Published {
+                    hash: hashes.next().unwrap_or(0),
+                },
+                (Ok(()), WriteRequest::PutTable(t)) => Outcome::TablePut(t),
+            };
+            match job.reply {
+                Reply::Channel(tx) => {
+                    let _ = tx.send(outcome);
+                }
+                Reply::Reactor {
+                    mailbox,
+                    token,
+                    conn_id,
+                } => {
+                    mailbox.post(crate::reactor::ReactorMsg::Completed {
+                        token,
+                        conn_id,
+                        outcome,
+                    });
+                    if !woken.iter().any(|m| Arc::ptr_eq(m, &mailbox)) {
+                        woken.push(mailbox);
+                    }
+                }
+            }
+        }
+        // One wake-up per reactor per batch.
+        for m in woken {
+            m.wake();
+        }
+    }
+}

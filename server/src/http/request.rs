@@ -1,0 +1,263 @@
+//! Parsing a request head (httparse) into offsets, with every limit of
+//! SPEC §0 checked. Sans-I/O: bytes in, a [`Head`] or "need more" out.
+
+use std::ops::Range;
+
+/// Largest request head (request line and headers): SPEC §0.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Largest request body: SPEC §0.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Most header lines in one request. 64 is far beyond what any client sends
+/// (curl sends 3–5, browsers ~15); more is answered 431 like an oversize head.
+pub const MAX_HEADERS: usize = 64;
+
+/// The request methods floorbell routes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// GET
+    Get,
+    /// HEAD (answered like GET, without the body)
+    Head,
+    /// POST
+    Post,
+    /// PUT
+    Put,
+    /// DELETE
+    Delete,
+    /// Anything else (answered 405 on a known path)
+    Other,
+}
+
+/// What a parsed request head says, as offsets into the buffer it was parsed
+/// from (so parsing allocates nothing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// The method.
+    pub method: Method,
+    /// The path, without the query.
+    pub path: Range<usize>,
+    /// The query string, without the `?`.
+    pub query: Option<Range<usize>>,
+    /// Bytes of the head, the blank line included: the body starts here.
+    pub head_len: usize,
+    /// The `Content-Length`, 0 when absent.
+    pub body_len: usize,
+    /// Whether the connection stays open after the answer.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue`.
+    pub expect_continue: bool,
+    /// The `token` header (SPEC §1.1).
+    pub token: Option<Range<usize>>,
+    /// The `Authorization` header.
+    pub authorization: Option<Range<usize>>,
+}
+
+/// A head that cannot be served. Each maps to one status (see
+/// [`HeadError::status`]); the connection is closed after the answer, since
+/// where the next request starts is unknown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadError {
+    /// Over [`MAX_HEAD_BYTES`] or [`MAX_HEADERS`].
+    TooLarge,
+    /// Not HTTP/1.x.
+    Malformed,
+    /// A `Content-Length` that is not one number.
+    BadContentLength,
+    /// `Transfer-Encoding: chunked` (SPEC §0: decoded or refused; refused).
+    Chunked,
+    /// Another transfer coding.
+    UnsupportedEncoding,
+}
+
+impl HeadError {
+    /// The status code and message of the answer.
+    pub fn status(self) -> (u16, &'static str) {
+        match self {
+            HeadError::TooLarge => (
+                431,
+                "request header fields too large (limit 16 KiB, 64 headers)",
+            ),
+            HeadError::Malformed => (400, "malformed HTTP request"),
+            HeadError::BadContentLength => (400, "invalid Content-Length"),
+            HeadError::Chunked => (
+                411,
+                "chunked request bodies are not supported: send Content-Length",
+            ),
+            HeadError::UnsupportedEncoding => (501, "unsupported Transfer-Encoding"),
+        }
+    }
+}
+
+fn offset(base: &[u8], part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr() as usize - base.as_ptr() as usize;
+    start..start + part.len()
+}
+
+/// Parses the head at the start of `buf`. `Ok(None)`: incomplete, read more
+/// (unless `buf` already holds [`MAX_HEAD_BYTES`], which is `TooLarge`).
+///
+/// # Errors
+///
+/// [`HeadError`] for a head that will never be served.
+pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            return if buf.len() >= MAX_HEAD_BYTES {
+                Err(HeadError::TooLarge)
+            } else {
+                Ok(None)
+            };
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(_) => return Err(HeadError::Malformed),
+    };
+    if head_len > MAX_HEAD_BYTES {
+        return Err(HeadError::TooLarge);
+    }
+    let method = match req.method.unwrap_or("") {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "DELETE" => Method::Delete,
+        _ => Method::Other,
+    };
+    let target = req.path.unwrap_or("");
+    let target_range = offset(buf, target.as_bytes());
+    let (path, query) = match target.find('?') {
+        Some(q) => (
+            target_range.start..target_range.start + q,
+            Some(target_range.start + q + 1..target_range.end),
+        ),
+        None => (target_range, None),
+    };
+    let http11 = req.version == Some(1);
+    let mut head = Head {
+        method,
+        path,
+        query,
+        head_len,
+        body_len: 0,
+        keep_alive: http11,
+        expect_continue: false,
+        token: None,
+        authorization: None,
+    };
+    let mut content_length: Option<usize> = None;
+    for h in req.headers.iter() {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let v = std::str::from_utf8(h.value).map_err(|_| HeadError::BadContentLength)?;
+            let n: usize = v.trim().parse().map_err(|_| HeadError::BadContentLength)?;
+            // Two different lengths make the body's end ambiguous.
+            if content_length.is_some_and(|c| c != n) {
+                return Err(HeadError::BadContentLength);
+            }
+            content_length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            let chunked = h
+                .value
+                .split(|&b| b == b',')
+                .any(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            return Err(if chunked {
+                HeadError::Chunked
+            } else {
+                HeadError::UnsupportedEncoding
+            });
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for opt in h.value.split(|&b| b == b',') {
+                let opt = opt.trim_ascii();
+                if opt.eq_ignore_ascii_case(b"close") {
+                    head.keep_alive = false;
+                } else if opt.eq_ignore_ascii_case(b"keep-alive") {
+                    head.keep_alive = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            head.expect_continue = h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+        } else if name.eq_ignore_ascii_case(b"token") {
+            head.token = Some(offset(buf, h.value));
+        } else if name.eq_ignore_ascii_case(b"authorization") {
+            head.authorization = Some(offset(buf, h.value));
+        }
+    }
+    head.body_len = content_length.unwrap_or(0);
+    Ok(Some(head))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_poll_request() {
+        let buf =
+            b"GET /api/v4/events?hash=0xd8833dd3 HTTP/1.1\r\nHost: x\r\ntoken: abc\r\n\r\nNEXT";
+        let h = parse_head(buf).unwrap().unwrap();
+        assert_eq!(h.method, Method::Get);
+        assert_eq!(&buf[h.path.clone()], b"/api/v4/events");
+        assert_eq!(&buf[h.query.clone().unwrap()], b"hash=0xd8833dd3");
+        assert_eq!(&buf[h.token.clone().unwrap()], b"abc");
+        assert_eq!(&buf[h.head_len..], b"NEXT");
+        assert!(h.keep_alive);
+    }
+
+    #[test]
+    fn partial_heads_ask_for_more_until_the_limit() {
+        assert_eq!(parse_head(b"GET / HTTP/1.1\r\nHost:"), Ok(None));
+        let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        big.resize(MAX_HEAD_BYTES, b'a');
+        assert_eq!(parse_head(&big), Err(HeadError::TooLarge));
+    }
+
+    #[test]
+    fn bodies_and_connection_options() {
+        let h =
+            parse_head(b"POST /x HTTP/1.0\r\nContent-Length: 12\r\nExpect: 100-continue\r\n\r\n")
+                .unwrap()
+                .unwrap();
+        assert_eq!(
+            (h.body_len, h.keep_alive, h.expect_continue),
+            (12, false, true)
+        );
+        let h = parse_head(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!h.keep_alive);
+        let h = parse_head(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.keep_alive);
+    }
+
+    #[test]
+    fn refusals() {
+        let p = |s: &[u8]| parse_head(s).unwrap_err();
+        assert_eq!(
+            p(b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            HeadError::Chunked
+        );
+        assert_eq!(
+            p(b"GET / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            HeadError::UnsupportedEncoding
+        );
+        assert_eq!(
+            p(b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
+            HeadError::BadContentLength
+        );
+        assert_eq!(
+            p(b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            HeadError::BadContentLength
+        );
+        assert_eq!(p(b"GARBAGE\r\n\r\n"), HeadError::Malformed);
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..=MAX_HEADERS {
+            many.extend_from_slice(format!("h{i}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert_eq!(p(&many), HeadError::TooLarge);
+    }
+}

@@ -1,0 +1,613 @@
+//! The event loop: one `mio::Poll` per thread, shaped like mio's own
+//! `tcp_server` example — tokens are slab keys, every socket is read and
+//! written until `WouldBlock`, and stray events are normal. It knows HTTP only
+//! through [`crate::http`] and [`crate::api`], and other threads reach it only
+//! through its [`Mailbox`] (a channel plus the loop's `mio::Waker`).
+//!
+//! Several reactors run side by side, each with its own `SO_REUSEPORT`
+//! listening socket on the same port, so the kernel spreads connections over
+//! them and no connection ever moves between threads (see README, "Why one
+//! reactor per core").
+
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use crate::api::{self, Action};
+use crate::engine::{now_ms, Engine, Job, Outcome, Reply};
+use crate::http::{self, DateCache, Head, HeadError, Method};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
+
+/// A request head begun but not complete within this is answered 408 (SPEC §0).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A keep-alive connection idle this long is closed quietly (SPEC §0).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often deadlines are checked: timeouts fire up to this much late.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
+/// Stop reading a connection's requests while this much of its output is
+/// unsent: a client that pipelines without reading cannot grow our memory.
+const MAX_PENDING_OUTPUT: usize = 256 * 1024;
+/// A connection's read buffer never holds more than one largest request plus
+/// a read's worth.
+const MAX_INPUT: usize = http::MAX_HEAD_BYTES + http::MAX_BODY_BYTES + READ_CHUNK;
+/// Bytes read per `read` call; also the size of the reactor's shared scratch.
+const READ_CHUNK: usize = 16 * 1024;
+/// After a shutdown request, how long answers still owed may take.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Output buffers above this are released once sent, so a connection that
+/// once got a large answer does not keep the memory while idle.
+const KEEP_OUTPUT_CAPACITY: usize = 64 * 1024;
+
+/// Messages other threads send a reactor.
+#[derive(Debug)]
+pub enum ReactorMsg {
+    /// A change submitted by connection `token` is committed (or failed).
+    Completed {
+        /// Slab key of the connection.
+        token: usize,
+        /// Unique id of the connection (the key may have been reused).
+        conn_id: u64,
+        /// What happened.
+        outcome: Outcome,
+    },
+    /// Stop accepting, finish what is owed, exit.
+    Shutdown,
+}
+
+/// How other threads reach a reactor.
+pub struct Mailbox {
+    tx: Sender<ReactorMsg>,
+    waker: Waker,
+}
+
+impl Mailbox {
+    /// Queues a message without waking the loop (batch, then [`Mailbox::wake`]).
+    pub fn post(&self, msg: ReactorMsg) {
+        let _ = self.tx.send(msg);
+    }
+
+    /// Wakes the loop so it reads its messages.
+    pub fn wake(&self) {
+        if let Err(e) = self.waker.wake() {
+            tracing::error!(error = %e, "cannot wake a reactor");
+        }
+    }
+}
+
+impl std::fmt::Debug for Mailbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Mailbox")
+    }
+}
+
+/// Counts open connections across all reactors (SPEC §0's cap).
+#[derive(Debug)]
+pub struct ConnectionCap {
+    open: AtomicUsize,
+    max: usize,
+}
+
+impl ConnectionCap {
+    /// A cap of `max` connections.
+    pub fn new(max: usize) -> Self {
+        ConnectionCap {
+            open: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    fn try_acquire(&self) -> bool {
+        // Relaxed: a counter, no data is published through it.
+        if self.open.fetch_add(1, Ordering::Relaxed) < self.max {
+            true
+        } else {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            false
+        }
+    }
+
+    fn release(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An answer that waits for the writer thread.
+#[derive(Debug, Clone, Copy)]
+struct Awaiting {
+    keep_alive: bool,
+}
+
+/// One client connection.
+struct Conn {
+    stream: TcpStream,
+    /// Unique within the reactor, so a late completion for a closed connection
+    /// whose slab key was reused is recognised and dropped.
+    id: u64,
+    /// Unparsed input; empty (and unallocated) between requests.
+    input: Vec<u8>,
+    /// Output not yet written, from `out_pos`.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// A change of this connection is with the writer: read and parse nothing
+    /// more until its answer is written (answers keep request order).
+    awaiting: Option<Awaiting>,
+    /// `100 Continue` was sent for the request being received.
+    continue_sent: bool,
+    /// When the first byte of the incomplete request arrived.
+    request_started: Option<Instant>,
+    /// Last read or write progress.
+    last_active: Instant,
+    /// The peer sent FIN: answer what is complete, then close.
+    peer_closed: bool,
+    /// Close once the output is written.
+    close_after_write: bool,
+}
+
+/// One event loop and its connections.
+pub struct Reactor {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    mailbox: Arc<Mailbox>,
+    rx: Receiver<ReactorMsg>,
+    conns: Slab<Conn>,
+    engine: Arc<Engine>,
+    cap: Arc<ConnectionCap>,
+    date: DateCache,
+    next_conn_id: u64,
+    /// Reads land here first; only a partial request is copied into the
+    /// connection, so an idle connection holds no input buffer.
+    scratch: Box<[u8]>,
+    shutting_down: Option<Instant>,
+}
+
+impl Reactor {
+    /// A reactor around an already bound, non-blocking listening socket.
+    ///
+    /// # Errors
+    ///
+    /// When the OS refuses the poll instance or the waker.
+    pub fn new(
+        listener: std::net::TcpListener,
+        engine: Arc<Engine>,
+        cap: Arc<ConnectionCap>,
+    ) -> io::Result<(Reactor, Arc<Mailbox>)> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::from_std(listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mailbox = Arc::new(Mailbox { tx, waker });
+        let reactor = Reactor {
+            poll,
+            listener: Some(listener),
+            mailbox: Arc::clone(&mailbox),
+            rx,
+            conns: Slab::new(),
+            engine,
+            cap,
+            date: DateCache::default(),
+            next_conn_id: 0,
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            shutting_down: None,
+        };
+        Ok((reactor, mailbox))
+    }
+
+    /// Runs until a [`ReactorMsg::Shutdown`] has been handled.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut next_sweep = Instant::now() + SWEEP_INTERVAL;
+        loop {
+            let timeout = next_sweep.saturating_duration_since(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                tracing::error!(error = %e, "poll failed; reactor stops");
+                break;
+            }
+            self.date.refresh(SystemTime::now());
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(),
+                    WAKER => self.read_mailbox(),
+                    Token(key) => self.drive(key),
+                }
+            }
+            let now = Instant::now();
+            if now >= next_sweep {
+                next_sweep = now + SWEEP_INTERVAL;
+                self.sweep(now);
+            }
+            if let Some(since) = self.shutting_down {
+                let owed = self
+                    .conns
+                    .iter()
+                    .any(|(_, c)| c.awaiting.is_some() || c.out_pos < c.out.len());
+                if !owed || since.elapsed() > SHUTDOWN_GRACE {
+                    break;
+                }
+            }
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.close(key);
+        }
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            let (mut stream, _peer) = match listener.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and the like: log and wait for the next readiness
+                    // rather than spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    return;
+                }
+            };
+            if !self.cap.try_acquire() {
+                // Best effort, never blocking: the socket is fresh, so a small
+                // answer fits its send buffer.
+                let body = br#"{"status":503,"message":"too many connections"}"#;
+                let mut out = Vec::new();
+                http::write_response(&mut out, 503, body, true, false, &self.date);
+                let _ = stream.write(&out);
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let entry = self.conns.vacant_entry();
+            let key = entry.key();
+            if let Err(e) = self.poll.registry().register(
+                &mut stream,
+                Token(key),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                tracing::warn!(error = %e, "cannot register a connection");
+                self.cap.release();
+                continue;
+            }
+            self.next_conn_id += 1;
+            entry.insert(Conn {
+                stream,
+                id: self.next_conn_id,
+                input: Vec::new(),
+                out: Vec::new(),
+                out_pos: 0,
+                awaiting: None,
+                continue_sent: false,
+                request_started: None,
+                last_active: Instant::now(),
+                peer_closed: false,
+                close_after_write: false,
+            });
+        }
+    }
+
+    fn read_mailbox(&mut self) {
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                ReactorMsg::Completed {
+                    token,
+                    conn_id,
+                    outcome,
+                } => {
+                    let Some(conn) = self.conns.get_mut(token) else {
+                        continue;
+                    };
+                    if conn.id != conn_id {
+                        continue;
+                    }
+                    let Some(awaiting) = conn.awaiting.take() else {
+                        continue;
+                    };
+                    let (status, body) = api::answer(outcome);
+                    let close = !awaiting.keep_alive;
+                    http::write_response(&mut conn.out, status, &body, close, false, &self.date);
+                    conn.close_after_write |= close;
+                    self.drive(token);
+                }
+                ReactorMsg::Shutdown => {
+                    if let Some(mut listener) = self.listener.take() {
+                        let _ = self.poll.registry().deregister(&mut listener);
+                    }
+                    self.shutting_down.get_or_insert_with(Instant::now);
+                }
+            }
+        }
+    }
+
+    /// Makes all the progress connection `key` allows: write what is owed,
+    /// answer what is complete, read what has arrived; until it would block.
+    fn drive(&mut self, key: usize) {
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            if flush(conn).is_err() {
+                return self.close(key);
+            }
+            let unsent = conn.out.len() - conn.out_pos;
+            if conn.close_after_write {
+                if unsent == 0 {
+                    return self.close(key);
+                }
+                return; // wait for writable
+            }
+            if conn.awaiting.is_some() || unsent > MAX_PENDING_OUTPUT {
+                return; // resumed by the completion or the next writable event
+            }
+            // Answer requests already buffered (pipelining).
+            if !conn.input.is_empty() {
+                let mut input = std::mem::take(&mut conn.input);
+                let used = self.process(key, &mut input);
+                let conn = &mut self.conns[key];
+                input.drain(..used);
+                if used > 0 && !input.is_empty() {
+                    conn.request_started = Some(Instant::now());
+                }
+                conn.input = input;
+                if conn.input.is_empty() {
+                    conn.request_started = None;
+                    conn.input = Vec::new(); // release the buffer while idle
+                }
+                if used > 0 {
+                    continue; // flush, then maybe more
+                }
+            }
+            let conn = &mut self.conns[key];
+            if conn.peer_closed {
+                if conn.out_pos == conn.out.len() {
+                    return self.close(key);
+                }
+                return;
+            }
+            if conn.input.len() >= MAX_INPUT {
+                return; // process() answered or will answer; never read past the cap
+            }
+            // Read what has arrived.
+            match conn.stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    conn.peer_closed = true;
+                    continue;
+                }
+                Ok(n) => {
+                    conn.last_active = Instant::now();
+                    if conn.input.is_empty() {
+                        // Fast path: answer straight from the scratch buffer and
+                        // keep only a partial request.
+                        let mut scratch = std::mem::take(&mut self.scratch);
+                        let used = self.process(key, &mut scratch[..n]);
+                        let conn = &mut self.conns[key];
+                        if used < n {
+                            conn.input.extend_from_slice(&scratch[used..n]);
+                            conn.request_started.get_or_insert_with(Instant::now);
+                        }
+                        self.scratch = scratch;
+                    } else {
+                        let scratch = &self.scratch[..n];
+                        conn.input.extend_from_slice(scratch);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.close(key),
+            }
+        }
+    }
+
+    /// Answers the complete requests at the start of `buf`; returns how many
+    /// bytes they took. Stops at an incomplete request, at a change handed to
+    /// the writer, or when the answer closes the connection.
+    fn process(&mut self, key: usize, buf: &mut [u8]) -> usize {
+        let mut used = 0;
+        let now = now_ms();
+        loop {
+            let conn = &mut self.conns[key];
+            if conn.awaiting.is_some()
+                || conn.close_after_write
+                || conn.out.len() - conn.out_pos > MAX_PENDING_OUTPUT
+            {
+                return used;
+            }
+            let rest = &mut buf[used..];
+            if rest.is_empty() {
+                return used;
+            }
+            let head = match http::parse_head(rest) {
+                Ok(Some(head)) => head,
+                Ok(None) => return used,
+                Err(e) => {
+                    let (status, message) = e.status();
+                    let path = sniff_path(rest);
+                    let body = http::error_body(path, status, message);
+                    http::write_response(&mut conn.out, status, &body, true, false, &self.date);
+                    conn.close_after_write = true;
+                    if e == HeadError::TooLarge {
+                        tracing::debug!("request head over the limit");
+                    }
+                    return used;
+                }
+            };
+            // Refusals decided by the head alone are answered before the body
+            // arrives, and close the connection (the body is not read).
+            let early = api::check_body_size(&head, rest)
+                .or_else(|| api::check_auth(&self.engine, &head, rest));
+            if let Some(Action::Respond { status, body }) = early {
+                let head_only = head.method == Method::Head;
+                http::write_response(
+                    &mut conn.out,
+                    status,
+                    body.as_slice(),
+                    true,
+                    head_only,
+                    &self.date,
+                );
+                conn.close_after_write = true;
+                return used;
+            }
+            let total = head.head_len + head.body_len;
+            if rest.len() < total {
+                if head.expect_continue && !conn.continue_sent {
+                    conn.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    conn.continue_sent = true;
+                }
+                return used;
+            }
+            conn.continue_sent = false;
+            let action = api::handle(&self.engine, &head, &mut rest[..total], now);
+            used += total;
+            self.act(key, &head, action);
+        }
+    }
+
+    /// Carries out what the API decided for one request.
+    fn act(&mut self, key: usize, head: &Head, action: Action) {
+        let conn = &mut self.conns[key];
+        let close = !head.keep_alive || conn.peer_closed;
+        let head_only = head.method == Method::Head;
+        match action {
+            Action::Respond { status, body } => {
+                http::write_response(
+                    &mut conn.out,
+                    status,
+                    body.as_slice(),
+                    close,
+                    head_only,
+                    &self.date,
+                );
+                conn.close_after_write |= close;
+            }
+            Action::Events(events) => {
+                write_events(&mut conn.out, &events, close, head_only, &self.date)
+            }
+            Action::Write(request) => {
+                let reply = Reply::Reactor {
+                    mailbox: Arc::clone(&self.mailbox),
+                    token: key,
+                    conn_id: conn.id,
+                };
+                conn.awaiting = Some(Awaiting { keep_alive: !close });
+                if let Err(job) = self.engine.submit(Job { request, reply }) {
+                    drop(job);
+                    conn.awaiting = None;
+                    let body = floorbell_core::qr::error_json("the server is shutting down");
+                    http::write_response(&mut conn.out, 503, &body, true, head_only, &self.date);
+                    conn.close_after_write = true;
+                }
+            }
+        }
+    }
+
+    /// Fires the request and idle timeouts.
+    fn sweep(&mut self, now: Instant) {
+        let mut expired = Vec::new();
+        for (key, conn) in self.conns.iter_mut() {
+            if conn.awaiting.is_some() {
+                continue;
+            }
+            if let Some(started) = conn.request_started {
+                if now.duration_since(started) >= REQUEST_TIMEOUT && !conn.close_after_write {
+                    let path = sniff_path(&conn.input);
+                    let body =
+                        http::error_body(path, 408, "request not completed within 10 seconds");
+                    http::write_response(&mut conn.out, 408, &body, true, false, &self.date);
+                    conn.close_after_write = true;
+                    conn.input = Vec::new();
+                    expired.push((key, false));
+                    continue;
+                }
+            } else if now.duration_since(conn.last_active) >= IDLE_TIMEOUT {
+                expired.push((key, true));
+            }
+        }
+        for (key, quietly) in expired {
+            if quietly {
+                self.close(key);
+            } else {
+                self.drive(key);
+            }
+        }
+    }
+
+    fn close(&mut self, key: usize) {
+        if let Some(mut conn) = self.conns.try_remove(key) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            self.cap.release();
+        }
+    }
+}
+
+/// The path of a request line, as far as it can be read, for the error shape.
+fn sniff_path(buf: &[u8]) -> &[u8] {
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or(b"");
+    let mut parts = line.split(|&b| b == b' ');
+    let _method = parts.next();
+    let target = parts.next().unwrap_or(b"");
+    target.split(|&b| b == b'?').next().unwrap_or(b"")
+}
+
+/// Writes a poll answer: the envelope around the shared event bytes.
+fn write_events(
+    out: &mut Vec<u8>,
+    events: &[Bytes],
+    close: bool,
+    head_only: bool,
+    date: &DateCache,
+) {
+    use floorbell_core::qr::{UPDATES_PREFIX, UPDATES_SUFFIX};
+    let body_len = UPDATES_PREFIX.len()
+        + UPDATES_SUFFIX.len()
+        + events.iter().map(|e| e.len()).sum::<usize>()
+        + events.len().saturating_sub(1);
+    out.reserve(body_len + 160);
+    http::response::write_head(out, 200, body_len, close, date);
+    if head_only {
+        return;
+    }
+    out.extend_from_slice(UPDATES_PREFIX);
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(e);
+    }
+    out.extend_from_slice(UPDATES_SUFFIX);
+}
+
+/// Writes as much pending output as the socket takes.
+fn flush(conn: &mut Conn) -> io::Result<()> {
+    while conn.out_pos < conn.out.len() {
+        match conn.stream.write(&conn.out[conn.out_pos..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                conn.out_pos += n;
+                conn.last_active = Instant::now();
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    conn.out_pos = 0;
+    conn.out.clear();
+    if conn.out.capacity() > KEEP_OUTPUT_CAPACITY {
+        conn.out = Vec::new();
+    }
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! Starting and stopping the reactors: one `SO_REUSEPORT` listening socket and
+//! one thread per reactor, all on the same address. Used by `floorbell serve`
+//! and, through the C ABI, by a host program that serves from inside itself.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::engine::Engine;
+use crate::reactor::{ConnectionCap, Mailbox, Reactor, ReactorMsg};
+
+/// Pending connections the kernel queues per listening socket before
+/// accept: enough for a burst of thousands of displays reconnecting at once.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Running reactors.
+pub struct Server {
+    addr: SocketAddr,
+    mailboxes: Vec<Arc<Mailbox>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+fn listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+impl Server {
+    /// Binds `addr` (port 0 picks one) and starts `reactors` event loops.
+    ///
+    /// # Errors
+    ///
+    /// When the address cannot be bound or a thread cannot start.
+    pub fn start(engine: Arc<Engine>, addr: SocketAddr, reactors: usize) -> io::Result<Server> {
+        let first = listener(addr)?;
+        // Every further socket binds the port the first one got.
+        let addr = first.local_addr()?;
+        let mut sockets = vec![first];
+        for _ in 1..reactors.max(1) {
+            sockets.push(listener(addr)?);
+        }
+        let cap = Arc::new(ConnectionCap::new(engine.config().max_connections));
+        let mut server = Server {
+            addr,
+            mailboxes: Vec::new(),
+            threads: Vec::new(),
+        };
+        for (i, socket) in sockets.into_iter().enumerate() {
+            let (reactor, mailbox) = Reactor::new(socket, Arc::clone(&engine), Arc::clone(&cap))?;
+            let thread = std::thread::Builder::new()
+                .name(format!("floorbell-reactor-{i}"))
+                .spawn(move || reactor.run());
+            match thread {
+                Ok(t) => {
+                    server.mailboxes.push(mailbox);
+                    server.threads.push(t);
+                }
+                Err(e) => {
+                    server.stop();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(server)
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets every reactor finish the answers it owes (up to
+    /// a grace period), and waits for the threads.
+    pub fn stop(&mut self) {
+        for m in &self.mailboxes {
+            m.post(ReactorMsg::Shutdown);
+            m.wake();
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        self.mailboxes.clear();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

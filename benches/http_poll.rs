@@ -1,1 +1,71 @@
-fn main() {}
+//! Parsing and routing one poll request, without sockets (issue goal: the
+//! poll's server CPU within 1.25x of the floor's; this is the user-space
+//! part above the floor's one read and one write).
+//!
+//! `poll/parse+route+write`: the exact request the load harness sends
+//! (`GET /api/v4/events?hash=<10th newest>` with the `token` header) parsed by
+//! httparse, routed, the 10 newest of 1,000 retained events read by hash, and
+//! the whole 200 response written into a reused buffer.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use floorbell_benches::payment_event;
+use floorbell_core::qr::{prepare_event, TableSet};
+use floorbell_server::api::{self, Action};
+use floorbell_server::config::{Config, ServeArgs};
+use floorbell_server::engine::{Engine, Outcome, WriteRequest};
+use floorbell_server::http::{parse_head, write_events, DateCache};
+
+fn poll(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ServeArgs {
+        data_dir: Some(dir.path().to_path_buf()),
+        qr_token: Some("benchqr".into()),
+        admin_token: Some("benchadmin".into()),
+        ..Default::default()
+    };
+    let (engine, _) = Engine::open(Config::from_args(&args).unwrap()).unwrap();
+    let mut hashes = Vec::new();
+    for i in 0..1_000 {
+        let prepared =
+            prepare_event(&mut payment_event(i).into_bytes(), &TableSet::default()).unwrap();
+        match engine
+            .write_blocking(WriteRequest::PublishEvent(prepared))
+            .unwrap()
+        {
+            Outcome::Published { hash } => hashes.push(hash),
+            other => panic!("publish failed: {other:?}"),
+        }
+    }
+    let cursor = floorbell_core::ring::format_hash(hashes[1_000 - 11]);
+    let request = format!(
+        "GET /api/v4/events?hash={} HTTP/1.1\r\nHost: 127.0.0.1:8000\r\ntoken: benchqr\r\n\r\n",
+        std::str::from_utf8(&cursor).unwrap()
+    )
+    .into_bytes();
+    let date = DateCache::default();
+    let mut out = Vec::with_capacity(16 * 1024);
+    let mut g = c.benchmark_group("poll");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("parse+route+write", |b| {
+        let mut buf = request.clone();
+        b.iter(|| {
+            let head = parse_head(&buf).unwrap().unwrap();
+            assert!(api::check_auth(&engine, &head, &buf).is_none());
+            let now = floorbell_server::engine::now_ms();
+            match api::handle(&engine, &head, &mut buf, now) {
+                Action::Events(events) => {
+                    assert_eq!(events.len(), 10);
+                    out.clear();
+                    write_events(&mut out, &events, false, false, &date);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+            out.len()
+        })
+    });
+    g.finish();
+    engine.shutdown();
+}
+
+criterion_group!(benches, poll);
+criterion_main!(benches);

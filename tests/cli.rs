@@ -1,1 +1,451 @@
+//! SPEC §0 end to end: the `floorbell` command line — the `listening on`
+//! line, generated tokens and `floorbell tokens`, `--config` files, the
+//! data-directory lock, and shutdown on SIGTERM / SIGINT.
 
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Runs `floorbell tokens --data-dir DIR` and returns (qr, admin), checking
+/// the exact two-line output.
+fn tokens_of(dir: &Path) -> (String, String) {
+    let out = run_floorbell(
+        &["tokens", "--data-dir", dir.to_str().unwrap()],
+        RUN_TIMEOUT,
+    );
+    assert!(
+        out.status.is_some_and(|s| s.success()),
+        "floorbell tokens: {:?}; stderr: {}",
+        out.status,
+        out.stderr
+    );
+    let lines: Vec<&str> = out.stdout.split_terminator('\n').collect();
+    assert_eq!(lines.len(), 2, "floorbell tokens printed {:?}", out.stdout);
+    assert!(out.stdout.ends_with('\n'), "stdout {:?}", out.stdout);
+    let qr = lines[0]
+        .strip_prefix("qr-token: ")
+        .unwrap_or_else(|| panic!("first line {:?}", lines[0]));
+    let admin = lines[1]
+        .strip_prefix("admin-token: ")
+        .unwrap_or_else(|| panic!("second line {:?}", lines[1]));
+    for t in [qr, admin] {
+        assert!(!t.is_empty(), "empty token in {:?}", out.stdout);
+        assert!(
+            t.bytes().all(|b| b.is_ascii_graphic()),
+            "token {t:?} is not printable ASCII"
+        );
+    }
+    assert_ne!(qr, admin, "QR and admin tokens are the same");
+    (qr.to_string(), admin.to_string())
+}
+
+/// Starts with generated tokens in `dir`, stops with SIGTERM, and returns
+/// the server (for its stderr).
+fn run_once_with_generated_tokens(dir: &Path) -> Server {
+    let mut server = Launch::new().data_dir(dir).generated_tokens().start();
+    let status = server.terminate();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit after SIGTERM; stderr:\n{}",
+        server.stderr()
+    );
+    server
+}
+
+fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("floorbell.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+// ---------------------------------------------------------------- stdout
+
+#[test]
+fn serve_prints_exactly_one_listening_line_on_stdout() {
+    let mut server = Launch::new().start();
+    server.publish_ok(&event_body("waiter_call"));
+    server.poll_events("none");
+    let _ = server.request("GET", "/nope", &[], None);
+    let status = server.terminate();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        server.stdout(),
+        format!("listening on http://{}\n", server.addr)
+    );
+    assert_eq!(server.addr.ip().to_string(), "127.0.0.1");
+    assert_ne!(server.addr.port(), 0);
+}
+
+// ---------------------------------------------------------------- tokens
+
+#[test]
+fn generated_tokens_are_printed_on_stderr_and_by_the_tokens_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = run_once_with_generated_tokens(dir.path());
+    let (qr, admin) = tokens_of(dir.path());
+    let stderr = first.stderr();
+    assert!(
+        stderr.contains(&qr),
+        "QR token {qr} not on first start's stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&admin),
+        "admin token {admin} not on first start's stderr:\n{stderr}"
+    );
+}
+
+#[test]
+fn generated_tokens_are_not_printed_again_on_a_second_start() {
+    let dir = tempfile::tempdir().unwrap();
+    run_once_with_generated_tokens(dir.path());
+    let (qr, admin) = tokens_of(dir.path());
+    let second = run_once_with_generated_tokens(dir.path());
+    let stderr = second.stderr();
+    assert!(
+        !stderr.contains(&qr) && !stderr.contains(&admin),
+        "second start printed the stored tokens again:\n{stderr}"
+    );
+}
+
+#[test]
+fn second_start_reuses_the_generated_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    run_once_with_generated_tokens(dir.path());
+    let first = tokens_of(dir.path());
+    run_once_with_generated_tokens(dir.path());
+    assert_eq!(tokens_of(dir.path()), first);
+}
+
+#[test]
+fn generated_tokens_authenticate_the_http_api() {
+    let dir = tempfile::tempdir().unwrap();
+    run_once_with_generated_tokens(dir.path());
+    let (qr, admin) = tokens_of(dir.path());
+
+    let mut server = Launch::new()
+        .data_dir(dir.path())
+        .generated_tokens()
+        .start();
+    server.qr_token = qr.clone();
+    server.admin_token = admin.clone();
+    let hash = server.publish_ok(&event_body("waiter_call"));
+    assert_eq!(server.poll_hashes("none"), vec![hash]);
+    assert_eq!(server.get_tables().status, 200);
+
+    // Each token only where it belongs.
+    server.qr_token = admin.clone();
+    assert_eq!(server.poll("none").body, INVALID_TOKEN);
+    server.admin_token = qr.clone();
+    assert_eq!(
+        server.publish(&event_body("waiter_call")).body,
+        INVALID_TOKEN
+    );
+}
+
+#[test]
+fn token_flags_override_the_generated_tokens_for_that_run() {
+    let dir = tempfile::tempdir().unwrap();
+    run_once_with_generated_tokens(dir.path());
+    let (stored_qr, stored_admin) = tokens_of(dir.path());
+
+    let mut server = Launch::new()
+        .data_dir(dir.path())
+        .tokens("flag-qr-token", "flag-admin-token")
+        .start();
+    server.publish_ok(&event_body("waiter_call"));
+    assert_eq!(server.poll_events("none").len(), 1);
+
+    let auth = format!("Bearer {stored_admin}");
+    let reply = server.request(
+        "POST",
+        "/api/v4/events",
+        &[("Authorization", &auth)],
+        Some(event_body("waiter_call").as_bytes()),
+    );
+    assert_eq!(
+        reply.status, 401,
+        "stored admin token accepted despite --admin-token"
+    );
+    let reply = server.request(
+        "GET",
+        "/api/v4/events?hash=none",
+        &[("token", &stored_qr)],
+        None,
+    );
+    assert_eq!(
+        reply.status, 401,
+        "stored QR token accepted despite --qr-token"
+    );
+
+    assert_eq!(server.terminate().code(), Some(0));
+    assert_eq!(tokens_of(dir.path()), (stored_qr, stored_admin));
+}
+
+// ---------------------------------------------------------------- config file
+
+#[test]
+fn config_file_accepts_every_documented_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"listen = "127.0.0.1:0"
+data-dir = '{}'
+tables = 8
+event-retention = 120
+history-days = 3
+qr-token = "cfg-qr"
+admin-token = "cfg-admin"
+ws-auth-timeout = 5
+ws-max-queue = 65536
+max-connections = 100
+no-mdns = true
+reactors = 1
+log-level = "info"
+"#,
+            data.display()
+        ),
+    );
+    let server = Launch::bare(
+        &["--config", config.to_str().unwrap()],
+        "cfg-qr",
+        "cfg-admin",
+        &data,
+    )
+    .start();
+    assert_eq!(server.addr.ip().to_string(), "127.0.0.1");
+    let hash = server.publish_ok(&event_body("waiter_call"));
+    assert_eq!(server.poll_hashes("none"), vec![hash]);
+    assert!(
+        data.is_dir(),
+        "data-dir from the config file was not created"
+    );
+}
+
+#[test]
+fn config_file_event_retention_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "listen = \"127.0.0.1:0\"\ndata-dir = '{}'\nqr-token = \"q\"\nadmin-token = \"a\"\nno-mdns = true\nevent-retention = 2\n",
+            data.display()
+        ),
+    );
+    let server = Launch::bare(&["--config", config.to_str().unwrap()], "q", "a", &data).start();
+    server.publish_ok(&event_body("waiter_call"));
+    assert!(
+        wait_until(Duration::from_secs(10), || server
+            .poll_events("none")
+            .is_empty()),
+        "event still retained 10 s after publish with event-retention = 2 in the config"
+    );
+}
+
+#[test]
+fn command_line_flags_override_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "listen = \"127.0.0.1:1\"\ndata-dir = '{}'\nqr-token = \"file-qr\"\nadmin-token = \"file-admin\"\nno-mdns = true\n",
+            data.display()
+        ),
+    );
+    let server = Launch::bare(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--qr-token",
+            "flag-qr",
+        ],
+        "flag-qr",
+        "file-admin",
+        &data,
+    )
+    .start();
+    assert_ne!(
+        server.addr.port(),
+        1,
+        "listen from the file won over --listen"
+    );
+    // The file's admin token still applies; the flag's QR token replaces the file's.
+    server.publish_ok(&event_body("waiter_call"));
+    assert_eq!(server.poll_events("none").len(), 1);
+    let reply = server.request(
+        "GET",
+        "/api/v4/events?hash=none",
+        &[("token", "file-qr")],
+        None,
+    );
+    assert_eq!(
+        reply.status, 401,
+        "config file's qr-token accepted despite --qr-token"
+    );
+}
+
+#[test]
+fn config_file_with_an_unknown_key_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "listen = \"127.0.0.1:0\"\ndata-dir = '{}'\nno-mdns = true\nbogus-key = 1\n",
+            dir.path().join("data").display()
+        ),
+    );
+    let out = run_floorbell(
+        &["serve", "--config", config.to_str().unwrap()],
+        RUN_TIMEOUT,
+    );
+    let status = out
+        .status
+        .expect("floorbell serve with a bad config did not exit within 20 s");
+    assert!(
+        !status.success(),
+        "exit status {status:?}; stdout {:?}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("bogus-key"),
+        "stderr does not name the key:\n{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn config_file_with_a_bad_value_is_refused_naming_the_key() {
+    for value in ["\"soon\"", "-5", "[1]"] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(
+            dir.path(),
+            &format!(
+                "listen = \"127.0.0.1:0\"\ndata-dir = '{}'\nno-mdns = true\nevent-retention = {value}\n",
+                dir.path().join("data").display()
+            ),
+        );
+        let out = run_floorbell(
+            &["serve", "--config", config.to_str().unwrap()],
+            RUN_TIMEOUT,
+        );
+        let status = out
+            .status
+            .unwrap_or_else(|| panic!("event-retention = {value}: did not exit within 20 s"));
+        assert!(
+            !status.success(),
+            "event-retention = {value}: exit status {status:?}"
+        );
+        assert!(
+            out.stderr.contains("event-retention"),
+            "event-retention = {value}: stderr does not name the key:\n{}",
+            out.stderr
+        );
+    }
+}
+
+// ---------------------------------------------------------------- lock
+
+#[test]
+fn second_server_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Launch::new().data_dir(dir.path()).start();
+    let out = run_floorbell(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--qr-token",
+            QR_TOKEN,
+            "--admin-token",
+            ADMIN_TOKEN,
+            "--no-mdns",
+        ],
+        RUN_TIMEOUT,
+    );
+    let status = out
+        .status
+        .expect("second floorbell serve did not exit within 20 s");
+    assert!(!status.success(), "second server exit status {status:?}");
+    assert!(
+        out.stderr.contains("in use by another floorbell process"),
+        "stderr:\n{}",
+        out.stderr
+    );
+    assert!(
+        !out.stdout.contains("listening on"),
+        "second server listened: {}",
+        out.stdout
+    );
+    first.assert_healthy();
+}
+
+// ---------------------------------------------------------------- signals
+
+#[test]
+fn sigterm_exits_0_and_keeps_an_event_acknowledged_just_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Launch::new().data_dir(dir.path()).start();
+    let hash = server.publish_ok(r#"{"code":"save_order","invoice":{"note":"Последний"}}"#);
+    let status = server.terminate();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status {status:?}; stderr:\n{}",
+        server.stderr()
+    );
+
+    let server = Launch::new().data_dir(dir.path()).start();
+    assert_eq!(
+        server.poll_events("none"),
+        vec![event_json(
+            &hash,
+            "save_order",
+            "null",
+            r#"{"note":"Последний"}"#,
+            "null",
+            "null"
+        )]
+    );
+}
+
+#[test]
+fn sigint_exits_0() {
+    let mut server = Launch::new().start();
+    server.publish_ok(&event_body("waiter_call"));
+    let status = server.interrupt();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status {status:?}; stderr:\n{}",
+        server.stderr()
+    );
+}
+
+#[test]
+fn sigterm_with_an_idle_keep_alive_connection_still_exits_0() {
+    let mut server = Launch::new().start();
+    let mut conn = server.raw();
+    conn.send(&http_request(
+        "GET",
+        "/api/v4/events?hash=none",
+        &[("token", QR_TOKEN)],
+        b"",
+    ));
+    assert_eq!(conn.read_response().status, 200);
+    // The connection stays open and idle while the server is told to stop.
+    let status = server.terminate();
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+}

@@ -1,1 +1,485 @@
+//! SPEC §0 HTTP behaviour end to end: routing errors, JSON error shapes,
+//! framing (keep-alive, pipelining, `Expect: 100-continue`), and the limits
+//! (head size, body size, chunked bodies, slow heads, connection cap), each
+//! checked with raw sockets so that the exact bytes on the wire are visible.
 
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn admin_auth() -> String {
+    format!("Bearer {ADMIN_TOKEN}")
+}
+
+fn poll_request() -> Vec<u8> {
+    http_request(
+        "GET",
+        "/api/v4/events?hash=none",
+        &[("token", QR_TOKEN)],
+        b"",
+    )
+}
+
+fn publish_request(code: &str) -> Vec<u8> {
+    let auth = admin_auth();
+    http_request(
+        "POST",
+        "/api/v4/events",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        event_body(code).as_bytes(),
+    )
+}
+
+/// The hash in a raw 201 publish answer.
+fn raw_published_hash(r: &RawResponse) -> String {
+    hash_of_published(&Reply {
+        status: r.status,
+        content_type: r.header("content-type").map(String::from),
+        content_length: r.header("content-length").map(String::from),
+        body: r.text(),
+    })
+}
+
+// ---------------------------------------------------------------- routing
+
+#[test]
+fn unknown_path_is_404_with_status_message_json() {
+    let server = Launch::new().start();
+    for path in ["/", "/nope", "/api/v5/events", "/favicon.ico"] {
+        let reply = server.request("GET", path, &[], None);
+        assert_eq!(reply.status, 404, "GET {path}: {}", reply.body);
+        assert_json_content(reply.content_type.as_deref(), &reply.body);
+        assert_plain_error_shape(&reply.body, 404);
+    }
+}
+
+#[test]
+fn unknown_path_under_api_v4_is_404_with_result_error_json() {
+    let server = Launch::new().start();
+    for path in ["/api/v4/nope", "/api/v4/events/extra", "/api/v4"] {
+        let reply = server.request("GET", path, &[("token", QR_TOKEN)], None);
+        assert_eq!(reply.status, 404, "GET {path}: {}", reply.body);
+        reply.assert_v4_error(404);
+    }
+}
+
+#[test]
+fn path_with_a_segment_below_a_table_id_is_404() {
+    // `/api/v4/tables/{id}` has one segment after `tables`; two is no endpoint.
+    let server = Launch::new().start();
+    let reply = server.request("GET", "/api/v4/tables/1/2", &[("token", QR_TOKEN)], None);
+    assert_eq!(reply.status, 404, "GET /api/v4/tables/1/2: {}", reply.body);
+    reply.assert_v4_error(404);
+}
+
+#[test]
+fn known_path_with_another_method_is_405_json() {
+    let server = Launch::new().start();
+    let auth = admin_auth();
+    for (method, path) in [
+        ("DELETE", "/api/v4/events"),
+        ("PUT", "/api/v4/events"),
+        ("PATCH", "/api/v4/events"),
+        ("POST", "/api/v4/tables"),
+        ("DELETE", "/api/v4/tables/1"),
+    ] {
+        let body: Option<&[u8]> = if method == "DELETE" {
+            None
+        } else {
+            Some(b"{}")
+        };
+        let reply = server.request(
+            method,
+            path,
+            &[("Authorization", &auth), ("token", QR_TOKEN)],
+            body,
+        );
+        assert_eq!(reply.status, 405, "{method} {path}: {}", reply.body);
+        reply.assert_v4_error(405);
+    }
+}
+
+#[test]
+fn every_answer_is_json_with_an_exact_content_length() {
+    let server = Launch::new().start();
+    let auth = admin_auth();
+    let mut conn = server.raw();
+    let requests = [
+        (poll_request(), 200),
+        (publish_request("waiter_call"), 201),
+        (
+            http_request(
+                "PUT",
+                "/api/v4/tables/6",
+                &[("Authorization", &auth)],
+                br#"{"name":"6","max_guests":50}"#,
+            ),
+            200,
+        ),
+        (
+            http_request("GET", "/api/v4/tables", &[("token", QR_TOKEN)], b""),
+            200,
+        ),
+        (
+            http_request("GET", "/api/v4/events", &[("token", QR_TOKEN)], b""),
+            400,
+        ),
+        (
+            http_request("GET", "/api/v4/events?hash=none", &[], b""),
+            401,
+        ),
+        (http_request("GET", "/nope", &[], b""), 404),
+        (
+            http_request("DELETE", "/api/v4/events", &[("Authorization", &auth)], b""),
+            405,
+        ),
+    ];
+    for (request, status) in requests {
+        conn.send(&request);
+        let reply = conn.read_response();
+        assert_eq!(
+            reply.status,
+            status,
+            "{:?} answered {}",
+            String::from_utf8_lossy(&request),
+            reply.text()
+        );
+        reply.assert_json();
+        assert_eq!(
+            reply.header("content-length"),
+            Some(reply.body.len().to_string().as_str())
+        );
+        if reply.closes() {
+            conn = server.raw();
+        }
+    }
+}
+
+// ---------------------------------------------------------------- framing
+
+#[test]
+fn keep_alive_serves_several_requests_on_one_connection() {
+    let server = Launch::new().start();
+    let mut conn = server.raw();
+    let mut hashes = Vec::new();
+    for i in 0..5 {
+        conn.send(&publish_request(&format!("e{i}")));
+        let reply = conn.read_response();
+        hashes.push(raw_published_hash(&reply));
+        conn.send(&poll_request());
+        let reply = conn.read_response();
+        assert_eq!(reply.status, 200);
+        let got: Vec<String> = split_updates(&reply.text())
+            .iter()
+            .map(|e| hash_in_event(e))
+            .collect();
+        assert_eq!(got, hashes);
+    }
+}
+
+#[test]
+fn request_trickled_byte_by_byte_is_served() {
+    let server = Launch::new().start();
+    let mut conn = server.raw();
+    for byte in publish_request("trickled") {
+        conn.send(&[byte]);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let hash = raw_published_hash(&conn.read_response());
+    assert_eq!(server.poll_hashes("none"), vec![hash]);
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let server = Launch::new().start();
+    let mut conn = server.raw();
+    let mut batch = Vec::new();
+    batch.extend(poll_request());
+    batch.extend(http_request(
+        "GET",
+        "/api/v4/tables",
+        &[("token", QR_TOKEN)],
+        b"",
+    ));
+    batch.extend(http_request("GET", "/nope", &[], b""));
+    batch.extend(http_request("GET", "/api/v4/events?hash=none", &[], b""));
+    conn.send(&batch);
+    let statuses: Vec<u16> = (0..4).map(|_| conn.read_response().status).collect();
+    assert_eq!(statuses, vec![200, 200, 404, 401]);
+}
+
+#[test]
+fn pipelined_publishes_are_acknowledged_in_order() {
+    let server = Launch::new().start();
+    let mut conn = server.raw();
+    let mut batch = Vec::new();
+    for code in ["first", "second", "third"] {
+        batch.extend(publish_request(code));
+    }
+    conn.send(&batch);
+    let acked: Vec<String> = (0..3)
+        .map(|_| raw_published_hash(&conn.read_response()))
+        .collect();
+    // The i-th answer carries the hash of the i-th request's event.
+    let events = server.poll_events("none");
+    let by_code: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            let v: serde_json::Value = serde_json::from_str(e).unwrap();
+            (v["code"].as_str().unwrap().to_string(), hash_in_event(e))
+        })
+        .collect();
+    assert_eq!(
+        by_code,
+        vec![
+            ("first".to_string(), acked[0].clone()),
+            ("second".to_string(), acked[1].clone()),
+            ("third".to_string(), acked[2].clone()),
+        ]
+    );
+}
+
+#[test]
+fn expect_100_continue_gets_an_interim_response_before_the_final_one() {
+    let server = Launch::new().start();
+    let mut conn = server.raw();
+    let body = event_body("waiter_call");
+    let head = format!(
+        "POST /api/v4/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        body.len()
+    );
+    conn.send(head.as_bytes());
+    let interim = conn.read_response();
+    assert_eq!(interim.status_line, "HTTP/1.1 100 Continue");
+    conn.send(body.as_bytes());
+    let reply = conn.read_response();
+    let hash = raw_published_hash(&reply);
+    assert_eq!(server.poll_hashes("none"), vec![hash]);
+}
+
+// ---------------------------------------------------------------- limits
+
+#[test]
+fn request_head_over_16_kib_is_431() {
+    let server = Launch::new().start();
+    let mut conn = server.raw();
+    let pad = "a".repeat(17 * 1024);
+    let request = http_request(
+        "GET",
+        "/api/v4/events?hash=none",
+        &[("token", QR_TOKEN), ("X-Pad", &pad)],
+        b"",
+    );
+    let writer = conn.send_in_background(request);
+    let reply = conn.read_response();
+    let _ = writer.join();
+    assert_eq!(reply.status, 431, "body: {}", reply.text());
+    reply.assert_json();
+    server.assert_healthy();
+}
+
+#[test]
+fn request_line_over_16_kib_is_431() {
+    let server = Launch::new().start();
+    let mut conn = server.raw();
+    let path = format!("/api/v4/events?hash=none&pad={}", "a".repeat(17 * 1024));
+    let writer = conn.send_in_background(http_request("GET", &path, &[("token", QR_TOKEN)], b""));
+    let reply = conn.read_response();
+    let _ = writer.join();
+    assert_eq!(reply.status, 431, "body: {}", reply.text());
+    reply.assert_json();
+    server.assert_healthy();
+}
+
+#[test]
+fn request_head_just_under_16_kib_is_served() {
+    let server = Launch::new().start();
+    let mut conn = server.raw();
+    let pad = "a".repeat(15 * 1024);
+    conn.send(&http_request(
+        "GET",
+        "/api/v4/events?hash=none",
+        &[("token", QR_TOKEN), ("X-Pad", &pad)],
+        b"",
+    ));
+    assert_eq!(conn.read_response().status, 200);
+}
+
+#[test]
+fn body_over_1_mib_on_put_table_is_413() {
+    let server = Launch::new().start();
+    let mut conn = server.raw();
+    let mut body = br#"{"name":""#.to_vec();
+    body.resize(1_048_577 - 2, b'a');
+    body.extend_from_slice(br#""}"#);
+    let auth = admin_auth();
+    let request = http_request(
+        "PUT",
+        "/api/v4/tables/1",
+        &[("Authorization", &auth)],
+        &body,
+    );
+    let writer = conn.send_in_background(request);
+    let reply = conn.read_response();
+    let _ = writer.join();
+    assert_eq!(reply.status, 413, "body: {}", reply.text());
+    reply.assert_json();
+    assert_v4_error_shape(&reply.text());
+    assert_eq!(
+        server.get_tables().body,
+        r#"{"result":true,"data":{"tables":[]}}"#
+    );
+    server.assert_healthy();
+}
+
+#[test]
+fn declared_content_length_over_1_mib_on_put_table_is_413_without_the_body() {
+    let server = Launch::new().start();
+    let mut conn = server.raw();
+    let head = format!(
+        "PUT /api/v4/tables/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: 5000000\r\n\r\n"
+    );
+    conn.send(head.as_bytes());
+    let reply = conn.read_response();
+    assert_eq!(reply.status, 413, "body: {}", reply.text());
+    reply.assert_json();
+    server.assert_healthy();
+}
+
+#[test]
+fn chunked_request_body_is_411_and_the_connection_is_closed() {
+    let server = Launch::new().start();
+    let mut conn = server.raw();
+    let body = event_body("waiter_call");
+    let request = format!(
+        "POST /api/v4/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        body.len()
+    );
+    conn.send_lossy(request.as_bytes());
+    let reply = conn.read_response();
+    assert_eq!(reply.status, 411, "body: {}", reply.text());
+    reply.assert_json();
+    assert!(
+        conn.closed_within(Duration::from_secs(5)),
+        "connection still open 5 s after the 411"
+    );
+    assert!(
+        server.poll_events("none").is_empty(),
+        "chunked event was queued"
+    );
+}
+
+#[test]
+fn malformed_request_line_is_400() {
+    let server = Launch::new().start();
+    for line in [
+        "GARBAGE\r\n\r\n",
+        "GET\r\n\r\n",
+        " / HTTP/1.1\r\n\r\n",
+        "\u{1}\u{2}\u{3} / HTTP/1.1\r\n\r\n",
+    ] {
+        let mut conn = server.raw();
+        conn.send_lossy(line.as_bytes());
+        let reply = conn.read_response();
+        assert_eq!(reply.status, 400, "request {line:?}: {}", reply.text());
+        reply.assert_json();
+        assert_plain_error_shape(&reply.text(), 400);
+    }
+    server.assert_healthy();
+}
+
+#[test]
+fn incomplete_request_head_gets_408_after_10_s_while_others_are_served() {
+    let server = Launch::new().start();
+    let mut slow = server.raw();
+    slow.set_timeout(Duration::from_secs(20));
+    let started = Instant::now();
+    slow.send(
+        format!(
+            "GET /api/v4/events?hash=none HTTP/1.1\r\nHost: 127.0.0.1\r\ntoken: {QR_TOKEN}\r\n"
+        )
+        .as_bytes(),
+    );
+
+    // Meanwhile another client is served promptly, more than once.
+    for _ in 0..3 {
+        let t = Instant::now();
+        let mut other = server.raw();
+        other.set_timeout(Duration::from_secs(3));
+        other.send(&poll_request());
+        assert_eq!(other.read_response().status, 200);
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "other client waited {:?}",
+            t.elapsed()
+        );
+    }
+
+    let reply = slow.read_response();
+    let waited = started.elapsed();
+    assert_eq!(reply.status, 408, "body: {}", reply.text());
+    reply.assert_json();
+    assert!(
+        waited >= Duration::from_secs(9),
+        "408 came after only {waited:?}, before the 10 s head timeout"
+    );
+    assert!(
+        slow.closed_within(Duration::from_secs(5)),
+        "connection still open 5 s after the 408"
+    );
+
+    let mut fresh = server.raw();
+    fresh.send(&poll_request());
+    assert_eq!(fresh.read_response().status, 200);
+}
+
+#[test]
+fn connections_over_max_connections_get_503_or_are_closed() {
+    let server = Launch::new().arg("--max-connections").arg("4").start();
+    // Four connections, each proven accepted by an answered request.
+    let mut held: Vec<RawConn> = (0..4)
+        .map(|_| {
+            let mut c = server.raw();
+            c.send(&poll_request());
+            assert_eq!(c.read_response().status, 200);
+            c
+        })
+        .collect();
+
+    let mut extra = server.raw();
+    extra.set_timeout(Duration::from_secs(5));
+    extra.send_lossy(&poll_request());
+    match extra.read() {
+        ReadEnd::Response(r) => {
+            assert_eq!(r.status, 503, "fifth connection answered {}", r.text());
+            r.assert_json();
+        }
+        ReadEnd::Closed(_) => {}
+        ReadEnd::TimedOut(bytes) => panic!(
+            "fifth connection neither answered 503 nor closed within 5 s (got {:?})",
+            String::from_utf8_lossy(&bytes)
+        ),
+    }
+
+    // The held connections still work.
+    for c in held.iter_mut() {
+        c.send(&poll_request());
+        assert_eq!(c.read_response().status, 200);
+    }
+
+    // Once they go, new connections are served again.
+    drop(extra);
+    held.clear();
+    let served = wait_until(Duration::from_secs(5), || {
+        let mut c = server.raw();
+        c.set_timeout(Duration::from_secs(2));
+        c.send_lossy(&poll_request());
+        matches!(c.read(), ReadEnd::Response(r) if r.status == 200)
+    });
+    assert!(served, "no connection served after the held ones closed");
+}

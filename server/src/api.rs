@@ -58,10 +58,11 @@ fn route(path: &[u8]) -> Option<Route> {
     match path {
         b"/api/v4/events" => Some(Route::Events),
         b"/api/v4/tables" => Some(Route::Tables),
-        p if p.starts_with(b"/api/v4/tables/") && p.len() > b"/api/v4/tables/".len() => {
-            Some(Route::Table)
-        }
-        _ => None,
+        p => match p.strip_prefix(b"/api/v4/tables/") {
+            // One path segment: `/api/v4/tables/{id}`.
+            Some(id) if !id.is_empty() && !id.contains(&b'/') => Some(Route::Table),
+            _ => None,
+        },
     }
 }
 

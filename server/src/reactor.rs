@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -494,7 +493,7 @@ impl Reactor {
                 conn.close_after_write |= close;
             }
             Action::Events(events) => {
-                write_events(&mut conn.out, &events, close, head_only, &self.date)
+                http::write_events(&mut conn.out, &events, close, head_only, &self.date)
             }
             Action::Write(request) => {
                 let reply = Reply::Reactor {
@@ -560,34 +559,6 @@ fn sniff_path(buf: &[u8]) -> &[u8] {
     let _method = parts.next();
     let target = parts.next().unwrap_or(b"");
     target.split(|&b| b == b'?').next().unwrap_or(b"")
-}
-
-/// Writes a poll answer: the envelope around the shared event bytes.
-fn write_events(
-    out: &mut Vec<u8>,
-    events: &[Bytes],
-    close: bool,
-    head_only: bool,
-    date: &DateCache,
-) {
-    use floorbell_core::qr::{UPDATES_PREFIX, UPDATES_SUFFIX};
-    let body_len = UPDATES_PREFIX.len()
-        + UPDATES_SUFFIX.len()
-        + events.iter().map(|e| e.len()).sum::<usize>()
-        + events.len().saturating_sub(1);
-    out.reserve(body_len + 160);
-    http::response::write_head(out, 200, body_len, close, date);
-    if head_only {
-        return;
-    }
-    out.extend_from_slice(UPDATES_PREFIX);
-    for (i, e) in events.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(e);
-    }
-    out.extend_from_slice(UPDATES_SUFFIX);
 }
 
 /// Writes as much pending output as the socket takes.

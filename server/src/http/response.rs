@@ -3,6 +3,8 @@
 
 use std::time::SystemTime;
 
+use bytes::Bytes;
+
 /// The reason phrase of every status floorbell sends.
 pub fn reason(status: u16) -> &'static str {
     match status {
@@ -113,6 +115,34 @@ pub fn error_body(path: &[u8], status: u16, message: &str) -> Vec<u8> {
         out.push(b'}');
         out
     }
+}
+
+/// Writes a poll answer: the envelope around the shared event bytes.
+pub fn write_events(
+    out: &mut Vec<u8>,
+    events: &[Bytes],
+    close: bool,
+    head_only: bool,
+    date: &DateCache,
+) {
+    use floorbell_core::qr::{UPDATES_PREFIX, UPDATES_SUFFIX};
+    let body_len = UPDATES_PREFIX.len()
+        + UPDATES_SUFFIX.len()
+        + events.iter().map(|e| e.len()).sum::<usize>()
+        + events.len().saturating_sub(1);
+    out.reserve(body_len + 160);
+    write_head(out, 200, body_len, close, date);
+    if head_only {
+        return;
+    }
+    out.extend_from_slice(UPDATES_PREFIX);
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(e);
+    }
+    out.extend_from_slice(UPDATES_SUFFIX);
 }
 
 #[cfg(test)]

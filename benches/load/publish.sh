@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Durable publish throughput: floorbell (release build) on a fresh data
+# directory, wrk posting events over C keep-alive connections for D, then a
+# restart-free check that every acknowledged event is in the store.
+#
+#   bash benches/load/publish.sh            # C=64 D=10s
+#   C=16 D=5s bash benches/load/publish.sh
+#
+# Only 127.0.0.1; wrk stops by itself after D.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+C=${C:-64} D=${D:-10s} THREADS=${THREADS:-2}
+bin=${FLOORBELL_BIN:-$root/target/release/floorbell}
+[ -x "$bin" ] || (cd "$root" && cargo build --release -p floorbell-server)
+command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)" >&2; exit 1; }
+data=$(mktemp -d)
+out=$(mktemp)
+trap 'kill "$pid" 2>/dev/null || true; rm -rf "$data" "$out"' EXIT
+"$bin" serve --listen 127.0.0.1:0 --data-dir "$data" --qr-token benchqr \
+    --admin-token benchadmin --no-mdns >"$out" 2>"$data.log" &
+pid=$!
+for _ in $(seq 100); do grep -q listening "$out" && break; sleep 0.1; done
+url=$(sed -n 's/^listening on //p' "$out")
+[ -n "$url" ] || { echo "floorbell did not start" >&2; cat "$data.log" >&2; exit 1; }
+cpu0=$(awk '{print $14+$15}' "/proc/$pid/stat")
+result=$(ADMIN_TOKEN=benchadmin wrk -t"$THREADS" -c"$C" -d"$D" -s "$root/benches/load/publish.lua" "$url" | grep '^RESULT')
+cpu1=$(awk '{print $14+$15}' "/proc/$pid/stat")
+echo "$result"
+requests=$(echo "$result" | sed 's/.*requests=\([0-9]*\).*/\1/')
+ticks=$(getconf CLK_TCK)
+awk -v c=$((cpu1 - cpu0)) -v t="$ticks" -v n="$requests" \
+    'BEGIN { printf "server CPU per durable publish: %.1f us\n", c / t * 1e6 / n }'
+kill -TERM "$pid"; wait "$pid" || true
+stored=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from qr_events').fetchone()[0])" "$data/floorbell.db")
+echo "events in the store: $stored (wrk counted $requests completed requests)"

@@ -1,0 +1,5 @@
+# Makes the in-tree package importable for pytest without installing it.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))

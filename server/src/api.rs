@@ -18,8 +18,9 @@ pub enum Action {
         /// JSON body.
         body: Body,
     },
-    /// Answer a poll: these events, in order, inside the updates envelope.
-    Events(Vec<Bytes>),
+    /// Answer a poll: the events [`handle`] put into its `events` buffer, in
+    /// order, inside the updates envelope.
+    Events,
     /// Hand this change to the writer and answer when it is committed.
     Write(WriteRequest),
 }
@@ -130,7 +131,16 @@ pub fn bearer(value: &[u8]) -> Option<&[u8]> {
 
 /// Handles a complete request whose authorization passed: `buf` holds the
 /// head and, from `head.head_len`, the body (parsed in place, hence `mut`).
-pub fn handle(engine: &Engine, head: &Head, buf: &mut [u8], now_ms: i64) -> Action {
+///
+/// A poll's events are appended to `events` (cleared first): a buffer the
+/// caller keeps, so a poll allocates nothing.
+pub fn handle(
+    engine: &Engine,
+    head: &Head,
+    buf: &mut [u8],
+    now_ms: i64,
+    events: &mut Vec<Bytes>,
+) -> Action {
     let path_range = head.path.clone();
     let (head_bytes, body) = buf.split_at_mut(head.head_len);
     let path = &head_bytes[path_range];
@@ -154,11 +164,11 @@ pub fn handle(engine: &Engine, head: &Head, buf: &mut [u8], now_ms: i64) -> Acti
                 // An unknown or malformed hash reads everything (SPEC §1.1).
                 parse_hash(&hash).map_or(Cursor::All, Cursor::After)
             };
-            let mut events = Vec::new();
+            events.clear();
             engine
                 .queue()
                 .read(cursor, now_ms, |e| events.push(e.json.clone()));
-            Action::Events(events)
+            Action::Events
         }
         (Route::Events, Method::Post) => match engine
             .tables()

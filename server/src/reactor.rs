@@ -170,6 +170,9 @@ pub struct Reactor {
     /// 60 s timeouts need no finer clock, and reading it once per wake-up
     /// keeps clock reads off the per-request path.
     now: Instant,
+    /// The events of the poll being answered (kept to avoid an allocation
+    /// per poll; emptied after each answer so no event outlives its read).
+    poll_events: Vec<bytes::Bytes>,
 }
 
 impl Reactor {
@@ -203,6 +206,7 @@ impl Reactor {
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             shutting_down: None,
             now: Instant::now(),
+            poll_events: Vec::with_capacity(64),
         };
         Ok((reactor, mailbox))
     }
@@ -484,7 +488,13 @@ impl Reactor {
                 return used;
             }
             conn.continue_sent = false;
-            let action = api::handle(&self.engine, &head, &mut rest[..total], now);
+            let action = api::handle(
+                &self.engine,
+                &head,
+                &mut rest[..total],
+                now,
+                &mut self.poll_events,
+            );
             used += total;
             self.act(key, &head, action);
         }
@@ -507,8 +517,15 @@ impl Reactor {
                 );
                 conn.close_after_write |= close;
             }
-            Action::Events(events) => {
-                http::write_events(&mut conn.out, &events, close, head_only, &self.date)
+            Action::Events => {
+                http::write_events(
+                    &mut conn.out,
+                    &self.poll_events,
+                    close,
+                    head_only,
+                    &self.date,
+                );
+                self.poll_events.clear();
             }
             Action::Write(request) => {
                 let reply = Reply::Reactor {

@@ -100,9 +100,12 @@ fn offset(base: &[u8], part: &[u8]) -> Range<usize> {
 ///
 /// [`HeadError`] for a head that will never be served.
 pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let head_len = match req.parse(buf) {
+    // Uninitialized header slots: httparse fills only what it uses, so the
+    // 64 × 32 bytes are not zeroed on every request.
+    let mut headers =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(buf, &mut headers) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             return if buf.len() >= MAX_HEAD_BYTES {
@@ -127,7 +130,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     };
     let target = req.path.unwrap_or("");
     let target_range = offset(buf, target.as_bytes());
-    let (path, query) = match target.find('?') {
+    let (path, query) = match target.bytes().position(|b| b == b'?') {
         Some(q) => (
             target_range.start..target_range.start + q,
             Some(target_range.start + q + 1..target_range.end),

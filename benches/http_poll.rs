@@ -44,7 +44,7 @@ fn poll(c: &mut Criterion) {
     .into_bytes();
     let date = DateCache::default();
     let mut out = Vec::with_capacity(16 * 1024);
-    let mut events = Vec::with_capacity(64);
+    let mut scratch = api::Scratch::default();
     let mut g = c.benchmark_group("poll");
     g.throughput(Throughput::Elements(1));
     g.bench_function("parse+route+write", |b| {
@@ -53,11 +53,11 @@ fn poll(c: &mut Criterion) {
             let head = parse_head(&buf).unwrap().unwrap();
             assert!(api::check_auth(&engine, &head, &buf).is_none());
             let now = floorbell_server::engine::now_ms();
-            match api::handle(&engine, &head, &mut buf, now, &mut events) {
+            match api::handle(&engine, &head, &mut buf, now, &mut scratch) {
                 Action::Events => {
-                    assert_eq!(events.len(), 10);
+                    assert_eq!(scratch.events.len(), 10);
                     out.clear();
-                    write_events(&mut out, &events, false, false, &date);
+                    write_events(&mut out, &scratch.events, false, false, &date);
                 }
                 other => panic!("unexpected {other:?}"),
             }

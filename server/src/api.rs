@@ -25,6 +25,30 @@ pub enum Action {
     Write(WriteRequest),
 }
 
+/// Working memory a reactor keeps between requests.
+pub struct Scratch {
+    /// The events of the poll being answered; emptied after each answer so
+    /// no event outlives its read.
+    pub events: Vec<Bytes>,
+    /// The JSON parser's buffers.
+    pub json: qr::JsonBuffers,
+}
+
+impl Scratch {
+    /// Parser memory kept after a body up to this size; a larger body's is
+    /// released (bodies may be up to 1 MiB, events are ~100 B – 10 KiB).
+    pub const KEEP_JSON_BUFFERS: usize = 64 * 1024;
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            events: Vec::with_capacity(64),
+            json: qr::JsonBuffers::new(4096),
+        }
+    }
+}
+
 /// A response body: static, shared, or built for this answer.
 #[derive(Debug)]
 pub enum Body {
@@ -132,14 +156,14 @@ pub fn bearer(value: &[u8]) -> Option<&[u8]> {
 /// Handles a complete request whose authorization passed: `buf` holds the
 /// head and, from `head.head_len`, the body (parsed in place, hence `mut`).
 ///
-/// A poll's events are appended to `events` (cleared first): a buffer the
-/// caller keeps, so a poll allocates nothing.
+/// `scratch` is working memory the caller keeps between requests, so that a
+/// poll allocates nothing and a publish does not allocate its parser.
 pub fn handle(
     engine: &Engine,
     head: &Head,
     buf: &mut [u8],
     now_ms: i64,
-    events: &mut Vec<Bytes>,
+    scratch: &mut Scratch,
 ) -> Action {
     let path_range = head.path.clone();
     let (head_bytes, body) = buf.split_at_mut(head.head_len);
@@ -164,19 +188,26 @@ pub fn handle(
                 // An unknown or malformed hash reads everything (SPEC §1.1).
                 parse_hash(&hash).map_or(Cursor::All, Cursor::After)
             };
+            let events = &mut scratch.events;
             events.clear();
             engine
                 .queue()
                 .read(cursor, now_ms, |e| events.push(e.json.clone()));
             Action::Events
         }
-        (Route::Events, Method::Post) => match engine
-            .tables()
-            .with(|t: &TableSet| qr::prepare_event(body, t))
-        {
-            Ok(prepared) => Action::Write(WriteRequest::PublishEvent(prepared)),
-            Err(e) => error(400, path, &e.to_string()),
-        },
+        (Route::Events, Method::Post) => {
+            let prepared = engine
+                .tables()
+                .with(|t: &TableSet| qr::prepare_event_with(body, t, &mut scratch.json));
+            if body.len() > Scratch::KEEP_JSON_BUFFERS {
+                // Do not keep a huge body's worth of parser memory.
+                scratch.json = qr::JsonBuffers::default();
+            }
+            match prepared {
+                Ok(prepared) => Action::Write(WriteRequest::PublishEvent(prepared)),
+                Err(e) => error(400, path, &e.to_string()),
+            }
+        }
         (Route::Tables, Method::Get | Method::Head) => Action::Respond {
             status: 200,
             body: Body::Shared(engine.tables().snapshot().list_json().clone()),

@@ -223,6 +223,7 @@ impl Engine {
 
         let (tx, rx) = crossbeam_channel::unbounded();
         let writer = Writer {
+            expired_before: 0,
             store,
             publisher,
             tables: Arc::clone(&tables),
@@ -329,6 +330,8 @@ impl Drop for Engine {
 
 /// The store writer thread: group commit.
 struct Writer {
+    /// Events below this sequence number are deleted from the store.
+    expired_before: u64,
     store: Store,
     publisher: Publisher,
     tables: Arc<Tables>,
@@ -359,7 +362,11 @@ impl Writer {
             if std::time::Instant::now() >= next_expiry || stopping {
                 next_expiry = std::time::Instant::now() + EXPIRY_TICK;
                 let tail = self.publisher.expire(now_ms());
-                expire_before = Some(tail);
+                // Only a tail that moved is worth a transaction (an idle
+                // server does not fsync every second).
+                if tail > self.expired_before {
+                    expire_before = Some(tail);
+                }
             }
             if !batch.is_empty() || expire_before.is_some() {
                 self.commit(&mut batch, expire_before);
@@ -405,6 +412,9 @@ impl Writer {
             ops.push(StoreOp::ExpireEventsBefore(tail));
         }
         let result = self.store.commit(&ops);
+        if let (Ok(()), Some(tail)) = (&result, expire_before) {
+            self.expired_before = tail;
+        }
         if let Err(e) = &result {
             tracing::error!(error = %e, changes = batch.len(), "store commit failed; the batch is refused");
         }

@@ -170,9 +170,8 @@ pub struct Reactor {
     /// 60 s timeouts need no finer clock, and reading it once per wake-up
     /// keeps clock reads off the per-request path.
     now: Instant,
-    /// The events of the poll being answered (kept to avoid an allocation
-    /// per poll; emptied after each answer so no event outlives its read).
-    poll_events: Vec<bytes::Bytes>,
+    /// Working memory of the request handlers.
+    handler_scratch: api::Scratch,
 }
 
 impl Reactor {
@@ -206,7 +205,7 @@ impl Reactor {
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             shutting_down: None,
             now: Instant::now(),
-            poll_events: Vec::with_capacity(64),
+            handler_scratch: api::Scratch::default(),
         };
         Ok((reactor, mailbox))
     }
@@ -493,7 +492,7 @@ impl Reactor {
                 &head,
                 &mut rest[..total],
                 now,
-                &mut self.poll_events,
+                &mut self.handler_scratch,
             );
             used += total;
             self.act(key, &head, action);
@@ -520,12 +519,12 @@ impl Reactor {
             Action::Events => {
                 http::write_events(
                     &mut conn.out,
-                    &self.poll_events,
+                    &self.handler_scratch.events,
                     close,
                     head_only,
                     &self.date,
                 );
-                self.poll_events.clear();
+                self.handler_scratch.events.clear();
             }
             Action::Write(request) => {
                 let reply = Reply::Reactor {

@@ -14,6 +14,9 @@ use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use simd_json::{tape::Node, StaticNode};
 
+/// The JSON parser's reusable working memory (simd-json's `Buffers`).
+pub use simd_json::Buffers as JsonBuffers;
+
 use json::{write_str, write_value, WriteError};
 
 /// Longest `code` (SPEC §1.1: `[a-z][a-z0-9_]{0,63}`).
@@ -131,7 +134,23 @@ impl PreparedEvent {
 ///
 /// Any [`QrError`]; nothing is kept on error.
 pub fn prepare_event(body: &mut [u8], tables: &TableSet) -> Result<PreparedEvent, QrError> {
-    let tape = simd_json::to_tape(body).map_err(|e| QrError::InvalidJson(e.to_string()))?;
+    prepare_event_with(body, tables, &mut JsonBuffers::new(body.len()))
+}
+
+/// [`prepare_event`] with the parser's working memory supplied by the caller,
+/// who keeps it between calls (a reactor parses many bodies: allocating the
+/// parser's buffers once instead of per body halves the cost of a publish).
+///
+/// # Errors
+///
+/// Any [`QrError`]; nothing is kept on error.
+pub fn prepare_event_with(
+    body: &mut [u8],
+    tables: &TableSet,
+    buffers: &mut JsonBuffers,
+) -> Result<PreparedEvent, QrError> {
+    let tape = simd_json::to_tape_with_buffers(body, buffers)
+        .map_err(|e| QrError::InvalidJson(e.to_string()))?;
     let nodes = &tape.0;
     let Some(Node::Object { len, .. }) = nodes.first() else {
         return Err(QrError::NotAnObject);

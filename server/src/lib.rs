@@ -20,3 +20,4 @@ pub mod engine;
 pub mod http;
 pub mod reactor;
 pub mod server;
+pub mod ws;

@@ -6,6 +6,9 @@
 //!   shared `Bytes`, hashes that decode to ring positions in O(1).
 //! * [`qr`] — SPEC §1's wire format: validating a published event
 //!   (simd-json), serializing it once, registered tables, the exact answers.
+//! * [`tickets`] — SPEC §2's service-ticket board: a sans-I/O state machine
+//!   that takes staff, kiosk and display frames and returns the frames to
+//!   send (each serialized once) and the records to persist first.
 //! * [`store`] — the durable store (SQLite in WAL mode): the records, one
 //!   transaction per group commit, schema versions, the data-directory lock.
 //!
@@ -19,3 +22,4 @@
 pub mod qr;
 pub mod ring;
 pub mod store;
+pub mod tickets;

@@ -5,7 +5,8 @@ use bytes::Bytes;
 use floorbell_core::qr::{self, TableSet};
 use floorbell_core::ring::{parse_hash, Cursor};
 
-use crate::engine::{Engine, Outcome, WriteRequest};
+use crate::engine::{Engine, Outcome, TicketChange, WriteRequest};
+use crate::fanout::WsRole;
 use crate::http::{Head, Method, MAX_BODY_BYTES};
 
 /// What the reactor does with a request.
@@ -23,6 +24,14 @@ pub enum Action {
     Events,
     /// Hand this change to the writer and answer when it is committed.
     Write(WriteRequest),
+    /// Switch the connection to WebSocket (SPEC §2): answer 101 with this
+    /// `Sec-WebSocket-Accept`.
+    Upgrade {
+        /// The endpoint.
+        role: WsRole,
+        /// The accept key.
+        accept: String,
+    },
 }
 
 /// Working memory a reactor keeps between requests.
@@ -77,12 +86,25 @@ enum Route {
     Events,
     Tables,
     Table,
+    Ws(WsRole),
+    StaffList,
+    StaffMember,
 }
 
 fn route(path: &[u8]) -> Option<Route> {
     match path {
         b"/api/v4/events" => Some(Route::Events),
         b"/api/v4/tables" => Some(Route::Tables),
+        b"/ws/staff" => Some(Route::Ws(WsRole::Staff)),
+        b"/ws/kiosk" => Some(Route::Ws(WsRole::Kiosk)),
+        b"/ws/display" => Some(Route::Ws(WsRole::Display)),
+        b"/api/tickets/staff" => Some(Route::StaffList),
+        p if p.starts_with(STAFF_PREFIX)
+            && p.len() > STAFF_PREFIX.len()
+            && !p[STAFF_PREFIX.len()..].contains(&b'/') =>
+        {
+            Some(Route::StaffMember)
+        }
         p => match p.strip_prefix(b"/api/v4/tables/") {
             // One path segment: `/api/v4/tables/{id}`.
             Some(id) if !id.is_empty() && !id.contains(&b'/') => Some(Route::Table),
@@ -90,6 +112,8 @@ fn route(path: &[u8]) -> Option<Route> {
         },
     }
 }
+
+const STAFF_PREFIX: &[u8] = b"/api/tickets/staff/";
 
 fn error(status: u16, path: &[u8], message: &str) -> Action {
     Action::Respond {
@@ -121,6 +145,8 @@ pub fn check_auth(engine: &Engine, head: &Head, buf: &[u8]) -> Option<Action> {
     let needs = match (route(path)?, head.method) {
         (Route::Events | Route::Tables, Method::Get | Method::Head) => Auth::Qr,
         (Route::Events, Method::Post) | (Route::Table, Method::Put) => Auth::Admin,
+        (Route::StaffList, Method::Get | Method::Head | Method::Post)
+        | (Route::StaffMember, Method::Delete) => Auth::Admin,
         _ => return None,
     };
     let ok = match needs {
@@ -225,8 +251,100 @@ pub fn handle(
                 Err(e) => error(400, path, &e.to_string()),
             }
         }
+        (Route::Ws(role), Method::Get) => upgrade(role, head, head_bytes, path),
+        (Route::StaffList, Method::Get | Method::Head) => Action::Respond {
+            status: 200,
+            body: Body::Owned(engine.staff_list_json()),
+        },
+        (Route::StaffList, Method::Post) => match parse_staff_name(body) {
+            Ok(name) => Action::Write(WriteRequest::Ticket(TicketChange::AddStaff {
+                name,
+                token: crate::engine::random_token(),
+            })),
+            Err(message) => error(400, path, message),
+        },
+        (Route::StaffMember, Method::Delete) => {
+            let raw = &path[STAFF_PREFIX.len()..];
+            let name = percent_decode(raw);
+            Action::Write(WriteRequest::Ticket(TicketChange::RemoveStaff { name }))
+        }
         _ => error(405, path, "method not allowed on this endpoint"),
     }
+}
+
+/// Checks a WebSocket handshake (RFC 6455 §4.2.1); a bad one is a 400.
+fn upgrade(role: WsRole, head: &Head, head_bytes: &[u8], path: &[u8]) -> Action {
+    let field = |r: &Option<std::ops::Range<usize>>| r.as_ref().map(|r| &head_bytes[r.clone()]);
+    let problem = if !head.upgrade_websocket {
+        Some("this endpoint speaks WebSocket: send Upgrade: websocket")
+    } else if !head.connection_upgrade {
+        Some("bad WebSocket handshake: Connection must include Upgrade")
+    } else if field(&head.ws_version) != Some(b"13") {
+        Some("bad WebSocket handshake: Sec-WebSocket-Version must be 13")
+    } else if !field(&head.ws_key).is_some_and(|k| k.len() == 24 && k.ends_with(b"==")) {
+        Some("bad WebSocket handshake: Sec-WebSocket-Key must be 16 bytes in base64")
+    } else if head.body_len > 0 {
+        Some("bad WebSocket handshake: a body is not allowed")
+    } else {
+        None
+    };
+    match problem {
+        Some(message) => error(400, path, message),
+        None => Action::Upgrade {
+            role,
+            accept: crate::ws::codec::accept_key(field(&head.ws_key).unwrap_or_default()),
+        },
+    }
+}
+
+/// Longest staff name. SPEC gap: §2 sets none; a name is shown on consoles
+/// and in every ticket JSON, so it is kept short and printable.
+pub const MAX_STAFF_NAME_BYTES: usize = 64;
+
+/// `{"name":"StaffMember"}` → the name (1–64 bytes, no control characters,
+/// no `/` since the name is a path segment of DELETE).
+fn parse_staff_name(body: &[u8]) -> Result<String, &'static str> {
+    let name = staff_name_field(body)?;
+    check_staff_name(&name)?;
+    Ok(name)
+}
+
+/// Checks a staff name (1–64 bytes, printable, no `/`, no surrounding
+/// spaces): the rules of `POST /api/tickets/staff` and `floorbell staff add`.
+///
+/// # Errors
+///
+/// What is wrong, in words.
+pub fn check_staff_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > MAX_STAFF_NAME_BYTES {
+        return Err("field \"name\" must be 1 to 64 bytes");
+    }
+    if name.chars().any(|c| c.is_control() || c == '/') || name.trim() != name || name == "{}" {
+        return Err(
+            "field \"name\" must be printable, without '/' or surrounding spaces, and not \"{}\"",
+        );
+    }
+    Ok(())
+}
+
+fn staff_name_field(body: &[u8]) -> Result<String, &'static str> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| "the body must be JSON: {\"name\":\"…\"}")?;
+    let obj = value.as_object().ok_or("the body must be a JSON object")?;
+    if obj.keys().any(|k| k != "name") {
+        return Err("the only field is \"name\"");
+    }
+    let name = obj
+        .get("name")
+        .and_then(|v| v.as_str())
+        .ok_or("field \"name\" must be a string")?;
+    Ok(name.to_string())
+}
+
+fn percent_decode(raw: &[u8]) -> String {
+    percent_encoding::percent_decode(raw)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Turns a committed change into its answer.
@@ -235,6 +353,16 @@ pub fn answer(outcome: Outcome) -> (u16, Vec<u8>) {
         Outcome::Published { hash } => (201, qr::published_json(hash)),
         Outcome::TablePut(t) => (200, qr::table_put_json(&t)),
         Outcome::Failed(message) => (500, qr::error_json(&message)),
+        Outcome::StaffAdded { name, token } => (
+            201,
+            serde_json::to_vec(&serde_json::json!({"name": name, "token": token})).unwrap_or_default(),
+        ),
+        Outcome::StaffRemoved { name } => (
+            200,
+            serde_json::to_vec(&serde_json::json!({"status": 200, "message": format!("staff member {name} removed")}))
+                .unwrap_or_default(),
+        ),
+        Outcome::Rejected { status, message } => (status, crate::http::error_body(b"/api/tickets", status, &message)),
     }
 }
 

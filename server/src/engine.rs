@@ -18,12 +18,15 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use floorbell_core::qr::{PreparedEvent, TableRepr, Tables};
 use floorbell_core::ring::{EventQueue, HashKey, Publisher, QueuedEvent, DEFAULT_CAPACITY};
 use floorbell_core::store::{Store, StoreError, StoreOp};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use rand::Rng;
 use subtle::ConstantTimeEq;
 
 use crate::config::Config;
-use crate::reactor::Mailbox;
+use crate::fanout::{ConnId, Delivery, Dest, WsRole};
+use crate::reactor::{Mailbox, ReactorMsg};
+use bytes::Bytes;
+use floorbell_core::tickets::{Role, Target, TicketBoard, TicketRecord};
 
 /// Most changes committed in one transaction. Bounds the latency one batch
 /// adds for the changes queued behind it; at 64 concurrent publishers a
@@ -44,6 +47,49 @@ pub enum WriteRequest {
     PublishEvent(PreparedEvent),
     /// Register or replace a table (SPEC §1.3).
     PutTable(TableRepr),
+    /// A change of the ticket board (SPEC §2), applied under the board's
+    /// lock when submitted, released after its commit.
+    Ticket(TicketChange),
+}
+
+/// An input of the ticket board.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TicketChange {
+    /// A WebSocket client connected on `/ws/{role}`.
+    Opened {
+        /// Its id.
+        conn: ConnId,
+        /// Its endpoint.
+        role: WsRole,
+    },
+    /// A text message from a WebSocket client.
+    Text {
+        /// Its id.
+        conn: ConnId,
+        /// Its endpoint.
+        role: WsRole,
+        /// The message.
+        text: String,
+    },
+    /// A WebSocket client went away.
+    Closed {
+        /// Its id.
+        conn: ConnId,
+        /// Its endpoint.
+        role: WsRole,
+    },
+    /// `POST /api/tickets/staff`: a new account with this token.
+    AddStaff {
+        /// The name.
+        name: String,
+        /// The token (shown once in the answer; only its hash is kept).
+        token: String,
+    },
+    /// `DELETE /api/tickets/staff/{name}`.
+    RemoveStaff {
+        /// The name.
+        name: String,
+    },
 }
 
 /// What became of a [`WriteRequest`], reported after the commit.
@@ -58,6 +104,25 @@ pub enum Outcome {
     TablePut(TableRepr),
     /// The store failed; nothing changed.
     Failed(String),
+    /// A staff account was created (SPEC §2).
+    StaffAdded {
+        /// Its name.
+        name: String,
+        /// Its token, shown only now.
+        token: String,
+    },
+    /// A staff account was removed.
+    StaffRemoved {
+        /// Its name.
+        name: String,
+    },
+    /// Refused before anything was written.
+    Rejected {
+        /// HTTP status.
+        status: u16,
+        /// Why.
+        message: String,
+    },
 }
 
 /// Where the writer sends an [`Outcome`].
@@ -86,7 +151,17 @@ pub struct Job {
 
 enum WriterMsg {
     Job(Job),
+    Tickets(TicketJob),
     Stop,
+}
+
+/// A ticket-board change already applied in memory, to persist and release.
+struct TicketJob {
+    records: Vec<StoreOp>,
+    /// Frames to release to the reactors after the commit.
+    delivery: Option<Arc<Delivery>>,
+    /// The HTTP caller to answer, if any, and with what.
+    reply: Option<(Reply, Outcome)>,
 }
 
 /// Why the engine could not start.
@@ -128,6 +203,43 @@ pub struct Engine {
     tokens: Tokens,
     writer: Sender<WriterMsg>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
+    /// The ticket board. A lock is honest here: every command changes shared
+    /// state, the critical section is short (no I/O: the commit happens on
+    /// the writer thread), and holding it while handing the change to the
+    /// writer keeps the commit order equal to the order of application.
+    board: Mutex<TicketBoard>,
+    /// Every running reactor's mailbox, for releasing ticket deliveries.
+    reactors: Arc<RwLock<Vec<Arc<Mailbox>>>>,
+}
+
+/// SHA-256 of a staff token: what the store and the board keep.
+pub fn hash_token(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+fn to_board_role(role: WsRole) -> Role {
+    match role {
+        WsRole::Staff => Role::Staff,
+        WsRole::Kiosk => Role::Kiosk,
+        WsRole::Display => Role::Display,
+    }
+}
+
+fn to_dest(target: Target) -> Dest {
+    match target {
+        Target::Conn(id) => Dest::Conn(id),
+        Target::AllStaff => Dest::AllStaff,
+        Target::AllStaffExcept(id) => Dest::AllStaffExcept(id),
+        Target::AllDisplays => Dest::AllDisplays,
+    }
+}
+
+fn record_op(record: TicketRecord) -> StoreOp {
+    match record {
+        TicketRecord::TicketUpserted(t) => StoreOp::PutTicket(t),
+        TicketRecord::VisitorUpserted { email, name } => StoreOp::PutVisitor { email, name },
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -138,7 +250,9 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn random_token() -> String {
+/// A random 32-hex-digit token: 128 bits from the thread's CSPRNG (rand's
+/// `ThreadRng`, seeded from the OS).
+pub fn random_token() -> String {
     let bytes: [u8; 16] = rand::rng().random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -220,9 +334,21 @@ impl Engine {
         }
         publisher.skip_to(next_seq);
         let tables = Arc::new(Tables::new(store.load_tables()?));
+        let tickets = store.load_tickets()?;
+        let next_ticket_id = tickets.iter().map(|t| t.id + 1).max().unwrap_or(0);
+        let board = TicketBoard::restore(
+            config.tables,
+            hash_token,
+            store.load_staff()?,
+            tickets,
+            store.load_visitors()?,
+            next_ticket_id,
+        );
+        let reactors = Arc::new(RwLock::new(Vec::new()));
 
         let (tx, rx) = crossbeam_channel::unbounded();
         let writer = Writer {
+            reactors: Arc::clone(&reactors),
             expired_before: 0,
             store,
             publisher,
@@ -240,6 +366,8 @@ impl Engine {
             tokens,
             writer: tx,
             writer_thread: Mutex::new(Some(handle)),
+            board: Mutex::new(board),
+            reactors,
         };
         Ok((Arc::new(engine), generated))
     }
@@ -289,12 +417,134 @@ impl Engine {
     ///
     /// Gives the job back when the writer has stopped.
     pub fn submit(&self, job: Job) -> Result<(), Job> {
-        self.writer
-            .send(WriterMsg::Job(job))
-            .map_err(|e| match e.0 {
-                WriterMsg::Job(job) => job,
-                WriterMsg::Stop => unreachable!("only jobs are sent here"),
-            })
+        match job.request {
+            WriteRequest::Ticket(change) => {
+                self.apply_ticket(change, Some(job.reply));
+                Ok(())
+            }
+            request => self
+                .writer
+                .send(WriterMsg::Job(Job {
+                    request,
+                    reply: job.reply,
+                }))
+                .map_err(|e| match e.0 {
+                    WriterMsg::Job(job) => job,
+                    _ => unreachable!("only jobs are sent here"),
+                }),
+        }
+    }
+
+    /// Feeds the ticket board an input from a WebSocket connection; its
+    /// messages go out after the change is on disk.
+    pub fn ticket_change(&self, change: TicketChange) {
+        self.apply_ticket(change, None);
+    }
+
+    /// Applies a change to the board and hands its records and messages to
+    /// the writer, under the board's lock (see the `board` field).
+    fn apply_ticket(&self, change: TicketChange, reply: Option<Reply>) {
+        let now = now_ms().div_euclid(1000);
+        let mut board = self.board.lock();
+        let mut activate = None;
+        let mut extra = Vec::new();
+        let (output, outcome) = match change {
+            TicketChange::Opened { conn, role } => {
+                activate = Some(conn);
+                (board.connect(conn, to_board_role(role)), None)
+            }
+            TicketChange::Text { conn, text, .. } => (board.handle(conn, &text, now), None),
+            TicketChange::Closed { conn, .. } => (board.disconnect(conn), None),
+            TicketChange::AddStaff { name, token } => {
+                let token_hash = hash_token(&token);
+                match board.add_staff(&name, token_hash) {
+                    Ok(()) => {
+                        extra.push(StoreOp::PutStaff(floorbell_core::tickets::StaffAccount {
+                            name: name.clone(),
+                            token_hash,
+                        }));
+                        (
+                            Default::default(),
+                            Some(Outcome::StaffAdded { name, token }),
+                        )
+                    }
+                    Err(e) => {
+                        let status = match e {
+                            floorbell_core::tickets::StaffError::AlreadyExists => 409,
+                            floorbell_core::tickets::StaffError::NotFound => 404,
+                            floorbell_core::tickets::StaffError::InvalidName => 400,
+                        };
+                        drop(board);
+                        answer_now(
+                            reply,
+                            Outcome::Rejected {
+                                status,
+                                message: e.to_string(),
+                            },
+                        );
+                        return;
+                    }
+                }
+            }
+            TicketChange::RemoveStaff { name } => match board.remove_staff(&name) {
+                Ok(output) => {
+                    extra.push(StoreOp::DeleteStaff(name.clone()));
+                    (output, Some(Outcome::StaffRemoved { name }))
+                }
+                Err(e) => {
+                    drop(board);
+                    answer_now(
+                        reply,
+                        Outcome::Rejected {
+                            status: 404,
+                            message: e.to_string(),
+                        },
+                    );
+                    return;
+                }
+            },
+        };
+        let mut records: Vec<StoreOp> = output.records.into_iter().map(record_op).collect();
+        records.extend(extra);
+        let messages: Vec<(Dest, Bytes)> = output
+            .messages
+            .into_iter()
+            .map(|(target, text)| (to_dest(target), crate::ws::text_frame(&text)))
+            .collect();
+        let delivery = (activate.is_some() || !messages.is_empty())
+            .then(|| Arc::new(Delivery { activate, messages }));
+        let reply = reply.zip(outcome);
+        if records.is_empty() && delivery.is_none() && reply.is_none() {
+            return;
+        }
+        // Sent while the lock is held: the writer commits in application order.
+        if self
+            .writer
+            .send(WriterMsg::Tickets(TicketJob {
+                records,
+                delivery,
+                reply,
+            }))
+            .is_err()
+        {
+            tracing::warn!("a ticket change arrived after shutdown; dropped");
+        }
+    }
+
+    /// The body of `GET /api/tickets/staff`: names only, never tokens.
+    pub fn staff_list_json(&self) -> Vec<u8> {
+        let names = self.board.lock().staff_names();
+        serde_json::to_vec(&serde_json::json!({
+            "staff": names.iter().map(|n| serde_json::json!({"name": n})).collect::<Vec<_>>()
+        }))
+        .unwrap_or_default()
+    }
+
+    /// Lets the writer release ticket deliveries to these reactors (the
+    /// server calls this when it starts them, and with an empty list when it
+    /// stops them).
+    pub fn set_reactors(&self, mailboxes: Vec<Arc<Mailbox>>) {
+        *self.reactors.write() = mailboxes;
     }
 
     /// Submits a change and waits until it is committed (or failed).
@@ -328,8 +578,38 @@ impl Drop for Engine {
     }
 }
 
+/// Answers a caller at once (a refusal decided before anything is written).
+fn answer_now(reply: Option<Reply>, outcome: Outcome) {
+    match reply {
+        Some(Reply::Channel(tx)) => {
+            let _ = tx.send(outcome);
+        }
+        Some(Reply::Reactor {
+            mailbox,
+            token,
+            conn_id,
+        }) => {
+            mailbox.post(ReactorMsg::Completed {
+                token,
+                conn_id,
+                outcome,
+            });
+            mailbox.wake();
+        }
+        None => {}
+    }
+}
+
+/// A change waiting in the writer's batch.
+enum Pending {
+    Job(Job),
+    Tickets(TicketJob),
+}
+
 /// The store writer thread: group commit.
 struct Writer {
+    /// Where committed ticket deliveries go.
+    reactors: Arc<RwLock<Vec<Arc<Mailbox>>>>,
     /// Events below this sequence number are deleted from the store.
     expired_before: u64,
     store: Store,
@@ -340,20 +620,22 @@ struct Writer {
 
 impl Writer {
     fn run(mut self) {
-        let mut batch: Vec<Job> = Vec::new();
+        let mut batch: Vec<Pending> = Vec::new();
         let mut next_expiry = std::time::Instant::now() + EXPIRY_TICK;
         let mut stopping = false;
         while !stopping {
             let wait = next_expiry.saturating_duration_since(std::time::Instant::now());
             match self.rx.recv_timeout(wait) {
-                Ok(WriterMsg::Job(job)) => batch.push(job),
+                Ok(WriterMsg::Job(job)) => batch.push(Pending::Job(job)),
+                Ok(WriterMsg::Tickets(job)) => batch.push(Pending::Tickets(job)),
                 Ok(WriterMsg::Stop) | Err(RecvTimeoutError::Disconnected) => stopping = true,
                 Err(RecvTimeoutError::Timeout) => {}
             }
             // Take whatever else is already queued: that is the group.
             while batch.len() < MAX_BATCH {
                 match self.rx.try_recv() {
-                    Ok(WriterMsg::Job(job)) => batch.push(job),
+                    Ok(WriterMsg::Job(job)) => batch.push(Pending::Job(job)),
+                    Ok(WriterMsg::Tickets(job)) => batch.push(Pending::Tickets(job)),
                     Ok(WriterMsg::Stop) => stopping = true,
                     Err(_) => break,
                 }
@@ -375,34 +657,38 @@ impl Writer {
         tracing::debug!("store writer stopped");
     }
 
-    /// Persists `batch` (and the expiry) in one transaction, then publishes
-    /// and reports.
-    fn commit(&mut self, batch: &mut Vec<Job>, expire_before: Option<u64>) {
+    /// Persists `batch` (and the expiry) in one transaction, then publishes,
+    /// releases and reports, in the order the changes arrived.
+    fn commit(&mut self, batch: &mut Vec<Pending>, expire_before: Option<u64>) {
         let now = now_ms();
         let mut ops = Vec::with_capacity(batch.len() + 2);
         let mut seq = self.publisher.next_seq();
         let mut visible = Vec::new();
-        for job in batch.iter_mut() {
-            match &mut job.request {
-                WriteRequest::PublishEvent(prepared) => {
-                    let hash = self.publisher.hash_of(seq);
-                    let time_ms = self.publisher.stamp(now);
-                    let json = std::mem::replace(prepared, PreparedEvent::empty()).finish(hash);
-                    ops.push(StoreOp::InsertEvent {
-                        seq,
-                        hash,
-                        time_ms,
-                        json: json.clone(),
-                    });
-                    visible.push(QueuedEvent {
-                        seq,
-                        hash,
-                        time_ms,
-                        json,
-                    });
-                    seq += 1;
-                }
-                WriteRequest::PutTable(t) => ops.push(StoreOp::PutTable(t.clone())),
+        for pending in batch.iter_mut() {
+            match pending {
+                Pending::Job(job) => match &mut job.request {
+                    WriteRequest::PublishEvent(prepared) => {
+                        let hash = self.publisher.hash_of(seq);
+                        let time_ms = self.publisher.stamp(now);
+                        let json = std::mem::replace(prepared, PreparedEvent::empty()).finish(hash);
+                        ops.push(StoreOp::InsertEvent {
+                            seq,
+                            hash,
+                            time_ms,
+                            json: json.clone(),
+                        });
+                        visible.push(QueuedEvent {
+                            seq,
+                            hash,
+                            time_ms,
+                            json,
+                        });
+                        seq += 1;
+                    }
+                    WriteRequest::PutTable(t) => ops.push(StoreOp::PutTable(t.clone())),
+                    WriteRequest::Ticket(_) => {} // applied by Engine::submit, never queued as a Job
+                },
+                Pending::Tickets(job) => ops.append(&mut job.records),
             }
         }
         if !visible.is_empty() {
@@ -411,11 +697,20 @@ impl Writer {
         if let Some(tail) = expire_before {
             ops.push(StoreOp::ExpireEventsBefore(tail));
         }
-        let result = self.store.commit(&ops);
+        let result = if ops.is_empty() {
+            Ok(())
+        } else {
+            self.store.commit(&ops)
+        };
         if let (Ok(()), Some(tail)) = (&result, expire_before) {
             self.expired_before = tail;
         }
         if let Err(e) = &result {
+            // Events and tables are not visible yet and are refused. A ticket
+            // change is already applied in memory: its messages are withheld
+            // (no `success` was sent), and the board stays ahead of the disk
+            // until a restart reloads the disk's state. SPEC gap: a store that
+            // fails is an operator's problem; it is logged loudly.
             tracing::error!(error = %e, changes = batch.len(), "store commit failed; the batch is refused");
         }
         // Visible only after the commit (DESIGN.md, write path step 5).
@@ -425,31 +720,64 @@ impl Writer {
                 hashes.push(e.hash);
                 self.publisher.push(e);
             }
-            let puts = batch.iter().filter_map(|j| match &j.request {
-                WriteRequest::PutTable(t) => Some(t.clone()),
+            let puts = batch.iter().filter_map(|p| match p {
+                Pending::Job(Job {
+                    request: WriteRequest::PutTable(t),
+                    ..
+                }) => Some(t.clone()),
                 _ => None,
             });
             self.tables.put_all(puts);
         }
         let mut hashes = hashes.into_iter();
         let mut woken: Vec<Arc<Mailbox>> = Vec::new();
-        for job in batch.drain(..) {
-            let outcome = match (&result, job.request) {
-                (Err(e), _) => Outcome::Failed(format!("the store failed: {e}")),
-                (Ok(()), WriteRequest::PublishEvent(_)) => Outcome::Published {
-                    hash: hashes.next().unwrap_or(0),
-                },
-                (Ok(()), WriteRequest::PutTable(t)) => Outcome::TablePut(t),
+        let reactors = self.reactors.read().clone();
+        let mut wake_all = false;
+        for pending in batch.drain(..) {
+            let (reply, outcome) = match pending {
+                Pending::Job(job) => {
+                    let outcome = match (&result, job.request) {
+                        (Err(e), _) => Outcome::Failed(format!("the store failed: {e}")),
+                        (Ok(()), WriteRequest::PublishEvent(_)) => Outcome::Published {
+                            hash: hashes.next().unwrap_or(0),
+                        },
+                        (Ok(()), WriteRequest::PutTable(t)) => Outcome::TablePut(t),
+                        (Ok(()), WriteRequest::Ticket(_)) => {
+                            Outcome::Failed("misrouted ticket change".into())
+                        }
+                    };
+                    (Some(job.reply), outcome)
+                }
+                Pending::Tickets(job) => {
+                    if result.is_ok() {
+                        if let Some(delivery) = job.delivery {
+                            for m in &reactors {
+                                m.post(ReactorMsg::Deliver(Arc::clone(&delivery)));
+                            }
+                            wake_all = true;
+                        }
+                    }
+                    match job.reply {
+                        Some((reply, outcome)) => {
+                            let outcome = match &result {
+                                Ok(()) => outcome,
+                                Err(e) => Outcome::Failed(format!("the store failed: {e}")),
+                            };
+                            (Some(reply), outcome)
+                        }
+                        None => (None, Outcome::Failed(String::new())),
+                    }
+                }
             };
-            match job.reply {
-                Reply::Channel(tx) => {
+            match reply {
+                Some(Reply::Channel(tx)) => {
                     let _ = tx.send(outcome);
                 }
-                Reply::Reactor {
+                Some(Reply::Reactor {
                     mailbox,
                     token,
                     conn_id,
-                } => {
+                }) => {
                     mailbox.post(crate::reactor::ReactorMsg::Completed {
                         token,
                         conn_id,
@@ -459,9 +787,17 @@ impl Writer {
                         woken.push(mailbox);
                     }
                 }
+                None => {}
             }
         }
         // One wake-up per reactor per batch.
+        if wake_all {
+            for m in &reactors {
+                if !woken.iter().any(|w| Arc::ptr_eq(w, m)) {
+                    woken.push(Arc::clone(m));
+                }
+            }
+        }
         for m in woken {
             m.wake();
         }

@@ -17,6 +17,7 @@
 pub mod api;
 pub mod config;
 pub mod engine;
+pub mod fanout;
 pub mod http;
 pub mod reactor;
 pub mod server;

@@ -28,6 +28,35 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = "floorbell-data")]
         data_dir: PathBuf,
     },
+    /// Manage the staff accounts of the ticket board (SPEC §2).
+    Staff {
+        #[command(subcommand)]
+        action: StaffAction,
+        /// Data directory.
+        #[arg(
+            long,
+            value_name = "DIR",
+            default_value = "floorbell-data",
+            global = true
+        )]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum StaffAction {
+    /// Create an account and print its token (shown only now).
+    Add {
+        /// The staff member's name.
+        name: String,
+    },
+    /// List the accounts (names only).
+    List,
+    /// Remove an account.
+    Remove {
+        /// The staff member's name.
+        name: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -35,6 +64,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(&args),
         Command::Tokens { data_dir } => tokens(&data_dir),
+        Command::Staff { action, data_dir } => staff(action, &data_dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -93,6 +123,56 @@ fn tokens(data_dir: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read the tokens in {}", data_dir.display()))?;
     println!("qr-token: {}", t.qr);
     println!("admin-token: {}", t.admin);
+    Ok(())
+}
+
+/// `floorbell staff …` on the data directory. Changes need the directory to
+/// themselves: while a server holds it, the command says so and points to the
+/// HTTP call that does the same through the running server (which then sees
+/// the change at once). Listing reads the store read-only and works always.
+fn staff(action: StaffAction, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    use floorbell_core::store::{Store, StoreError, StoreOp};
+    use floorbell_core::tickets::StaffAccount;
+    let open_for_change = || match Store::open(data_dir) {
+        Err(StoreError::Locked(_)) => Err(anyhow::anyhow!(
+            "a running floorbell server holds {}; while it runs, change staff through it: \
+             POST /api/tickets/staff or DELETE /api/tickets/staff/NAME with the admin token",
+            data_dir.display()
+        )),
+        other => Ok(other?),
+    };
+    match action {
+        StaffAction::List => {
+            let store = Store::open_read_only(data_dir)
+                .with_context(|| format!("cannot read {}", data_dir.display()))?;
+            for account in store.load_staff()? {
+                println!("{}", account.name);
+            }
+        }
+        StaffAction::Add { name } => {
+            floorbell_server::api::check_staff_name(&name).map_err(|m| anyhow::anyhow!("{m}"))?;
+            let mut store = open_for_change()?;
+            if store.load_staff()?.iter().any(|a| a.name == name) {
+                anyhow::bail!("a staff member named {name:?} already exists");
+            }
+            let token = floorbell_server::engine::random_token();
+            let token_hash = floorbell_server::engine::hash_token(&token);
+            store.commit(&[StoreOp::PutStaff(StaffAccount {
+                name: name.clone(),
+                token_hash,
+            })])?;
+            println!("name: {name}");
+            println!("token: {token}");
+        }
+        StaffAction::Remove { name } => {
+            let mut store = open_for_change()?;
+            if !store.load_staff()?.iter().any(|a| a.name == name) {
+                anyhow::bail!("no staff member is named {name:?}");
+            }
+            store.commit(&[StoreOp::DeleteStaff(name.clone())])?;
+            println!("removed {name}");
+        }
+    }
     Ok(())
 }
 

@@ -9,19 +9,23 @@
 //! them and no connection ever moves between threads (see README, "Why one
 //! reactor per core").
 
-use std::io::{self, Read, Write};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::api::{self, Action};
-use crate::engine::{now_ms, Engine, Job, Outcome, Reply};
+use crate::engine::{now_ms, Engine, Job, Outcome, Reply, TicketChange};
+use crate::fanout::{conn_id, split_conn_id, Delivery, Dest, WsRole};
 use crate::http::{self, DateCache, Head, HeadError, Method};
+use crate::ws::{self, close_code, WsEvent, WsReader};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
@@ -40,6 +44,9 @@ const MAX_PENDING_OUTPUT: usize = 256 * 1024;
 const MAX_INPUT: usize = http::MAX_HEAD_BYTES + http::MAX_BODY_BYTES + READ_CHUNK;
 /// Bytes read per `read` call; also the size of the reactor's shared scratch.
 const READ_CHUNK: usize = 16 * 1024;
+/// How long a WebSocket client that is being closed may take to read its
+/// close frame before the connection is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// After a shutdown request, how long answers still owed may take.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Output buffers above this are released once sent, so a connection that
@@ -58,6 +65,9 @@ pub enum ReactorMsg {
         /// What happened.
         outcome: Outcome,
     },
+    /// Frames of a committed ticket-board change for this reactor's
+    /// WebSocket connections (one `Arc` shared by every reactor).
+    Deliver(Arc<Delivery>),
     /// Stop accepting, finish what is owed, exit.
     Shutdown,
 }
@@ -125,6 +135,16 @@ struct Awaiting {
     keep_alive: bool,
 }
 
+/// What an upgraded connection is (SPEC §2).
+struct WsConn {
+    /// The endpoint it came in on.
+    role: WsRole,
+    /// Reassembly of fragmented messages.
+    reader: WsReader,
+    /// Receives broadcasts (set when its initial state is delivered).
+    active: bool,
+}
+
 /// One client connection.
 struct Conn {
     stream: TcpStream,
@@ -149,6 +169,22 @@ struct Conn {
     peer_closed: bool,
     /// Close once the output is written.
     close_after_write: bool,
+    /// Shared frames to write after `out` (WebSocket connections); the front
+    /// one may be partly written already.
+    queue: VecDeque<Bytes>,
+    /// Bytes in `queue` (bounded by `--ws-max-queue`, SPEC §3.5).
+    queued: usize,
+    /// The front frame of `queue` is partly written.
+    queue_front_started: bool,
+    /// Set once upgraded to WebSocket.
+    ws: Option<Box<WsConn>>,
+}
+
+impl Conn {
+    /// Output not yet written.
+    fn unsent(&self) -> usize {
+        self.out.len() - self.out_pos + self.queued
+    }
 }
 
 /// One event loop and its connections.
@@ -172,6 +208,14 @@ pub struct Reactor {
     now: Instant,
     /// Working memory of the request handlers.
     handler_scratch: api::Scratch,
+    /// Decoded WebSocket events of the current read (kept, like the scratch).
+    ws_events: Vec<WsEvent>,
+    /// Connections written to by the delivery being handled (kept buffer).
+    touched: Vec<usize>,
+    /// This reactor's index (part of every [`crate::fanout::ConnId`]).
+    index: usize,
+    /// `--ws-max-queue`.
+    ws_max_queue: usize,
 }
 
 impl Reactor {
@@ -181,6 +225,7 @@ impl Reactor {
     ///
     /// When the OS refuses the poll instance or the waker.
     pub fn new(
+        index: usize,
         listener: std::net::TcpListener,
         engine: Arc<Engine>,
         cap: Arc<ConnectionCap>,
@@ -192,6 +237,7 @@ impl Reactor {
         let waker = Waker::new(poll.registry(), WAKER)?;
         let (tx, rx) = crossbeam_channel::unbounded();
         let mailbox = Arc::new(Mailbox { tx, waker });
+        let ws_max_queue = usize::try_from(engine.config().ws_max_queue).unwrap_or(usize::MAX);
         let reactor = Reactor {
             poll,
             listener: Some(listener),
@@ -206,6 +252,10 @@ impl Reactor {
             shutting_down: None,
             now: Instant::now(),
             handler_scratch: api::Scratch::default(),
+            ws_events: Vec::new(),
+            touched: Vec::new(),
+            ws_max_queue,
+            index,
         };
         Ok((reactor, mailbox))
     }
@@ -303,6 +353,10 @@ impl Reactor {
                 last_active: self.now,
                 peer_closed: false,
                 close_after_write: false,
+                queue: VecDeque::new(),
+                queued: 0,
+                queue_front_started: false,
+                ws: None,
             });
         }
     }
@@ -330,11 +384,27 @@ impl Reactor {
                     conn.close_after_write |= close;
                     self.drive(token);
                 }
+                ReactorMsg::Deliver(delivery) => self.deliver(&delivery),
                 ReactorMsg::Shutdown => {
                     if let Some(mut listener) = self.listener.take() {
                         let _ = self.poll.registry().deregister(&mut listener);
                     }
                     self.shutting_down.get_or_insert_with(Instant::now);
+                    // WebSocket clients are told why (1001) before the close.
+                    let frame = ws::close_frame(close_code::GOING_AWAY, "server shutting down");
+                    let keys: Vec<usize> = self
+                        .conns
+                        .iter()
+                        .filter(|(_, c)| c.ws.is_some())
+                        .map(|(k, _)| k)
+                        .collect();
+                    for key in keys {
+                        let conn = &mut self.conns[key];
+                        conn.queue.push_back(frame.clone());
+                        conn.queued += frame.len();
+                        conn.close_after_write = true;
+                        self.drive(key);
+                    }
                 }
             }
         }
@@ -351,7 +421,7 @@ impl Reactor {
             if flush(conn, self.now).is_err() {
                 return self.close(key);
             }
-            let unsent = conn.out.len() - conn.out_pos;
+            let unsent = conn.unsent();
             if conn.close_after_write {
                 if unsent == 0 {
                     return self.close(key);
@@ -381,7 +451,7 @@ impl Reactor {
             }
             let conn = &mut self.conns[key];
             if conn.peer_closed {
-                if conn.out_pos == conn.out.len() {
+                if conn.unsent() == 0 {
                     return self.close(key);
                 }
                 return;
@@ -438,9 +508,12 @@ impl Reactor {
             let conn = &mut self.conns[key];
             if conn.awaiting.is_some()
                 || conn.close_after_write
-                || conn.out.len() - conn.out_pos > MAX_PENDING_OUTPUT
+                || conn.unsent() > MAX_PENDING_OUTPUT
             {
                 return used;
+            }
+            if conn.ws.is_some() {
+                return used + self.process_ws(key, &mut buf[used..]);
             }
             let rest = &mut buf[used..];
             if rest.is_empty() {
@@ -526,6 +599,22 @@ impl Reactor {
                 );
                 self.handler_scratch.events.clear();
             }
+            Action::Upgrade { role, accept } => {
+                conn.out.extend_from_slice(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
+                );
+                conn.out.extend_from_slice(accept.as_bytes());
+                conn.out.extend_from_slice(b"\r\n\r\n");
+                conn.ws = Some(Box::new(WsConn {
+                    role,
+                    reader: WsReader::default(),
+                    active: false,
+                }));
+                conn.request_started = None;
+                let id = conn_id(self.index, key, conn.id);
+                self.engine
+                    .ticket_change(TicketChange::Opened { conn: id, role });
+            }
             Action::Write(request) => {
                 let reply = Reply::Reactor {
                     mailbox: Arc::clone(&self.mailbox),
@@ -549,6 +638,14 @@ impl Reactor {
         let mut expired = Vec::new();
         for (key, conn) in self.conns.iter_mut() {
             if conn.awaiting.is_some() {
+                continue;
+            }
+            if conn.ws.is_some() {
+                // A WebSocket client may stay idle for ever; one that does
+                // not read its close frame is dropped after a grace period.
+                if conn.close_after_write && now.duration_since(conn.last_active) >= CLOSE_GRACE {
+                    expired.push((key, true));
+                }
                 continue;
             }
             if let Some(started) = conn.request_started {
@@ -579,7 +676,123 @@ impl Reactor {
         if let Some(mut conn) = self.conns.try_remove(key) {
             let _ = self.poll.registry().deregister(&mut conn.stream);
             self.cap.release();
+            if let Some(ws) = &conn.ws {
+                let id = conn_id(self.index, key, conn.id);
+                self.engine.ticket_change(TicketChange::Closed {
+                    conn: id,
+                    role: ws.role,
+                });
+            }
         }
+    }
+
+    /// Writes what connection `key` owes, without reading (a broadcast must
+    /// not cost every receiver a `read` that would only say WouldBlock).
+    fn write_out(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if flush(conn, self.now).is_err() || (conn.close_after_write && conn.unsent() == 0) {
+            self.close(key);
+        }
+    }
+
+    /// Handles the WebSocket frames at the start of `buf`; returns the bytes
+    /// they took.
+    fn process_ws(&mut self, key: usize, buf: &mut [u8]) -> usize {
+        let conn = &mut self.conns[key];
+        let Some(ws) = conn.ws.as_mut() else { return 0 };
+        let role = ws.role;
+        let mut events = std::mem::take(&mut self.ws_events);
+        let used = ws.reader.decode(buf, &mut events);
+        let id = conn_id(self.index, key, conn.id);
+        for event in events.drain(..) {
+            match event {
+                WsEvent::Text(text) => self.engine.ticket_change(TicketChange::Text {
+                    conn: id,
+                    role,
+                    text,
+                }),
+                WsEvent::Pong(frame) => {
+                    let conn = &mut self.conns[key];
+                    queue_frame(conn, frame, self.ws_max_queue);
+                }
+                WsEvent::Closed(code) => {
+                    // Echo the client's code (RFC 6455 §5.5.1), then close.
+                    let conn = &mut self.conns[key];
+                    let frame = ws::close_frame(code.unwrap_or(close_code::NORMAL), "");
+                    conn.queue.push_back(frame.clone());
+                    conn.queued += frame.len();
+                    conn.close_after_write = true;
+                }
+                WsEvent::Fail(code, reason) => {
+                    tracing::debug!(code, reason, "closing a WebSocket client");
+                    let conn = &mut self.conns[key];
+                    let frame = ws::close_frame(code, reason);
+                    conn.queue.push_back(frame.clone());
+                    conn.queued += frame.len();
+                    conn.close_after_write = true;
+                }
+            }
+        }
+        self.ws_events = events;
+        used
+    }
+
+    /// Queues a committed change's frames to this reactor's receivers and
+    /// writes them out.
+    fn deliver(&mut self, delivery: &Delivery) {
+        let mine = |id: u64| {
+            let (reactor, key, serial) = split_conn_id(id);
+            (reactor == self.index).then_some((key, serial))
+        };
+        if let Some((key, serial)) = delivery.activate.and_then(mine) {
+            if let Some(conn) = self.conns.get_mut(key).filter(|c| c.id as u32 == serial) {
+                if let Some(ws) = conn.ws.as_mut() {
+                    ws.active = true;
+                }
+            }
+        }
+        let mut touched = std::mem::take(&mut self.touched);
+        for (dest, frame) in &delivery.messages {
+            match *dest {
+                Dest::Conn(id) => {
+                    let Some((key, serial)) = mine(id) else {
+                        continue;
+                    };
+                    if let Some(conn) = self
+                        .conns
+                        .get_mut(key)
+                        .filter(|c| c.id as u32 == serial && c.ws.is_some())
+                    {
+                        queue_frame(conn, frame.clone(), self.ws_max_queue);
+                        touched.push(key);
+                    }
+                }
+                Dest::AllStaff | Dest::AllStaffExcept(_) | Dest::AllDisplays => {
+                    let (want, except) = match *dest {
+                        Dest::AllDisplays => (WsRole::Display, None),
+                        Dest::AllStaffExcept(id) => (WsRole::Staff, mine(id)),
+                        _ => (WsRole::Staff, None),
+                    };
+                    for (key, conn) in self.conns.iter_mut() {
+                        let Some(ws) = conn.ws.as_ref() else { continue };
+                        if ws.role != want || !ws.active || except == Some((key, conn.id as u32)) {
+                            continue;
+                        }
+                        queue_frame(conn, frame.clone(), self.ws_max_queue);
+                        touched.push(key);
+                    }
+                }
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for &key in &touched {
+            self.write_out(key);
+        }
+        touched.clear();
+        self.touched = touched;
     }
 }
 
@@ -590,6 +803,41 @@ fn sniff_path(buf: &[u8]) -> &[u8] {
     let _method = parts.next();
     let target = parts.next().unwrap_or(b"");
     target.split(|&b| b == b'?').next().unwrap_or(b"")
+}
+
+/// Queues a shared frame for a WebSocket client. Past `max_queue` unsent
+/// bytes the client is not keeping up: its backlog is dropped and it is
+/// closed with 1013 (SPEC §3.5), so it never holds memory without bound or
+/// slows anyone else.
+fn queue_frame(conn: &mut Conn, frame: Bytes, max_queue: usize) {
+    if conn.close_after_write {
+        return;
+    }
+    if conn.queued + frame.len() > max_queue {
+        // Keep a partly written frame whole, drop the rest.
+        let partial = !conn.queue.is_empty() && conn.queue_front_started;
+        let front = if partial {
+            conn.queue.pop_front()
+        } else {
+            None
+        };
+        conn.queue.clear();
+        conn.queued = 0;
+        if let Some(f) = front {
+            conn.queued += f.len();
+            conn.queue.push_back(f);
+        }
+        let close = ws::close_frame(
+            close_code::TRY_AGAIN_LATER,
+            "client too slow; reconnect to resynchronise",
+        );
+        conn.queued += close.len();
+        conn.queue.push_back(close);
+        conn.close_after_write = true;
+        return;
+    }
+    conn.queued += frame.len();
+    conn.queue.push_back(frame);
 }
 
 /// Writes as much pending output as the socket takes.
@@ -610,6 +858,45 @@ fn flush(conn: &mut Conn, now: Instant) -> io::Result<()> {
     conn.out.clear();
     if conn.out.capacity() > KEEP_OUTPUT_CAPACITY {
         conn.out = Vec::new();
+    }
+    // Then the shared frames, several per system call.
+    while !conn.queue.is_empty() {
+        let mut slices = [IoSlice::new(&[]); 64];
+        let mut n = 0;
+        for (slot, frame) in slices.iter_mut().zip(conn.queue.iter()) {
+            *slot = IoSlice::new(frame);
+            n += 1;
+        }
+        let written = match conn.stream.write_vectored(&slices[..n]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(w) => w,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        conn.last_active = now;
+        conn.queued -= written;
+        let mut left = written;
+        while left > 0 {
+            let front = conn
+                .queue
+                .front_mut()
+                .expect("written bytes came from queued frames");
+            if front.len() <= left {
+                left -= front.len();
+                conn.queue.pop_front();
+                conn.queue_front_started = false;
+            } else {
+                bytes::Buf::advance(front, left);
+                conn.queue_front_started = true;
+                left = 0;
+            }
+        }
+    }
+    // An idle display holds no queue memory (SPEC goal: ≤ 1 KiB per idle
+    // connection).
+    if conn.queue.capacity() > 0 {
+        conn.queue = VecDeque::new();
     }
     Ok(())
 }

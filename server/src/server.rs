@@ -21,6 +21,8 @@ pub struct Server {
     addr: SocketAddr,
     mailboxes: Vec<Arc<Mailbox>>,
     threads: Vec<JoinHandle<()>>,
+    /// Set once started, to detach the reactors on stop.
+    engine: Option<Arc<Engine>>,
 }
 
 fn listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
@@ -52,9 +54,11 @@ impl Server {
             addr,
             mailboxes: Vec::new(),
             threads: Vec::new(),
+            engine: None,
         };
         for (i, socket) in sockets.into_iter().enumerate() {
-            let (reactor, mailbox) = Reactor::new(socket, Arc::clone(&engine), Arc::clone(&cap))?;
+            let (reactor, mailbox) =
+                Reactor::new(i, socket, Arc::clone(&engine), Arc::clone(&cap))?;
             let thread = std::thread::Builder::new()
                 .name(format!("floorbell-reactor-{i}"))
                 .spawn(move || reactor.run());
@@ -69,6 +73,8 @@ impl Server {
                 }
             }
         }
+        engine.set_reactors(server.mailboxes.clone());
+        server.engine = Some(engine);
         Ok(server)
     }
 
@@ -88,6 +94,9 @@ impl Server {
             let _ = t.join();
         }
         self.mailboxes.clear();
+        if let Some(engine) = self.engine.take() {
+            engine.set_reactors(Vec::new());
+        }
     }
 }
 

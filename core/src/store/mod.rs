@@ -23,6 +23,7 @@ use bytes::Bytes;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use crate::qr::TableRepr;
+use crate::tickets::{StaffAccount, Ticket, TicketState};
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "floorbell.db";
@@ -45,6 +46,19 @@ pub const MIGRATIONS: &[&str] = &[
          name TEXT NOT NULL,
          max_guests INTEGER NOT NULL
      ) STRICT;",
+    // 2: the ticket board (§2): staff accounts (token hashes only), tickets,
+    // visitors.
+    "CREATE TABLE staff (name TEXT PRIMARY KEY, token_hash BLOB NOT NULL) STRICT;
+     CREATE TABLE tickets (
+         id INTEGER PRIMARY KEY,
+         email TEXT NOT NULL,
+         name TEXT NOT NULL,
+         staff TEXT,
+         start INTEGER NOT NULL,
+         end INTEGER,
+         state TEXT NOT NULL CHECK (state IN ('waiting', 'claimed', 'completed', 'cancelled'))
+     ) STRICT;
+     CREATE TABLE visitors (email TEXT PRIMARY KEY, name TEXT NOT NULL) STRICT;",
 ];
 
 /// Errors of the store, one per cause.
@@ -96,6 +110,37 @@ pub enum StoreOp {
     PutTable(TableRepr),
     /// Set a key in `meta`.
     PutMeta(String, String),
+    /// Add a staff account (§2).
+    PutStaff(StaffAccount),
+    /// Remove a staff account.
+    DeleteStaff(String),
+    /// Insert or replace a ticket.
+    PutTicket(Ticket),
+    /// Remember a visitor's name.
+    PutVisitor {
+        /// The key.
+        email: String,
+        /// The name.
+        name: String,
+    },
+}
+
+fn state_name(state: TicketState) -> &'static str {
+    match state {
+        TicketState::Waiting => "waiting",
+        TicketState::Claimed => "claimed",
+        TicketState::Completed => "completed",
+        TicketState::Cancelled => "cancelled",
+    }
+}
+
+fn state_from(name: &str) -> TicketState {
+    match name {
+        "claimed" => TicketState::Claimed,
+        "completed" => TicketState::Completed,
+        "cancelled" => TicketState::Cancelled,
+        _ => TicketState::Waiting,
+    }
 }
 
 /// A row of `qr_events`.
@@ -302,6 +347,66 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Every staff account.
+    ///
+    /// # Errors
+    ///
+    /// When SQLite cannot answer.
+    pub fn load_staff(&self) -> Result<Vec<StaffAccount>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, token_hash FROM staff ORDER BY name")?;
+        let rows = stmt.query_map([], |r| {
+            let hash: Vec<u8> = r.get(1)?;
+            let mut token_hash = [0u8; 32];
+            if hash.len() == 32 {
+                token_hash.copy_from_slice(&hash);
+            }
+            Ok(StaffAccount {
+                name: r.get(0)?,
+                token_hash,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every ticket, by id.
+    ///
+    /// # Errors
+    ///
+    /// When SQLite cannot answer.
+    pub fn load_tickets(&self) -> Result<Vec<Ticket>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, email, name, staff, start, end, state FROM tickets ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            let state: String = r.get(6)?;
+            Ok(Ticket {
+                id: r.get::<_, i64>(0)? as u64,
+                email: r.get(1)?,
+                name: r.get(2)?,
+                staff: r.get(3)?,
+                start: r.get(4)?,
+                end: r.get(5)?,
+                state: state_from(&state),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every remembered visitor (email, name).
+    ///
+    /// # Errors
+    ///
+    /// When SQLite cannot answer.
+    pub fn load_visitors(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT email, name FROM visitors ORDER BY email")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Writes `ops` in one transaction and makes it durable (one fsync of the
     /// WAL). Either all of them are on disk when this returns `Ok`, or none.
     ///
@@ -339,6 +444,37 @@ impl Store {
                          ON CONFLICT(id) DO UPDATE SET name = excluded.name, max_guests = excluded.max_guests",
                     )?
                     .execute(params![t.id, t.name, t.max_guests])?;
+                }
+                StoreOp::PutStaff(a) => {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO staff (name, token_hash) VALUES (?1, ?2)",
+                    )?
+                    .execute(params![a.name, &a.token_hash[..]])?;
+                }
+                StoreOp::DeleteStaff(name) => {
+                    tx.prepare_cached("DELETE FROM staff WHERE name = ?1")?
+                        .execute([name])?;
+                }
+                StoreOp::PutTicket(t) => {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO tickets (id, email, name, staff, start, end, state)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )?
+                    .execute(params![
+                        t.id as i64,
+                        t.email,
+                        t.name,
+                        t.staff,
+                        t.start,
+                        t.end,
+                        state_name(t.state)
+                    ])?;
+                }
+                StoreOp::PutVisitor { email, name } => {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO visitors (email, name) VALUES (?1, ?2)",
+                    )?
+                    .execute([email, name])?;
                 }
                 StoreOp::PutMeta(k, v) => {
                     tx.prepare_cached(

@@ -111,3 +111,63 @@ fn a_newer_schema_is_refused() {
         Err(StoreError::TooNew { found: 99, .. })
     ));
 }
+
+#[test]
+fn ticket_board_records_round_trip() {
+    use crate::tickets::{StaffAccount, Ticket, TicketState};
+    let dir = tempfile::tempdir().unwrap();
+    let ticket = |id, state| Ticket {
+        id,
+        email: "e@x.com".into(),
+        name: "Анна Б".into(),
+        staff: (state != TicketState::Waiting).then(|| "Kim".to_string()),
+        start: 1_570_000_000,
+        end: matches!(state, TicketState::Completed | TicketState::Cancelled)
+            .then_some(1_570_000_100),
+        state,
+    };
+    {
+        let mut s = Store::open(dir.path()).unwrap();
+        s.commit(&[
+            StoreOp::PutStaff(StaffAccount {
+                name: "Kim".into(),
+                token_hash: [7; 32],
+            }),
+            StoreOp::PutStaff(StaffAccount {
+                name: "Lee".into(),
+                token_hash: [8; 32],
+            }),
+            StoreOp::PutTicket(ticket(0, TicketState::Waiting)),
+            StoreOp::PutTicket(ticket(1, TicketState::Claimed)),
+            StoreOp::PutVisitor {
+                email: "e@x.com".into(),
+                name: "Анна Б".into(),
+            },
+        ])
+        .unwrap();
+        s.commit(&[
+            StoreOp::PutTicket(ticket(1, TicketState::Completed)),
+            StoreOp::DeleteStaff("Lee".into()),
+        ])
+        .unwrap();
+    }
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        s.load_staff().unwrap(),
+        [StaffAccount {
+            name: "Kim".into(),
+            token_hash: [7; 32]
+        }]
+    );
+    assert_eq!(
+        s.load_tickets().unwrap(),
+        [
+            ticket(0, TicketState::Waiting),
+            ticket(1, TicketState::Completed)
+        ]
+    );
+    assert_eq!(
+        s.load_visitors().unwrap(),
+        [("e@x.com".to_string(), "Анна Б".to_string())]
+    );
+}

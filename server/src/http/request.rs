@@ -50,6 +50,14 @@ pub struct Head {
     pub token: Option<Range<usize>>,
     /// The `Authorization` header.
     pub authorization: Option<Range<usize>>,
+    /// `Upgrade: websocket`.
+    pub upgrade_websocket: bool,
+    /// `Connection` lists `upgrade`.
+    pub connection_upgrade: bool,
+    /// `Sec-WebSocket-Key`.
+    pub ws_key: Option<Range<usize>>,
+    /// `Sec-WebSocket-Version`.
+    pub ws_version: Option<Range<usize>>,
 }
 
 /// A head that cannot be served. Each maps to one status (see
@@ -148,6 +156,10 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
         expect_continue: false,
         token: None,
         authorization: None,
+        upgrade_websocket: false,
+        connection_upgrade: false,
+        ws_key: None,
+        ws_version: None,
     };
     let mut content_length: Option<usize> = None;
     for h in req.headers.iter() {
@@ -177,6 +189,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
                     head.keep_alive = false;
                 } else if opt.eq_ignore_ascii_case(b"keep-alive") {
                     head.keep_alive = true;
+                } else if opt.eq_ignore_ascii_case(b"upgrade") {
+                    head.connection_upgrade = true;
                 }
             }
         } else if name.eq_ignore_ascii_case(b"expect") {
@@ -185,6 +199,15 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
             head.token = Some(offset(buf, h.value));
         } else if name.eq_ignore_ascii_case(b"authorization") {
             head.authorization = Some(offset(buf, h.value));
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            head.upgrade_websocket = h
+                .value
+                .split(|&b| b == b',')
+                .any(|p| p.trim_ascii().eq_ignore_ascii_case(b"websocket"));
+        } else if name.eq_ignore_ascii_case(b"sec-websocket-key") {
+            head.ws_key = Some(offset(buf, h.value.trim_ascii()));
+        } else if name.eq_ignore_ascii_case(b"sec-websocket-version") {
+            head.ws_version = Some(offset(buf, h.value.trim_ascii()));
         }
     }
     head.body_len = content_length.unwrap_or(0);

@@ -1,0 +1,75 @@
+//! Delivering ticket-board messages (SPEC §2) to connections on any reactor.
+//!
+//! The store writer releases a change's messages only after the change is on
+//! disk, as one [`Delivery`] shared (`Arc`) by every reactor: each reactor
+//! gets the same pointer through its mailbox, walks its own WebSocket
+//! connections, and queues the same [`Bytes`] frame to each receiver. No
+//! message is formatted or copied per receiver, no lock is taken, and each
+//! reactor is woken once per committed batch.
+
+use bytes::Bytes;
+
+/// A connection's id across reactors: reactor index (8 bits), slab key (24
+/// bits) and the low 32 bits of the reactor's own connection counter (so a
+/// reused slab key is not mistaken for the connection that had it before).
+pub type ConnId = u64;
+
+/// Builds a [`ConnId`].
+pub fn conn_id(reactor: usize, key: usize, serial: u64) -> ConnId {
+    ((reactor as u64 & 0xFF) << 56) | ((key as u64 & 0xFF_FFFF) << 32) | (serial & 0xFFFF_FFFF)
+}
+
+/// Splits a [`ConnId`] into reactor index, slab key and serial.
+pub fn split_conn_id(id: ConnId) -> (usize, usize, u32) {
+    (
+        (id >> 56) as usize,
+        ((id >> 32) & 0xFF_FFFF) as usize,
+        id as u32,
+    )
+}
+
+/// Which endpoint a WebSocket connection came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WsRole {
+    /// `/ws/staff`
+    Staff,
+    /// `/ws/kiosk`
+    Kiosk,
+    /// `/ws/display`
+    Display,
+}
+
+/// Who receives a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dest {
+    /// One connection.
+    Conn(ConnId),
+    /// Every staff connection.
+    AllStaff,
+    /// Every staff connection but one (the sender of a claim).
+    AllStaffExcept(ConnId),
+    /// Every display.
+    AllDisplays,
+}
+
+/// The messages of one committed change, in send order.
+#[derive(Debug, Default)]
+pub struct Delivery {
+    /// A connection that starts receiving broadcasts with this delivery
+    /// (its initial state is in `messages`): broadcasts of changes released
+    /// earlier were already part of that state.
+    pub activate: Option<ConnId>,
+    /// Frames (WebSocket header included) and their receivers.
+    pub messages: Vec<(Dest, Bytes)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conn_ids_round_trip() {
+        let id = conn_id(3, 0xABCDEF, 0x1_2345_6789);
+        assert_eq!(split_conn_id(id), (3, 0xABCDEF, 0x2345_6789));
+    }
+}

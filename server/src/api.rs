@@ -160,10 +160,8 @@ pub fn check_auth(engine: &Engine, head: &Head, buf: &[u8]) -> Option<Action> {
             .and_then(|r| bearer(&buf[r.clone()]))
             .is_some_and(|t| engine.is_admin_token(t)),
     };
-    (!ok).then_some(Action::Respond {
-        status: 401,
-        body: Body::Static(qr::INVALID_TOKEN_JSON),
-    })
+    // §1's exact body on /api/v4 paths (error_body gives it), §3's shape elsewhere.
+    (!ok).then(|| error(401, path, "invalid token"))
 }
 
 enum Auth {

@@ -980,3 +980,376 @@ pub fn http_request(method: &str, path: &str, headers: &[(&str, &str)], body: &[
     bytes.extend_from_slice(body);
     bytes
 }
+
+// ---------------------------------------------------------------------------
+// Service tickets (SPEC §2): staff accounts over HTTP, the three WebSocket
+// endpoints through `tungstenite`, and the ticket JSON.
+// ---------------------------------------------------------------------------
+
+/// A client WebSocket over a blocking `TcpStream` with read/write timeouts.
+pub type Ws = tungstenite::WebSocket<TcpStream>;
+
+/// How long a WebSocket read may wait before the test fails.
+pub const WS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The `end` of a ticket that is neither completed nor cancelled.
+pub const EPOCH: &str = "1970-01-01T00:00:00Z";
+
+/// Opens `ws://ADDR{path}` on an already connected stream (timeouts are set
+/// here), panicking if the handshake fails.
+pub fn ws_handshake(stream: TcpStream, addr: SocketAddr, path: &str) -> Ws {
+    stream.set_read_timeout(Some(WS_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(WS_TIMEOUT)).unwrap();
+    let _ = stream.set_nodelay(true);
+    let url = format!("ws://{addr}{path}");
+    match tungstenite::client::client(url.as_str(), stream) {
+        Ok((ws, _response)) => ws,
+        Err(e) => panic!("WebSocket handshake with {url} failed: {e}"),
+    }
+}
+
+/// Connects to `ws://ADDR{path}`.
+pub fn ws_connect(addr: SocketAddr, path: &str) -> Ws {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    ws_handshake(stream, addr, path)
+}
+
+fn is_timeout(e: &tungstenite::Error) -> bool {
+    matches!(e, tungstenite::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock
+        || io.kind() == std::io::ErrorKind::TimedOut)
+}
+
+/// Sends one text frame (and flushes it).
+pub fn send_text(ws: &mut Ws, text: &str) {
+    ws.send(tungstenite::Message::text(text))
+        .unwrap_or_else(|e| panic!("send {text:?}: {e}"));
+}
+
+/// Sends one raw frame: `opcode` (e.g. `OpCode::Data(Data::Text)`), payload
+/// and FIN bit. The client masks it as usual.
+pub fn send_frame(
+    ws: &mut Ws,
+    opcode: tungstenite::protocol::frame::coding::OpCode,
+    payload: &[u8],
+    fin: bool,
+) {
+    let frame = tungstenite::protocol::frame::Frame::message(payload.to_vec(), opcode, fin);
+    ws.send(tungstenite::Message::Frame(frame))
+        .unwrap_or_else(|e| panic!("send raw frame: {e}"));
+}
+
+/// The next message of any kind (ping, pong and close included).
+///
+/// # Panics
+///
+/// On a timeout ([`WS_TIMEOUT`]) or when the connection ends without a
+/// close frame.
+pub fn recv_message(ws: &mut Ws) -> tungstenite::Message {
+    match ws.read() {
+        Ok(m) => m,
+        Err(e) if is_timeout(&e) => panic!("no WebSocket message within {WS_TIMEOUT:?}"),
+        Err(e) => panic!("WebSocket read failed: {e}"),
+    }
+}
+
+/// The next text message, skipping pings and pongs.
+///
+/// # Panics
+///
+/// On a timeout, a close frame, a binary message or a read error.
+pub fn recv_text(ws: &mut Ws) -> String {
+    loop {
+        match recv_message(ws) {
+            tungstenite::Message::Text(t) => return t.as_str().to_string(),
+            tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => continue,
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+}
+
+/// The next `n` text messages.
+pub fn recv_texts(ws: &mut Ws, n: usize) -> Vec<String> {
+    (0..n).map(|_| recv_text(ws)).collect()
+}
+
+/// Asserts that no text message arrives within `ms` milliseconds (keep it
+/// short: ≤ 300 ms).
+pub fn expect_silence(ws: &mut Ws, ms: u64) {
+    ws.get_ref()
+        .set_read_timeout(Some(Duration::from_millis(ms)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_millis(ms);
+    let result = loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Ping(_)) | Ok(tungstenite::Message::Pong(_)) => {
+                if Instant::now() >= deadline {
+                    break Ok(());
+                }
+            }
+            Ok(other) => break Err(format!("expected silence, got {other:?}")),
+            Err(e) if is_timeout(&e) => break Ok(()),
+            Err(e) => break Err(format!("expected silence, the read failed: {e}")),
+        }
+    };
+    ws.get_ref().set_read_timeout(Some(WS_TIMEOUT)).unwrap();
+    if let Err(msg) = result {
+        panic!("{msg}");
+    }
+}
+
+/// Reads until the server's close frame and returns its code and reason,
+/// with the text messages that came before it.
+///
+/// # Panics
+///
+/// On a timeout, or when the connection ends without a close frame.
+pub fn recv_close(ws: &mut Ws) -> (u16, String, Vec<String>) {
+    let mut texts = Vec::new();
+    loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(Some(frame))) => {
+                return (
+                    u16::from(frame.code),
+                    frame.reason.as_str().to_string(),
+                    texts,
+                )
+            }
+            Ok(tungstenite::Message::Close(None)) => {
+                panic!(
+                    "close frame without a status code (after {} texts)",
+                    texts.len()
+                )
+            }
+            Ok(tungstenite::Message::Text(t)) => texts.push(t.as_str().to_string()),
+            Ok(_) => {}
+            Err(e) if is_timeout(&e) => panic!(
+                "no close frame within {WS_TIMEOUT:?} (after {} texts)",
+                texts.len()
+            ),
+            Err(e) => panic!(
+                "connection ended without a close frame: {e} (after {} texts)",
+                texts.len()
+            ),
+        }
+    }
+}
+
+/// Sends `command` and asserts that the very next text message is `reply`.
+pub fn say(ws: &mut Ws, command: &str, reply: &str) {
+    send_text(ws, command);
+    let got = recv_text(ws);
+    assert_eq!(got, reply, "reply to {:?}", shorten(command));
+}
+
+/// The first 120 bytes (at a character boundary) of a long text, for messages.
+pub fn shorten(text: &str) -> String {
+    if text.len() <= 120 {
+        return text.to_string();
+    }
+    let mut end = 120;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &text[..end], text.len())
+}
+
+/// The ticket JSON of SPEC §2, field for field.
+pub fn ticket_json(
+    id: u64,
+    email: &str,
+    name: &str,
+    staff: &str,
+    start: &str,
+    end: &str,
+) -> String {
+    let s = |v: &str| serde_json::to_string(v).unwrap();
+    format!(
+        r#"{{"id":{id},"email":{},"name":{},"staff":{},"start":{},"end":{}}}"#,
+        s(email),
+        s(name),
+        s(staff),
+        s(start),
+        s(end)
+    )
+}
+
+/// A ticket as read from the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    pub id: u64,
+    pub email: String,
+    pub name: String,
+    pub staff: String,
+    pub start: String,
+    pub end: String,
+}
+
+impl Ticket {
+    /// The exact JSON text this ticket must have.
+    pub fn json(&self) -> String {
+        ticket_json(
+            self.id,
+            &self.email,
+            &self.name,
+            &self.staff,
+            &self.start,
+            &self.end,
+        )
+    }
+}
+
+/// Parses a ticket JSON, checking that it is byte for byte the SPEC's shape
+/// (field order, no extra fields, no whitespace) and that `start` and `end`
+/// are RFC 3339 UTC seconds.
+pub fn parse_ticket(json: &str) -> Ticket {
+    let v: serde_json::Value =
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("ticket is not JSON ({e}): {json}"));
+    let obj = v
+        .as_object()
+        .unwrap_or_else(|| panic!("ticket is not an object: {json}"));
+    assert_eq!(obj.len(), 6, "ticket fields: {json}");
+    let text = |k: &str| {
+        obj.get(k)
+            .and_then(|x| x.as_str())
+            .unwrap_or_else(|| panic!("ticket field {k} is not a string: {json}"))
+            .to_string()
+    };
+    let ticket = Ticket {
+        id: obj
+            .get("id")
+            .and_then(|x| x.as_u64())
+            .unwrap_or_else(|| panic!("ticket id is not an unsigned integer: {json}")),
+        email: text("email"),
+        name: text("name"),
+        staff: text("staff"),
+        start: text("start"),
+        end: text("end"),
+    };
+    assert_rfc3339_utc(&ticket.start);
+    assert_rfc3339_utc(&ticket.end);
+    assert_eq!(
+        ticket.json(),
+        json,
+        "ticket JSON is not in the SPEC's exact shape"
+    );
+    ticket
+}
+
+/// Parses `PREFIX TICKETJSON` (`success new`, `new`, `claimed`).
+pub fn ticket_after(prefix: &str, message: &str) -> Ticket {
+    let json = message
+        .strip_prefix(prefix)
+        .and_then(|r| r.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("expected `{prefix} TICKETJSON`, got {message:?}"));
+    parse_ticket(json)
+}
+
+/// Asserts `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn assert_rfc3339_utc(s: &str) {
+    let b = s.as_bytes();
+    let ok = b.len() == 20
+        && b.iter().enumerate().all(|(i, &c)| match i {
+            4 | 7 => c == b'-',
+            10 => c == b'T',
+            13 | 16 => c == b':',
+            19 => c == b'Z',
+            _ => c.is_ascii_digit(),
+        });
+    assert!(
+        ok,
+        "{s:?} is not RFC 3339 UTC seconds (YYYY-MM-DDTHH:MM:SSZ)"
+    );
+}
+
+/// The current time as `YYYY-MM-DDTHH:MM:SSZ`; such strings order like the
+/// times they name.
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+impl Server {
+    /// A WebSocket to this server's `path` (`/ws/staff`, `/ws/kiosk`, `/ws/display`).
+    pub fn ws(&self, path: &str) -> Ws {
+        ws_connect(self.addr, path)
+    }
+
+    /// A request to a staff-account endpoint with `Authorization: Bearer
+    /// AUTH` when `auth` is given.
+    pub fn staff_request(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<&str>,
+    ) -> Reply {
+        let bearer = auth.map(|a| format!("Bearer {a}"));
+        let mut headers: Vec<(&str, &str)> = Vec::new();
+        if let Some(b) = &bearer {
+            headers.push(("Authorization", b));
+        }
+        if body.is_some() {
+            headers.push(("Content-Type", "application/json"));
+        }
+        self.request(method, path, &headers, body.map(str::as_bytes))
+    }
+
+    /// `POST /api/tickets/staff {"name":NAME}` with the admin token.
+    pub fn post_staff(&self, name: &str) -> Reply {
+        let body = serde_json::json!({ "name": name }).to_string();
+        let admin = self.admin_token.clone();
+        self.staff_request("POST", "/api/tickets/staff", Some(&admin), Some(&body))
+    }
+
+    /// Creates a staff member and returns their token (checking the 201).
+    pub fn create_staff(&self, name: &str) -> String {
+        let reply = self.post_staff(name);
+        assert_eq!(
+            reply.status, 201,
+            "create staff {name:?}; body: {}",
+            reply.body
+        );
+        let v = reply.json();
+        assert_eq!(
+            v["name"].as_str(),
+            Some(name),
+            "created staff: {}",
+            reply.body
+        );
+        v["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token in {}", reply.body))
+            .to_string()
+    }
+
+    /// `DELETE /api/tickets/staff/{name}` with the admin token.
+    pub fn delete_staff(&self, name: &str) -> Reply {
+        let admin = self.admin_token.clone();
+        self.staff_request(
+            "DELETE",
+            &format!("/api/tickets/staff/{name}"),
+            Some(&admin),
+            None,
+        )
+    }
+}

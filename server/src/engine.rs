@@ -580,23 +580,31 @@ impl Drop for Engine {
 
 /// Answers a caller at once (a refusal decided before anything is written).
 fn answer_now(reply: Option<Reply>, outcome: Outcome) {
+    if let Some(mailbox) = reply.and_then(|r| post_outcome(r, outcome)) {
+        mailbox.wake();
+    }
+}
+
+/// Sends `outcome` to `reply`; for a reactor, returns the mailbox that still
+/// needs a wake-up (the writer wakes each reactor once per batch).
+fn post_outcome(reply: Reply, outcome: Outcome) -> Option<Arc<Mailbox>> {
     match reply {
-        Some(Reply::Channel(tx)) => {
+        Reply::Channel(tx) => {
             let _ = tx.send(outcome);
+            None
         }
-        Some(Reply::Reactor {
+        Reply::Reactor {
             mailbox,
             token,
             conn_id,
-        }) => {
+        } => {
             mailbox.post(ReactorMsg::Completed {
                 token,
                 conn_id,
                 outcome,
             });
-            mailbox.wake();
+            Some(mailbox)
         }
-        None => {}
     }
 }
 
@@ -769,25 +777,10 @@ impl Writer {
                     }
                 }
             };
-            match reply {
-                Some(Reply::Channel(tx)) => {
-                    let _ = tx.send(outcome);
+            if let Some(mailbox) = reply.and_then(|r| post_outcome(r, outcome)) {
+                if !woken.iter().any(|m| Arc::ptr_eq(m, &mailbox)) {
+                    woken.push(mailbox);
                 }
-                Some(Reply::Reactor {
-                    mailbox,
-                    token,
-                    conn_id,
-                }) => {
-                    mailbox.post(crate::reactor::ReactorMsg::Completed {
-                        token,
-                        conn_id,
-                        outcome,
-                    });
-                    if !woken.iter().any(|m| Arc::ptr_eq(m, &mailbox)) {
-                        woken.push(mailbox);
-                    }
-                }
-                None => {}
             }
         }
         // One wake-up per reactor per batch.

@@ -134,15 +134,8 @@ impl WsReader {
                         return used;
                     }
                     if header.is_final {
-                        match std::str::from_utf8(payload) {
-                            Ok(text) => events.push(WsEvent::Text(text.to_owned())),
-                            Err(_) => {
-                                events.push(WsEvent::Fail(
-                                    close_code::INVALID_DATA,
-                                    "text is not UTF-8",
-                                ));
-                                return used;
-                            }
+                        if !push_text(events, payload.to_vec()) {
+                            return used;
                         }
                     } else {
                         self.fragments = Some(payload.to_vec());
@@ -158,15 +151,8 @@ impl WsReader {
                     };
                     message.extend_from_slice(payload);
                     if header.is_final {
-                        match String::from_utf8(message) {
-                            Ok(text) => events.push(WsEvent::Text(text)),
-                            Err(_) => {
-                                events.push(WsEvent::Fail(
-                                    close_code::INVALID_DATA,
-                                    "text is not UTF-8",
-                                ));
-                                return used;
-                            }
+                        if !push_text(events, message) {
+                            return used;
                         }
                     } else {
                         self.fragments = Some(message);
@@ -190,6 +176,21 @@ impl WsReader {
     /// Whether a fragmented message is being reassembled (so memory is held).
     pub fn is_reassembling(&self) -> bool {
         self.fragments.is_some()
+    }
+}
+
+/// Pushes a complete text message, or the 1007 failure when it is not
+/// UTF-8; returns whether decoding may go on.
+fn push_text(events: &mut Vec<WsEvent>, message: Vec<u8>) -> bool {
+    match String::from_utf8(message) {
+        Ok(text) => {
+            events.push(WsEvent::Text(text));
+            true
+        }
+        Err(_) => {
+            events.push(WsEvent::Fail(close_code::INVALID_DATA, "text is not UTF-8"));
+            false
+        }
     }
 }
 

@@ -198,21 +198,6 @@ fn say_after_removal(ws: &mut Ws, command: &str, reply: &str, taken_now: &str) {
     assert_eq!(got, reply, "reply to {command:?}");
 }
 
-/// Asserts a JSON object with a non-empty human-readable message (SPEC §0
-/// fixes no shape for a 401 here: `message` or `error` both pass).
-fn assert_json_error_message(body: &str) {
-    let v: serde_json::Value =
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body:?}"));
-    let msg = v
-        .get("message")
-        .or_else(|| v.get("error"))
-        .and_then(|m| m.as_str());
-    assert!(
-        matches!(msg, Some(m) if !m.is_empty()),
-        "no message in {body}"
-    );
-}
-
 /// Asserts that a fresh kiosk still gets answers (the server survived).
 fn assert_kiosk_answers(s: &Server) {
     let mut kiosk = s.ws("/ws/kiosk");

@@ -391,7 +391,6 @@ impl Reactor {
                     }
                     self.shutting_down.get_or_insert_with(Instant::now);
                     // WebSocket clients are told why (1001) before the close.
-                    let frame = ws::close_frame(close_code::GOING_AWAY, "server shutting down");
                     let keys: Vec<usize> = self
                         .conns
                         .iter()
@@ -399,10 +398,11 @@ impl Reactor {
                         .map(|(k, _)| k)
                         .collect();
                     for key in keys {
-                        let conn = &mut self.conns[key];
-                        conn.queue.push_back(frame.clone());
-                        conn.queued += frame.len();
-                        conn.close_after_write = true;
+                        queue_close(
+                            &mut self.conns[key],
+                            close_code::GOING_AWAY,
+                            "server shutting down",
+                        );
                         self.drive(key);
                     }
                 }
@@ -719,19 +719,11 @@ impl Reactor {
                 }
                 WsEvent::Closed(code) => {
                     // Echo the client's code (RFC 6455 §5.5.1), then close.
-                    let conn = &mut self.conns[key];
-                    let frame = ws::close_frame(code.unwrap_or(close_code::NORMAL), "");
-                    conn.queue.push_back(frame.clone());
-                    conn.queued += frame.len();
-                    conn.close_after_write = true;
+                    queue_close(&mut self.conns[key], code.unwrap_or(close_code::NORMAL), "");
                 }
                 WsEvent::Fail(code, reason) => {
                     tracing::debug!(code, reason, "closing a WebSocket client");
-                    let conn = &mut self.conns[key];
-                    let frame = ws::close_frame(code, reason);
-                    conn.queue.push_back(frame.clone());
-                    conn.queued += frame.len();
-                    conn.close_after_write = true;
+                    queue_close(&mut self.conns[key], code, reason);
                 }
             }
         }
@@ -805,6 +797,19 @@ fn sniff_path(buf: &[u8]) -> &[u8] {
     target.split(|&b| b == b'?').next().unwrap_or(b"")
 }
 
+/// Queues a close frame after what is queued and stops the connection's
+/// input; once written, the connection closes. A connection already closing
+/// keeps its first close frame.
+fn queue_close(conn: &mut Conn, code: u16, reason: &str) {
+    if conn.close_after_write {
+        return;
+    }
+    let frame = ws::close_frame(code, reason);
+    conn.queued += frame.len();
+    conn.queue.push_back(frame);
+    conn.close_after_write = true;
+}
+
 /// Queues a shared frame for a WebSocket client. Past `max_queue` unsent
 /// bytes the client is not keeping up: its backlog is dropped and it is
 /// closed with 1013 (SPEC §3.5), so it never holds memory without bound or
@@ -827,13 +832,11 @@ fn queue_frame(conn: &mut Conn, frame: Bytes, max_queue: usize) {
             conn.queued += f.len();
             conn.queue.push_back(f);
         }
-        let close = ws::close_frame(
+        queue_close(
+            conn,
             close_code::TRY_AGAIN_LATER,
             "client too slow; reconnect to resynchronise",
         );
-        conn.queued += close.len();
-        conn.queue.push_back(close);
-        conn.close_after_write = true;
         return;
     }
     conn.queued += frame.len();

@@ -447,13 +447,17 @@ impl Engine {
         let now = now_ms().div_euclid(1000);
         let mut board = self.board.lock();
         let mut activate = None;
+        let mut reply_to = None;
         let mut extra = Vec::new();
         let (output, outcome) = match change {
             TicketChange::Opened { conn, role } => {
                 activate = Some(conn);
                 (board.connect(conn, to_board_role(role)), None)
             }
-            TicketChange::Text { conn, text, .. } => (board.handle(conn, &text, now), None),
+            TicketChange::Text { conn, text, .. } => {
+                reply_to = Some(conn);
+                (board.handle(conn, &text, now), None)
+            }
             TicketChange::Closed { conn, .. } => (board.disconnect(conn), None),
             TicketChange::AddStaff { name, token } => {
                 let token_hash = hash_token(&token);
@@ -511,8 +515,14 @@ impl Engine {
             .into_iter()
             .map(|(target, text)| (to_dest(target), crate::ws::text_frame(&text)))
             .collect();
-        let delivery = (activate.is_some() || !messages.is_empty())
-            .then(|| Arc::new(Delivery { activate, messages }));
+        let delivery =
+            (activate.is_some() || reply_to.is_some() || !messages.is_empty()).then(|| {
+                Arc::new(Delivery {
+                    activate,
+                    messages,
+                    reply_to,
+                })
+            });
         let reply = reply.zip(outcome);
         if records.is_empty() && delivery.is_none() && reply.is_none() {
             return;

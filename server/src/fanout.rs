@@ -61,6 +61,9 @@ pub struct Delivery {
     pub activate: Option<ConnId>,
     /// Frames (WebSocket header included) and their receivers.
     pub messages: Vec<(Dest, Bytes)>,
+    /// The connection whose command this delivery answers: its count of
+    /// commands awaiting their commit goes down by one.
+    pub reply_to: Option<ConnId>,
 }
 
 #[cfg(test)]

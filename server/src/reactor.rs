@@ -44,6 +44,9 @@ const MAX_PENDING_OUTPUT: usize = 256 * 1024;
 const MAX_INPUT: usize = http::MAX_HEAD_BYTES + http::MAX_BODY_BYTES + READ_CHUNK;
 /// Bytes read per `read` call; also the size of the reactor's shared scratch.
 const READ_CHUNK: usize = 16 * 1024;
+/// Commands one WebSocket connection may have awaiting their commit before
+/// the reactor stops reading it (a console sends one per click).
+const MAX_IN_FLIGHT: usize = 64;
 /// How long a WebSocket client that is being closed may take to read its
 /// close frame before the connection is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -143,6 +146,11 @@ struct WsConn {
     reader: WsReader,
     /// Receives broadcasts (set when its initial state is delivered).
     active: bool,
+    /// Commands sent to the board whose replies are not delivered yet: at
+    /// [`MAX_IN_FLIGHT`] the connection is not read until some are, so a
+    /// client that floods commands cannot grow the writer's queue without
+    /// bound while the disk is slow.
+    in_flight: usize,
 }
 
 /// One client connection.
@@ -459,7 +467,12 @@ impl Reactor {
             if conn.input.len() >= MAX_INPUT {
                 return; // process() answered or will answer; never read past the cap
             }
-            if drained {
+            if drained
+                || conn
+                    .ws
+                    .as_ref()
+                    .is_some_and(|w| w.in_flight >= MAX_IN_FLIGHT)
+            {
                 return;
             }
             // Read what has arrived.
@@ -512,7 +525,10 @@ impl Reactor {
             {
                 return used;
             }
-            if conn.ws.is_some() {
+            if let Some(ws) = conn.ws.as_ref() {
+                if ws.in_flight >= MAX_IN_FLIGHT {
+                    return used;
+                }
                 return used + self.process_ws(key, &mut buf[used..]);
             }
             let rest = &mut buf[used..];
@@ -609,6 +625,7 @@ impl Reactor {
                     role,
                     reader: WsReader::default(),
                     active: false,
+                    in_flight: 0,
                 }));
                 conn.request_started = None;
                 let id = conn_id(self.index, key, conn.id);
@@ -708,11 +725,16 @@ impl Reactor {
         let id = conn_id(self.index, key, conn.id);
         for event in events.drain(..) {
             match event {
-                WsEvent::Text(text) => self.engine.ticket_change(TicketChange::Text {
-                    conn: id,
-                    role,
-                    text,
-                }),
+                WsEvent::Text(text) => {
+                    if let Some(ws) = self.conns[key].ws.as_mut() {
+                        ws.in_flight += 1;
+                    }
+                    self.engine.ticket_change(TicketChange::Text {
+                        conn: id,
+                        role,
+                        text,
+                    });
+                }
                 WsEvent::Pong(frame) => {
                     let conn = &mut self.conns[key];
                     queue_frame(conn, frame, self.ws_max_queue);
@@ -742,6 +764,19 @@ impl Reactor {
             if let Some(conn) = self.conns.get_mut(key).filter(|c| c.id as u32 == serial) {
                 if let Some(ws) = conn.ws.as_mut() {
                     ws.active = true;
+                }
+            }
+        }
+        let mut resume = None;
+        if let Some((key, serial)) = delivery.reply_to.and_then(mine) {
+            if let Some(conn) = self.conns.get_mut(key).filter(|c| c.id as u32 == serial) {
+                if let Some(ws) = conn.ws.as_mut() {
+                    // Reading stopped at the bound resumes below it.
+                    let was = ws.in_flight;
+                    ws.in_flight = was.saturating_sub(1);
+                    if was >= MAX_IN_FLIGHT && ws.in_flight < MAX_IN_FLIGHT {
+                        resume = Some(key);
+                    }
                 }
             }
         }
@@ -785,6 +820,9 @@ impl Reactor {
         }
         touched.clear();
         self.touched = touched;
+        if let Some(key) = resume {
+            self.drive(key);
+        }
     }
 }
 

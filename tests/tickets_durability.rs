@@ -90,14 +90,6 @@ fn say_through(ws: &mut Ws, command: &str, reply: &str) {
     }
 }
 
-fn pick(ws: &mut Ws, table: u32, token: &str) {
-    say(
-        ws,
-        &format!("pick {table} {token}"),
-        &format!("success pick {table}"),
-    );
-}
-
 /// Kiosk `new`, returning the ticket.
 fn new_ticket(kiosk: &mut Ws, email: &str, name: &str) -> Ticket {
     send_text(kiosk, &format!("new {email} {name}"));

@@ -58,14 +58,6 @@ fn display(s: &Server) -> Ws {
     s.ws("/ws/display")
 }
 
-fn pick(ws: &mut Ws, table: u32, token: &str) {
-    say(
-        ws,
-        &format!("pick {table} {token}"),
-        &format!("success pick {table}"),
-    );
-}
-
 /// A kiosk `new`, checked field by field; returns the ticket.
 fn new_ticket(kiosk: &mut Ws, email: &str, name: &str) -> Ticket {
     let before = now_rfc3339();

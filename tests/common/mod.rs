@@ -1142,6 +1142,15 @@ pub fn say(ws: &mut Ws, command: &str, reply: &str) {
     assert_eq!(got, reply, "reply to {:?}", shorten(command));
 }
 
+/// `pick TABLE TOKEN`, expecting `success pick TABLE`.
+pub fn pick(ws: &mut Ws, table: u32, token: &str) {
+    say(
+        ws,
+        &format!("pick {table} {token}"),
+        &format!("success pick {table}"),
+    );
+}
+
 /// The first 120 bytes (at a character boundary) of a long text, for messages.
 pub fn shorten(text: &str) -> String {
     if text.len() <= 120 {

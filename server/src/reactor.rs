@@ -177,6 +177,12 @@ struct Conn {
     peer_closed: bool,
     /// Close once the output is written.
     close_after_write: bool,
+    /// The socket may hold bytes not read yet: set by a readable event,
+    /// cleared by a short read or WouldBlock. With edge-triggered readiness
+    /// a later arrival raises a new event, so a connection that was drained
+    /// is not read again until then (answering a commit or a broadcast costs
+    /// no `read` that would only say WouldBlock).
+    unread: bool,
     /// Shared frames to write after `out` (WebSocket connections); the front
     /// one may be partly written already.
     queue: VecDeque<Bytes>,
@@ -287,7 +293,14 @@ impl Reactor {
                 match event.token() {
                     LISTENER => self.accept_all(),
                     WAKER => self.read_mailbox(),
-                    Token(key) => self.drive(key),
+                    Token(key) => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            if let Some(conn) = self.conns.get_mut(key) {
+                                conn.unread = true;
+                            }
+                        }
+                        self.drive(key)
+                    }
                 }
             }
             let now = Instant::now();
@@ -361,6 +374,7 @@ impl Reactor {
                 last_active: self.now,
                 peer_closed: false,
                 close_after_write: false,
+                unread: true,
                 queue: VecDeque::new(),
                 queued: 0,
                 queue_front_started: false,
@@ -421,7 +435,6 @@ impl Reactor {
     /// Makes all the progress connection `key` allows: write what is owed,
     /// answer what is complete, read what has arrived; until it would block.
     fn drive(&mut self, key: usize) {
-        let mut drained = false;
         loop {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
@@ -467,7 +480,7 @@ impl Reactor {
             if conn.input.len() >= MAX_INPUT {
                 return; // process() answered or will answer; never read past the cap
             }
-            if drained
+            if !conn.unread
                 || conn
                     .ws
                     .as_ref()
@@ -487,7 +500,7 @@ impl Reactor {
                     // readiness, bytes that arrive later raise a new event, so
                     // the read that would only say WouldBlock is skipped (one
                     // syscall less per request; nginx does the same).
-                    drained = n < self.scratch.len();
+                    conn.unread = n == self.scratch.len();
                     if conn.input.is_empty() {
                         // Fast path: answer straight from the scratch buffer and
                         // keep only a partial request.
@@ -504,7 +517,10 @@ impl Reactor {
                         conn.input.extend_from_slice(scratch);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.unread = false;
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return self.close(key),
             }

@@ -186,6 +186,29 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        Self::merge(args, file)
+    }
+
+    /// The configuration of an engine opened by a host program (the C ABI):
+    /// `toml` is the text of a `--config` file (or empty), and `data_dir`
+    /// wins over any `data-dir` in it.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the offending key.
+    pub fn from_toml_text(toml_text: &str, data_dir: &Path) -> Result<Config, ConfigError> {
+        let file: FileConfig = toml::from_str(toml_text).map_err(|e| ConfigError::Parse {
+            path: "<config text>".into(),
+            message: e.to_string(),
+        })?;
+        let args = ServeArgs {
+            data_dir: Some(data_dir.to_path_buf()),
+            ..Default::default()
+        };
+        Self::merge(&args, file)
+    }
+
+    fn merge(args: &ServeArgs, file: FileConfig) -> Result<Config, ConfigError> {
         let d = Config::default();
         let listen_text = args.listen.clone().or(file.listen);
         let listen = match listen_text {
@@ -353,6 +376,22 @@ mod tests {
             Config::from_args(&args).unwrap().event_retention,
             Duration::from_secs(5)
         );
+    }
+
+    #[test]
+    fn config_text_for_the_c_abi() {
+        let dir = Path::new("/tmp/x");
+        let c = Config::from_toml_text("event-retention = 7\ndata-dir = \"/elsewhere\"\n", dir)
+            .unwrap();
+        assert_eq!(
+            (c.event_retention, c.data_dir.as_path()),
+            (Duration::from_secs(7), dir)
+        );
+        assert!(Config::from_toml_text("", dir).is_ok());
+        let e = Config::from_toml_text("nope = 1", dir)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nope"), "{e}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::Config;
 use crate::fanout::{ConnId, Delivery, Dest, WsRole};
+use crate::local::{Change, Local};
 use crate::reactor::{Mailbox, ReactorMsg};
 use bytes::Bytes;
 use floorbell_core::tickets::{Role, Target, TicketBoard, TicketRecord};
@@ -210,6 +211,8 @@ pub struct Engine {
     board: Mutex<TicketBoard>,
     /// Every running reactor's mailbox, for releasing ticket deliveries.
     reactors: Arc<RwLock<Vec<Arc<Mailbox>>>>,
+    /// In-process ticket sessions and change subscribers (the C ABI).
+    local: Arc<Local>,
 }
 
 /// SHA-256 of a staff token: what the store and the board keep.
@@ -347,7 +350,9 @@ impl Engine {
         let reactors = Arc::new(RwLock::new(Vec::new()));
 
         let (tx, rx) = crossbeam_channel::unbounded();
+        let local = Arc::new(Local::default());
         let writer = Writer {
+            local: Arc::clone(&local),
             reactors: Arc::clone(&reactors),
             expired_before: 0,
             store,
@@ -368,6 +373,7 @@ impl Engine {
             writer_thread: Mutex::new(Some(handle)),
             board: Mutex::new(board),
             reactors,
+            local,
         };
         Ok((Arc::new(engine), generated))
     }
@@ -557,6 +563,61 @@ impl Engine {
         *self.reactors.write() = mailboxes;
     }
 
+    /// In-process ticket sessions and change subscribers.
+    pub fn local(&self) -> &Local {
+        &self.local
+    }
+
+    /// Opens an in-process ticket session (a POS driving the board directly,
+    /// like a `/ws/{role}` connection): its initial messages are skipped.
+    pub fn open_session(&self, role: WsRole) -> LocalSession {
+        let (conn, rx) = self.local.open_session();
+        self.ticket_change(TicketChange::Opened { conn, role });
+        LocalSession { conn, role, rx }
+    }
+
+    /// Sends one command on a session and waits for its reply (`success …`
+    /// or `error …`), which comes after the change is on disk.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::Closed`] when no reply comes within 30 s (the engine
+    /// is shutting down or its store fails).
+    pub fn session_command(
+        &self,
+        session: &LocalSession,
+        text: &str,
+    ) -> Result<String, EngineError> {
+        // Direct messages that are not replies (`taken`, initial `new`
+        // lines) are skipped: subscribers get the broadcasts.
+        while session.rx.try_recv().is_ok() {}
+        self.ticket_change(TicketChange::Text {
+            conn: session.conn,
+            role: session.role,
+            text: text.to_owned(),
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let message = session
+                .rx
+                .recv_timeout(left)
+                .map_err(|_| EngineError::Closed)?;
+            if message.starts_with(b"success ") || message.starts_with(b"error ") {
+                return Ok(String::from_utf8_lossy(&message).into_owned());
+            }
+        }
+    }
+
+    /// Closes a session (a staff session's table is unpicked).
+    pub fn close_session(&self, session: LocalSession) {
+        self.ticket_change(TicketChange::Closed {
+            conn: session.conn,
+            role: session.role,
+        });
+        self.local.close_session(session.conn);
+    }
+
     /// Submits a change and waits until it is committed (or failed).
     ///
     /// # Errors
@@ -579,6 +640,7 @@ impl Engine {
         if let Some(handle) = self.writer_thread.lock().take() {
             let _ = handle.join();
         }
+        self.local.shutdown();
     }
 }
 
@@ -618,6 +680,13 @@ fn post_outcome(reply: Reply, outcome: Outcome) -> Option<Arc<Mailbox>> {
     }
 }
 
+/// An in-process ticket session (see [`Engine::open_session`]).
+pub struct LocalSession {
+    conn: ConnId,
+    role: WsRole,
+    rx: Receiver<Bytes>,
+}
+
 /// A change waiting in the writer's batch.
 enum Pending {
     Job(Job),
@@ -626,6 +695,8 @@ enum Pending {
 
 /// The store writer thread: group commit.
 struct Writer {
+    /// Local sessions and subscribers (the C ABI's).
+    local: Arc<Local>,
     /// Where committed ticket deliveries go.
     reactors: Arc<RwLock<Vec<Arc<Mailbox>>>>,
     /// Events below this sequence number are deleted from the store.
@@ -733,9 +804,13 @@ impl Writer {
         }
         // Visible only after the commit (DESIGN.md, write path step 5).
         let mut hashes = Vec::with_capacity(visible.len());
+        let mut changes = Vec::new();
         if result.is_ok() {
             for e in visible {
                 hashes.push(e.hash);
+                if self.local.has_subscribers() {
+                    changes.push(Change::Event(e.json.clone()));
+                }
                 self.publisher.push(e);
             }
             let puts = batch.iter().filter_map(|p| match p {
@@ -769,6 +844,7 @@ impl Writer {
                 Pending::Tickets(job) => {
                     if result.is_ok() {
                         if let Some(delivery) = job.delivery {
+                            self.local.deliver(&delivery, &mut changes);
                             for m in &reactors {
                                 m.post(ReactorMsg::Deliver(Arc::clone(&delivery)));
                             }
@@ -793,6 +869,7 @@ impl Writer {
                 }
             }
         }
+        self.local.notify(changes);
         // One wake-up per reactor per batch.
         if wake_all {
             for m in &reactors {

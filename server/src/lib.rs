@@ -19,6 +19,7 @@ pub mod config;
 pub mod engine;
 pub mod fanout;
 pub mod http;
+pub mod local;
 pub mod reactor;
 pub mod server;
 pub mod ws;

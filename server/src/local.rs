@@ -1,0 +1,223 @@
+//! The engine's in-process clients, for a host program that links floorbell
+//! (the C ABI): ticket-board sessions that behave like a WebSocket
+//! connection without a socket, and subscribers that hear about every
+//! committed change.
+//!
+//! Both are fed by the store writer after each commit, in commit order.
+//! Subscribers run on one thread of their own (`floorbell-callbacks`), never
+//! on the writer: a callback may take its time or call back into the engine
+//! (even a write, which waits for the writer) without stalling anyone.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Mutex, RwLock};
+
+use crate::fanout::{conn_id, split_conn_id, ConnId, Delivery, Dest};
+
+/// The reactor index reserved for local sessions in a [`ConnId`]: reactors
+/// are numbered from 0 and never reach it.
+pub const LOCAL_REACTOR: usize = 0xFF;
+
+/// What changed, as a subscriber sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A QR event was published (its JSON, SPEC §1.1).
+    Event(Bytes),
+    /// A ticket-board broadcast (one §2.2 / §2.4 line, e.g. `claimed 3 7`).
+    Ticket(Bytes),
+}
+
+/// A subscriber's callback.
+pub type Callback = Box<dyn Fn(&Change) + Send + Sync>;
+
+/// Local sessions and subscribers.
+#[derive(Default)]
+pub struct Local {
+    /// Session id → where its direct messages go.
+    sessions: Mutex<HashMap<ConnId, Sender<Bytes>>>,
+    next_session: AtomicU64,
+    subscribers: Arc<RwLock<Vec<(u64, Arc<Callback>)>>>,
+    next_subscription: AtomicU64,
+    /// Fast check for the writer: no subscriber, no work.
+    has_subscribers: AtomicBool,
+    /// The callback thread and its queue, started with the first subscriber.
+    dispatcher: Mutex<Option<(Sender<Vec<Change>>, JoinHandle<()>)>>,
+}
+
+impl Local {
+    /// A new session id and the receiver of its direct messages (replies,
+    /// `taken`, the initial `new` lines).
+    pub fn open_session(&self) -> (ConnId, Receiver<Bytes>) {
+        let serial = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let id = conn_id(LOCAL_REACTOR, (serial >> 32) as usize, serial);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        self.sessions.lock().insert(id, tx);
+        (id, rx)
+    }
+
+    /// Forgets a session.
+    pub fn close_session(&self, id: ConnId) {
+        self.sessions.lock().remove(&id);
+    }
+
+    /// Whether `id` names a local session.
+    pub fn is_local(id: ConnId) -> bool {
+        split_conn_id(id).0 == LOCAL_REACTOR
+    }
+
+    /// Adds a subscriber; returns its id for [`Local::unsubscribe`].
+    pub fn subscribe(&self, callback: Callback) -> u64 {
+        let id = self.next_subscription.fetch_add(1, Ordering::Relaxed) + 1;
+        self.subscribers.write().push((id, Arc::new(callback)));
+        let mut dispatcher = self.dispatcher.lock();
+        if dispatcher.is_none() {
+            let (tx, rx) = crossbeam_channel::unbounded::<Vec<Change>>();
+            let subscribers = Arc::clone(&self.subscribers);
+            let thread = std::thread::Builder::new()
+                .name("floorbell-callbacks".into())
+                .spawn(move || {
+                    for changes in rx {
+                        // A snapshot: callbacks run without any lock held, so
+                        // they may subscribe, unsubscribe or call the engine.
+                        let current: Vec<Arc<Callback>> = subscribers
+                            .read()
+                            .iter()
+                            .map(|(_, c)| Arc::clone(c))
+                            .collect();
+                        for change in &changes {
+                            for callback in &current {
+                                callback(change);
+                            }
+                        }
+                    }
+                });
+            match thread {
+                Ok(handle) => *dispatcher = Some((tx, handle)),
+                Err(e) => tracing::error!(error = %e, "cannot start the callback thread"),
+            }
+        }
+        self.has_subscribers.store(true, Ordering::Release);
+        id
+    }
+
+    /// Removes a subscriber; false when the id is unknown. Changes already
+    /// queued for the callback thread may still reach it.
+    pub fn unsubscribe(&self, id: u64) -> bool {
+        let mut subs = self.subscribers.write();
+        let before = subs.len();
+        subs.retain(|(s, _)| *s != id);
+        self.has_subscribers
+            .store(!subs.is_empty(), Ordering::Release);
+        subs.len() != before
+    }
+
+    /// Whether anyone listens (checked by the writer before building changes).
+    pub fn has_subscribers(&self) -> bool {
+        self.has_subscribers.load(Ordering::Acquire)
+    }
+
+    /// Hands committed changes to the callback thread.
+    pub fn notify(&self, changes: Vec<Change>) {
+        if changes.is_empty() {
+            return;
+        }
+        if let Some((tx, _)) = self.dispatcher.lock().as_ref() {
+            let _ = tx.send(changes);
+        }
+    }
+
+    /// Routes a committed delivery's frames to local sessions, and its
+    /// broadcasts to `changes` when anyone subscribes.
+    pub fn deliver(&self, delivery: &Delivery, changes: &mut Vec<Change>) {
+        let subscribed = self.has_subscribers();
+        let mut sessions = None;
+        for (dest, frame) in &delivery.messages {
+            match *dest {
+                Dest::Conn(id) if Self::is_local(id) => {
+                    let sessions = sessions.get_or_insert_with(|| self.sessions.lock());
+                    if let Some(tx) = sessions.get(&id) {
+                        let _ = tx.send(frame_text(frame));
+                    }
+                }
+                Dest::Conn(_) => {}
+                _ if subscribed => changes.push(Change::Ticket(frame_text(frame))),
+                _ => {}
+            }
+        }
+    }
+
+    /// Stops the callback thread after it has run what is queued.
+    pub fn shutdown(&self) {
+        if let Some((tx, handle)) = self.dispatcher.lock().take() {
+            drop(tx);
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+/// The text of a server text frame (its payload, without the 2- or 4-byte
+/// header: floorbell's frames are under 64 KiB).
+fn frame_text(frame: &Bytes) -> Bytes {
+    let header = match frame.get(1).map(|b| b & 0x7F) {
+        Some(126) => 4,
+        Some(127) => 10,
+        _ => 2,
+    };
+    frame.slice(header.min(frame.len())..)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_text_strips_the_header() {
+        assert_eq!(
+            frame_text(&crate::ws::text_frame(b"taken 1 2")),
+            Bytes::from_static(b"taken 1 2")
+        );
+        let long = vec![b'a'; 300];
+        assert_eq!(frame_text(&crate::ws::text_frame(&long)), Bytes::from(long));
+    }
+
+    #[test]
+    fn sessions_get_their_direct_messages() {
+        let local = Local::default();
+        let (id, rx) = local.open_session();
+        assert!(Local::is_local(id));
+        let delivery = Delivery {
+            activate: None,
+            reply_to: Some(id),
+            messages: vec![
+                (Dest::Conn(id), crate::ws::text_frame(b"success pick 1")),
+                (Dest::AllDisplays, crate::ws::text_frame(b"pick 1")),
+            ],
+        };
+        let mut changes = Vec::new();
+        local.deliver(&delivery, &mut changes);
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            Bytes::from_static(b"success pick 1")
+        );
+        assert!(changes.is_empty(), "no subscriber, no changes");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        let sub = local.subscribe(Box::new(move |c| sink.lock().push(c.clone())));
+        local.deliver(&delivery, &mut changes);
+        assert_eq!(changes, [Change::Ticket(Bytes::from_static(b"pick 1"))]);
+        local.notify(changes);
+        local.shutdown(); // runs what is queued
+        assert!(local.unsubscribe(sub));
+        assert_eq!(
+            seen.lock().as_slice(),
+            [Change::Ticket(Bytes::from_static(b"pick 1"))]
+        );
+    }
+}

@@ -11,6 +11,66 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+// What a call did. The numbers are part of the ABI: never renumbered,
+// retired codes stay reserved.
+typedef enum {
+  // Success.
+  FLOORBELL_STATUS_OK = 0,
+  // An argument is out of range or malformed (bad JSON, a bad address, …).
+  FLOORBELL_STATUS_INVALID_ARGUMENT = 1,
+  // A required pointer was NULL.
+  FLOORBELL_STATUS_NULL_POINTER = 2,
+  // A string was not UTF-8.
+  FLOORBELL_STATUS_INVALID_UTF8 = 3,
+  // The thing named does not exist (a staff member, a subscription, …).
+  FLOORBELL_STATUS_NOT_FOUND = 4,
+  // It exists already (a staff name in use).
+  FLOORBELL_STATUS_CONFLICT = 5,
+  // The data directory is held by another process.
+  FLOORBELL_STATUS_IN_USE = 6,
+  // The store failed.
+  FLOORBELL_STATUS_STORE = 7,
+  // The engine is shutting down or was closed.
+  FLOORBELL_STATUS_CLOSED = 8,
+  // An I/O error (binding an address, …).
+  FLOORBELL_STATUS_IO = 9,
+  // The engine is already serving (or not serving, for stop).
+  FLOORBELL_STATUS_WRONG_STATE = 10,
+  // A caller-supplied buffer is too small (the length needed is set).
+  FLOORBELL_STATUS_BUFFER_TOO_SMALL = 11,
+  // A panic inside floorbell was caught at the boundary (a bug: report it).
+  FLOORBELL_STATUS_PANIC = 99,
+} floorbell_status;
+
+// What a subscriber callback is told about.
+typedef enum {
+  // A QR event was published: `data` is its JSON (SPEC §1.1).
+  FLOORBELL_CHANGE_EVENT = 1,
+  // A ticket-board broadcast: `data` is one line such as `claimed 3 7` or
+  // `new {…}` (SPEC §2.2, §2.4).
+  FLOORBELL_CHANGE_TICKET = 2,
+  // Reserved for tracked orders (SPEC §3).
+  FLOORBELL_CHANGE_ORDER = 3,
+} floorbell_change;
+
+// An open engine: one data directory, its live state and, while serving,
+// its reactors. Made by [`floorbell_engine_open`], destroyed by
+// [`floorbell_engine_close`]. Functions: `floorbell_engine_*`,
+// `floorbell_session_*`.
+typedef struct floorbell_engine floorbell_engine;
+
+// A subscriber callback: `user_data` as given to
+// [`floorbell_engine_subscribe`], the kind of change, and its text
+// (`length` bytes of UTF-8, also NUL-terminated; valid only during the
+// call). It runs on floorbell's callback thread (`floorbell-callbacks`),
+// one change at a time in commit order, never on the caller's thread; it may
+// call any floorbell function except `floorbell_engine_close` of the same
+// engine. A slow callback delays only later callbacks.
+typedef void (*floorbell_callback)(void *user_data,
+                                   floorbell_change kind,
+                                   const char *data,
+                                   size_t length);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -20,6 +80,192 @@ extern "C" {
 // The pointer is to static memory owned by the library: never free it. Any
 // thread may call this at any time, without an engine.
 const char *floorbell_version(void);
+
+// Opens the engine of a data directory (created if missing) and writes its
+// handle to `*out_engine`. `config_toml` is NULL or the text of a floorbell
+// config file (keys as `floorbell serve --config`; `data-dir` in it is
+// ignored). Tokens are generated and stored on first open as by `floorbell
+// serve`; `floorbell tokens --data-dir DIR` prints them.
+//
+// Errors: `FLOORBELL_STATUS_IN_USE` when another process holds the
+// directory, `FLOORBELL_STATUS_INVALID_ARGUMENT` for bad config text,
+// `FLOORBELL_STATUS_STORE` when the store cannot be opened.
+//
+// # Safety
+//
+// `data_dir` and `config_toml` are NULL or NUL-terminated; `out_engine` is
+// NULL or writable.
+floorbell_status floorbell_engine_open(const char *data_dir,
+                                       const char *config_toml,
+                                       floorbell_engine **out_engine);
+
+// Closes an engine: stops serving, ends its sessions, commits what is
+// queued, stops the callback thread, releases the data directory. NULL does
+// nothing. Call it exactly once per engine, when no other call on it runs
+// and not from a callback.
+//
+// # Safety
+//
+// `engine` is NULL or a handle from [`floorbell_engine_open`] not closed yet.
+floorbell_status floorbell_engine_close(floorbell_engine *engine);
+
+// Serves the HTTP and WebSocket protocols of the standalone server from
+// inside the host process, on `listen` (`"127.0.0.1:0"` picks a port), and
+// writes the bound port to `*out_port` (may be NULL).
+//
+// Errors: `FLOORBELL_STATUS_WRONG_STATE` when already serving,
+// `FLOORBELL_STATUS_INVALID_ARGUMENT` for a bad address, `FLOORBELL_STATUS_IO`
+// when it cannot be bound.
+//
+// # Safety
+//
+// `engine` is a live handle; `listen` is NUL-terminated; `out_port` is NULL
+// or writable.
+floorbell_status floorbell_engine_serve(const floorbell_engine *engine,
+                                        const char *listen,
+                                        uint16_t *out_port);
+
+// Stops serving (open connections get what they are owed, WebSocket clients
+// a 1001 close). `FLOORBELL_STATUS_WRONG_STATE` when not serving.
+//
+// # Safety
+//
+// `engine` is a live handle.
+floorbell_status floorbell_engine_stop_serving(const floorbell_engine *engine);
+
+// Publishes a QR event (SPEC §1.2: a JSON object with `code` and optionally
+// `table`, `invoice`, `order`, `table_repr`) and writes its hash,
+// `"0x"` + 8 hex digits + NUL, into `out_hash` (11 bytes). Returns after the
+// event is on disk. `FLOORBELL_STATUS_INVALID_ARGUMENT` (with the reason in
+// the last error) for a bad event; nothing is queued then.
+//
+// # Safety
+//
+// `engine` is a live handle; `event_json` is NUL-terminated; `out_hash` is
+// NULL or points to 11 writable bytes.
+floorbell_status floorbell_engine_publish_event(const floorbell_engine *engine,
+                                                const char *event_json,
+                                                char *out_hash);
+
+// Reads the retained events after `hash` (`"none"`, NULL, or an unknown
+// hash: every retained event) as the answer of `GET /api/v4/events`:
+// `{"result":true,"data":{"updates":[…]}}`. Writes a string to `*out_json`
+// (free it with [`floorbell_string_free`]) and its length to `*out_length`
+// (may be NULL). Never waits for the writer.
+//
+// # Safety
+//
+// `engine` is a live handle; `hash` is NULL or NUL-terminated; `out_json`
+// is writable; `out_length` is NULL or writable.
+floorbell_status floorbell_engine_events_since(const floorbell_engine *engine,
+                                               const char *hash,
+                                               char **out_json,
+                                               size_t *out_length);
+
+// Creates a staff account for the ticket board and writes its token (shown
+// only now; floorbell keeps a hash) to `*out_token` (free it with
+// [`floorbell_string_free`]). `FLOORBELL_STATUS_CONFLICT` when the name is
+// taken, `FLOORBELL_STATUS_INVALID_ARGUMENT` for a bad name.
+//
+// # Safety
+//
+// `engine` is a live handle; `name` is NUL-terminated; `out_token` writable.
+floorbell_status floorbell_engine_staff_add(const floorbell_engine *engine,
+                                            const char *name,
+                                            char **out_token);
+
+// Removes a staff account (their table is unpicked at once).
+// `FLOORBELL_STATUS_NOT_FOUND` for an unknown name.
+//
+// # Safety
+//
+// `engine` is a live handle; `name` is NUL-terminated.
+floorbell_status floorbell_engine_staff_remove(const floorbell_engine *engine, const char *name);
+
+// Opens a ticket-board session, as if a client connected to `/ws/ROLE`
+// (`role` is `"kiosk"`, `"staff"` or `"display"`), and writes its id to
+// `*out_session`. A kiosk session creates tickets (`new EMAIL NAME`), a staff
+// session picks a table and claims, completes or cancels (SPEC §2).
+//
+// # Safety
+//
+// `engine` is a live handle; `role` is NUL-terminated; `out_session`
+// writable.
+floorbell_status floorbell_session_open(const floorbell_engine *engine,
+                                        const char *role,
+                                        uint64_t *out_session);
+
+// Sends one command on a session (`"new a@b.c Anna"`, `"pick 3 TOKEN"`,
+// `"accept 7"`, …) and writes the reply (`"success …"` or `"error …"`,
+// exactly as SPEC §2 gives it) to `*out_reply` (free it with
+// [`floorbell_string_free`]). Returns after the change is on disk. An
+// `error …` reply is still `FLOORBELL_STATUS_OK`: the call worked, the board
+// said no. `FLOORBELL_STATUS_NOT_FOUND` for an unknown session.
+//
+// # Safety
+//
+// `engine` is a live handle; `command` is NUL-terminated; `out_reply`
+// writable.
+floorbell_status floorbell_session_command(const floorbell_engine *engine,
+                                           uint64_t session,
+                                           const char *command,
+                                           char **out_reply);
+
+// Closes a session (a staff session's table is unpicked).
+// `FLOORBELL_STATUS_NOT_FOUND` for an unknown session.
+//
+// # Safety
+//
+// `engine` is a live handle.
+floorbell_status floorbell_session_close(const floorbell_engine *engine, uint64_t session);
+
+// Subscribes `callback` to every committed change (QR events, ticket
+// broadcasts), with `user_data` passed back on each call, and writes the
+// subscription id to `*out_subscription` (may be NULL). See
+// [`FloorbellCallback`] for the thread that runs it.
+//
+// # Safety
+//
+// `engine` is a live handle; `callback` is non-NULL and stays callable, and
+// `user_data` valid for use on another thread, until
+// [`floorbell_engine_unsubscribe`] returns (and any call in progress ends)
+// or the engine is closed.
+floorbell_status floorbell_engine_subscribe(const floorbell_engine *engine,
+                                            floorbell_callback callback,
+                                            void *user_data,
+                                            uint64_t *out_subscription);
+
+// Ends a subscription. `FLOORBELL_STATUS_NOT_FOUND` for an unknown id. A
+// callback already running (or changes already queued for it) may still
+// complete after this returns when called from another thread.
+//
+// # Safety
+//
+// `engine` is a live handle.
+floorbell_status floorbell_engine_unsubscribe(const floorbell_engine *engine,
+                                              uint64_t subscription);
+
+// Frees a string floorbell returned. NULL does nothing.
+//
+// # Safety
+//
+// `text` is NULL or a string from a floorbell function, freed only once.
+void floorbell_string_free(char *text);
+
+// Bytes of the last error message on this thread, NUL excluded (0 when the
+// last call succeeded).
+size_t floorbell_last_error_length(void);
+
+// Copies the last error message of this thread into `buffer` (at most
+// `length` bytes, NUL included, truncated at a UTF-8 boundary) and returns
+// the bytes written without the NUL. Any thread; each thread has its own
+// message, set by every failed call and cleared by every successful one.
+//
+// # Safety
+//
+// `buffer` is NULL (nothing is written, 0 is returned) or points to at least
+// `length` writable bytes.
+size_t floorbell_last_error_message(char *buffer, size_t length);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -1,6 +1,7 @@
 //! SPEC §1 wire strings, byte for byte.
 
 use super::*;
+use proptest::prelude::Strategy;
 
 fn prep(body: &str, tables: &TableSet) -> Result<String, QrError> {
     let mut b = body.as_bytes().to_vec();
@@ -167,4 +168,23 @@ fn answers() {
         INVALID_TOKEN_JSON,
         br#"{"result":false,"error":"invalid token"}"#
     );
+}
+
+proptest::proptest! {
+    /// Hostile bodies never panic; what is accepted is valid JSON with the
+    /// six keys in order.
+    #[test]
+    fn any_body_is_refused_or_serialized_validly(body in proptest::prop_oneof![
+        proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        "\\{\"code\":\"[a-z]{1,5}\",\"table\":(null|-?[0-9]{1,20}|\"x\"),\"order\":(null|\\{\"a\":\\[1,2\\]\\}|\\[\\])\\}"
+            .prop_map(|s: String| s.into_bytes()),
+    ]) {
+        let mut b = body.clone();
+        if let Ok(p) = prepare_event(&mut b, &TableSet::default()) {
+            let json = p.finish(1);
+            let v: serde_json::Value = serde_json::from_slice(&json).expect("valid JSON");
+            let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+            proptest::prop_assert_eq!(keys.len(), 6);
+        }
+    }
 }

@@ -286,4 +286,23 @@ mod tests {
         many.extend_from_slice(b"\r\n");
         assert_eq!(p(&many), HeadError::TooLarge);
     }
+
+    proptest::proptest! {
+        /// Hostile bytes never panic, and every offset a head reports lies
+        /// inside the buffer it was parsed from.
+        #[test]
+        fn any_bytes_parse_or_fail_cleanly(prefix in proptest::sample::select(vec![
+            &b""[..], b"GET / HTTP/1.1\r\n", b"POST /api/v4/events HTTP/1.1\r\nContent-Length: ",
+        ]), tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let mut buf = prefix.to_vec();
+            buf.extend_from_slice(&tail);
+            buf.extend_from_slice(b"\r\n\r\n");
+            if let Ok(Some(h)) = parse_head(&buf) {
+                proptest::prop_assert!(h.head_len <= buf.len());
+                for r in [Some(h.path), h.query, h.token, h.authorization, h.ws_key, h.ws_version].into_iter().flatten() {
+                    proptest::prop_assert!(r.end <= buf.len());
+                }
+            }
+        }
+    }
 }

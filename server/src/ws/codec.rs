@@ -370,4 +370,24 @@ mod tests {
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }
+
+    proptest::proptest! {
+        /// Hostile bytes never panic and never claim more than they were given.
+        #[test]
+        fn any_bytes_decode_or_fail_cleanly(chunks in proptest::collection::vec(
+            proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), 1..6)) {
+            let mut reader = WsReader::default();
+            let mut pending = Vec::new();
+            let mut events = Vec::new();
+            for chunk in chunks {
+                pending.extend_from_slice(&chunk);
+                let used = reader.decode(&mut pending, &mut events);
+                proptest::prop_assert!(used <= pending.len());
+                pending.drain(..used);
+                if matches!(events.last(), Some(WsEvent::Fail(..) | WsEvent::Closed(_))) {
+                    break;
+                }
+            }
+        }
+    }
 }

@@ -21,5 +21,6 @@ echo "== bindings"
 cargo build -p floorbell-ffi
 bash bindings/c/test.sh
 python3 -m pytest -q bindings/python
+bash bindings/csharp/test.sh
 
 echo "all tests passed"

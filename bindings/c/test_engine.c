@@ -1,0 +1,489 @@
+/* The engine through the C ABI, as a POS program written in C uses it:
+ * open on a fresh directory, publish and read back, bad calls (each status,
+ * the last error, and that nothing changed), serve in-process and read over
+ * a plain socket, a subscriber callback for an event published over HTTP, a
+ * ticket driven through sessions, unsubscribe, close. Run under valgrind by
+ * test.sh: every string floorbell hands out is freed here, so any leak or
+ * invalid access fails the run. Every wait has a timeout. */
+#define _XOPEN_SOURCE 700
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "floorbell.h"
+
+#define QR_TOKEN "cq"
+#define ADMIN_TOKEN "ca"
+#define CONFIG "qr-token = \"" QR_TOKEN "\"\nadmin-token = \"" ADMIN_TOKEN "\"\nno-mdns = true\n"
+#define TIMEOUT_SECS 20
+
+static int passed, failed;
+
+/* CHECK records a failure and goes on; REQUIRE stops the program (for a
+ * failure later steps cannot survive, like a NULL handle). */
+static void check_at(int ok, const char *file, int line, const char *fmt, ...) {
+    if (ok) {
+        passed++;
+        return;
+    }
+    failed++;
+    fprintf(stderr, "FAIL %s:%d: ", file, line);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+#define CHECK(cond, ...) check_at((cond) != 0, __FILE__, __LINE__, __VA_ARGS__)
+#define REQUIRE(cond, ...)                                         \
+    do {                                                           \
+        int ok_ = (cond) != 0;                                     \
+        check_at(ok_, __FILE__, __LINE__, __VA_ARGS__);            \
+        if (!ok_) {                                                \
+            printf("%d passed, %d failed\n", passed, failed);      \
+            exit(1);                                               \
+        }                                                          \
+    } while (0)
+#define CHECK_STATUS(call, want)                                                       \
+    do {                                                                               \
+        floorbell_status got_ = (call);                                                \
+        char why_[512];                                                                \
+        last_error(why_, sizeof why_);                                                 \
+        CHECK(got_ == (want), "%s: status %d, expected %d (last error: %s)", #call,    \
+              (int)got_, (int)(want), why_);                                           \
+    } while (0)
+
+/* The calling thread's last error, copied into buf ("" when none). */
+static size_t last_error(char *buf, size_t size) {
+    size_t n = floorbell_last_error_message(buf, size);
+    if (size > 0) buf[n < size ? n : size - 1] = '\0';
+    return n;
+}
+
+static char *events_since(floorbell_engine *fb, const char *hash) {
+    char *json = NULL;
+    size_t length = 0;
+    floorbell_status s = floorbell_engine_events_since(fb, hash, &json, &length);
+    REQUIRE(s == FLOORBELL_STATUS_OK && json != NULL, "events_since(%s): status %d",
+            hash ? hash : "NULL", (int)s);
+    CHECK(length == strlen(json), "events_since length %zu, strlen %zu", length, strlen(json));
+    return json;
+}
+
+/* --- subscriber ------------------------------------------------------- */
+
+#define MAX_CHANGES 64
+
+struct changes {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    pthread_t main_thread;
+    int count;
+    int on_main_thread;   /* callbacks that ran on the caller's thread */
+    int bad_length;       /* callbacks whose length != strlen(data) */
+    floorbell_change kinds[MAX_CHANGES];
+    char *texts[MAX_CHANGES];
+};
+
+static void on_change(void *user_data, floorbell_change kind, const char *data, size_t length) {
+    struct changes *c = user_data;
+    pthread_mutex_lock(&c->lock);
+    if (pthread_equal(pthread_self(), c->main_thread)) c->on_main_thread++;
+    if (data == NULL || strlen(data) != length) c->bad_length++;
+    if (c->count < MAX_CHANGES) {
+        c->kinds[c->count] = kind;
+        c->texts[c->count] = strndup(data ? data : "", length);
+        c->count++;
+    }
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* Waits until a change of `kind` whose text contains `needle` arrives;
+ * returns its index, or -1 after TIMEOUT_SECS. */
+static int wait_for_change(struct changes *c, floorbell_change kind, const char *needle) {
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += TIMEOUT_SECS;
+    int found = -1;
+    pthread_mutex_lock(&c->lock);
+    for (;;) {
+        for (int i = 0; i < c->count && found < 0; i++) {
+            if (c->kinds[i] == kind && strstr(c->texts[i], needle)) found = i;
+        }
+        if (found >= 0) break;
+        if (pthread_cond_timedwait(&c->cond, &c->lock, &deadline) == ETIMEDOUT) break;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return found;
+}
+
+static int change_count(struct changes *c) {
+    pthread_mutex_lock(&c->lock);
+    int n = c->count;
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
+/* --- HTTP over a plain socket ----------------------------------------- */
+
+/* Sends `request` to 127.0.0.1:port and reads the whole response (the
+ * server closes after `Connection: close`; a Content-Length body is also
+ * read to its end). Returns a malloc'd string, or NULL on failure. */
+static char *http_exchange(uint16_t port, const char *request) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return NULL;
+    struct timeval tv = {.tv_sec = TIMEOUT_SECS, .tv_usec = 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+        close(fd);
+        return NULL;
+    }
+    size_t len = strlen(request), sent = 0;
+    while (sent < len) {
+        ssize_t n = send(fd, request + sent, len - sent, MSG_NOSIGNAL);
+        if (n <= 0) {
+            close(fd);
+            return NULL;
+        }
+        sent += (size_t)n;
+    }
+    size_t cap = 4096, got = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (got + 1 >= cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+        ssize_t n = recv(fd, buf + got, cap - got - 1, 0);
+        if (n <= 0) break; /* EOF, or the timeout */
+        got += (size_t)n;
+        buf[got] = '\0';
+        char *end = strstr(buf, "\r\n\r\n");
+        const char *cl = end ? strstr(buf, "Content-Length:") : NULL;
+        if (!cl) cl = end ? strstr(buf, "content-length:") : NULL;
+        if (end && cl && cl < end && got >= (size_t)(end + 4 - buf) + strtoul(cl + 15, NULL, 10)) break;
+    }
+    buf[got] = '\0';
+    close(fd);
+    return buf;
+}
+
+static const char *http_body(const char *response) {
+    const char *end = strstr(response, "\r\n\r\n");
+    return end ? end + 4 : "";
+}
+
+/* --- temp dir --------------------------------------------------------- */
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* --- the tests ---------------------------------------------------------- */
+
+static void publish_and_read_back(floorbell_engine *fb, char *hash) {
+    char *before = events_since(fb, NULL);
+    CHECK(strcmp(before, "{\"result\":true,\"data\":{\"updates\":[]}}") == 0, "fresh engine has events: %s",
+          before);
+    floorbell_string_free(before);
+
+    memset(hash, 'X', 11);
+    CHECK_STATUS(floorbell_engine_publish_event(fb, "{\"code\":\"waiter_call\",\"table\":5}", hash),
+                 FLOORBELL_STATUS_OK);
+    CHECK(hash[10] == '\0' && strlen(hash) == 10 && strncmp(hash, "0x", 2) == 0 &&
+              strspn(hash + 2, "0123456789abcdef") == 8,
+          "hash %.11s is not 0x + 8 lowercase hex digits", hash);
+    CHECK(floorbell_last_error_length() == 0, "a successful call left a last error");
+
+    char want[256];
+    snprintf(want, sizeof want,
+             "{\"result\":true,\"data\":{\"updates\":[{\"hash\":\"%s\",\"code\":\"waiter_call\",\"table\":5,"
+             "\"invoice\":null,\"order\":null,\"table_repr\":null}]}}",
+             hash);
+    char *all = events_since(fb, "none");
+    CHECK(strcmp(all, want) == 0, "events_since(none) = %s\nexpected %s", all, want);
+    floorbell_string_free(all);
+
+    char *after = events_since(fb, hash);
+    CHECK(strstr(after, "\"updates\":[]") != NULL, "events after the last hash: %s", after);
+    floorbell_string_free(after);
+}
+
+static void bad_calls_change_nothing(floorbell_engine *fb) {
+    char *before = events_since(fb, NULL);
+    char hash[11] = "untouched!";
+    char why[512];
+
+    /* Bad JSON: INVALID_ARGUMENT, a message, no hash written. */
+    CHECK_STATUS(floorbell_engine_publish_event(fb, "{\"code\":", hash), FLOORBELL_STATUS_INVALID_ARGUMENT);
+    size_t len = floorbell_last_error_length();
+    CHECK(len > 0, "no last error after bad JSON");
+    size_t n = last_error(why, sizeof why);
+    CHECK(n == len && strlen(why) == len, "last_error_message wrote %zu bytes, length said %zu", n, len);
+    CHECK(strstr(why, "JSON") != NULL, "bad-JSON message does not say JSON: %s", why);
+    CHECK(strcmp(hash, "untouched!") == 0, "out_hash written on failure: %s", hash);
+    /* A short buffer: truncated and still NUL-terminated. */
+    char small[5] = "zzzz";
+    n = floorbell_last_error_message(small, sizeof small);
+    CHECK(n == 4 && small[4] == '\0' && strncmp(small, why, 4) == 0, "truncated copy %zu '%s'", n, small);
+    CHECK(floorbell_last_error_message(NULL, 10) == 0, "NULL buffer wrote something");
+
+    /* A bad event code. */
+    CHECK_STATUS(floorbell_engine_publish_event(fb, "{\"code\":\"Not A Code\"}", hash),
+                 FLOORBELL_STATUS_INVALID_ARGUMENT);
+
+    /* NULL engine, NULL arguments. */
+    CHECK_STATUS(floorbell_engine_publish_event(NULL, "{\"code\":\"waiter_call\"}", hash),
+                 FLOORBELL_STATUS_NULL_POINTER);
+    last_error(why, sizeof why);
+    CHECK(strstr(why, "engine") != NULL, "NULL-engine message: %s", why);
+    CHECK_STATUS(floorbell_engine_publish_event(fb, NULL, hash), FLOORBELL_STATUS_NULL_POINTER);
+    char *json = (char *)"sentinel";
+    CHECK_STATUS(floorbell_engine_events_since(NULL, NULL, &json, NULL), FLOORBELL_STATUS_NULL_POINTER);
+    CHECK_STATUS(floorbell_engine_events_since(fb, NULL, NULL, NULL), FLOORBELL_STATUS_NULL_POINTER);
+    CHECK(strcmp(json, "sentinel") == 0, "out_json written on failure");
+    CHECK_STATUS(floorbell_engine_open(NULL, NULL, NULL), FLOORBELL_STATUS_NULL_POINTER);
+    CHECK_STATUS(floorbell_engine_close(NULL), FLOORBELL_STATUS_OK);
+    floorbell_string_free(NULL);
+
+    /* Bad UTF-8. */
+    CHECK_STATUS(floorbell_engine_publish_event(fb, "{\"code\":\"waiter_call\",\"x\":\"\xff\xfe\"}", hash),
+                 FLOORBELL_STATUS_INVALID_UTF8);
+    last_error(why, sizeof why);
+    CHECK(strstr(why, "UTF-8") != NULL, "bad-UTF-8 message: %s", why);
+
+    /* Unknown session, unknown subscription, bad role, bad address. */
+    char *reply = (char *)"sentinel";
+    CHECK_STATUS(floorbell_session_command(fb, 123456789, "new a@b.c Anna", &reply), FLOORBELL_STATUS_NOT_FOUND);
+    last_error(why, sizeof why);
+    CHECK(strstr(why, "123456789") != NULL, "unknown-session message: %s", why);
+    CHECK(strcmp(reply, "sentinel") == 0, "out_reply written on failure");
+    CHECK_STATUS(floorbell_session_close(fb, 123456789), FLOORBELL_STATUS_NOT_FOUND);
+    CHECK_STATUS(floorbell_engine_unsubscribe(fb, 987654), FLOORBELL_STATUS_NOT_FOUND);
+    uint64_t session = 77;
+    CHECK_STATUS(floorbell_session_open(fb, "chef", &session), FLOORBELL_STATUS_INVALID_ARGUMENT);
+    CHECK(session == 77, "out_session written on failure");
+    CHECK_STATUS(floorbell_engine_serve(fb, "nowhere", NULL), FLOORBELL_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(floorbell_engine_stop_serving(fb), FLOORBELL_STATUS_WRONG_STATE);
+    CHECK_STATUS(floorbell_engine_staff_remove(fb, "Nobody"), FLOORBELL_STATUS_NOT_FOUND);
+    CHECK_STATUS(floorbell_engine_subscribe(fb, NULL, NULL, NULL), FLOORBELL_STATUS_NULL_POINTER);
+
+    char *after = events_since(fb, NULL);
+    CHECK(strcmp(before, after) == 0, "bad calls changed the events:\nbefore %s\nafter  %s", before, after);
+    CHECK(floorbell_last_error_length() == 0, "events_since (OK) did not clear the last error");
+    floorbell_string_free(before);
+    floorbell_string_free(after);
+}
+
+static void open_errors(const char *dir) {
+    floorbell_engine *other = NULL;
+    CHECK_STATUS(floorbell_engine_open(dir, CONFIG, &other), FLOORBELL_STATUS_IN_USE);
+    CHECK(other == NULL, "out_engine written on failure");
+    char bad_dir[4096];
+    snprintf(bad_dir, sizeof bad_dir, "%s/other", dir);
+    CHECK_STATUS(floorbell_engine_open(bad_dir, "tables = 0", &other), FLOORBELL_STATUS_INVALID_ARGUMENT);
+    CHECK(other == NULL, "out_engine written on failure");
+}
+
+static void serve_and_read_over_http(floorbell_engine *fb, const char *hash, uint16_t *port_out) {
+    uint16_t port = 0;
+    CHECK_STATUS(floorbell_engine_serve(fb, "127.0.0.1:0", &port), FLOORBELL_STATUS_OK);
+    REQUIRE(port != 0, "serve wrote no port");
+    *port_out = port;
+    CHECK_STATUS(floorbell_engine_serve(fb, "127.0.0.1:0", NULL), FLOORBELL_STATUS_WRONG_STATE);
+
+    char *resp = http_exchange(port,
+                               "GET /api/v4/events?hash=none HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                               "token: " QR_TOKEN "\r\nConnection: close\r\n\r\n");
+    REQUIRE(resp != NULL, "cannot reach 127.0.0.1:%u", port);
+    CHECK(strncmp(resp, "HTTP/1.1 200", 12) == 0, "GET events: %s", resp);
+    char *direct = events_since(fb, "none");
+    CHECK(strcmp(http_body(resp), direct) == 0, "HTTP body %s\ndiffers from events_since %s", http_body(resp),
+          direct);
+    CHECK(strstr(http_body(resp), hash) != NULL, "hash %s missing over HTTP: %s", hash, resp);
+    floorbell_string_free(direct);
+    free(resp);
+
+    resp = http_exchange(port,
+                         "GET /api/v4/events?hash=none HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         "token: wrong\r\nConnection: close\r\n\r\n");
+    REQUIRE(resp != NULL, "cannot reach 127.0.0.1:%u", port);
+    CHECK(strncmp(resp, "HTTP/1.1 401", 12) == 0 &&
+              strcmp(http_body(resp), "{\"result\":false,\"error\":\"invalid token\"}") == 0,
+          "GET with a wrong token: %s", resp);
+    free(resp);
+}
+
+static void callback_for_http_publish(floorbell_engine *fb, uint16_t port, struct changes *seen,
+                                      uint64_t *sub) {
+    CHECK_STATUS(floorbell_engine_subscribe(fb, on_change, seen, sub), FLOORBELL_STATUS_OK);
+    const char *body = "{\"code\":\"waiter_call\",\"table\":12}";
+    char request[512];
+    snprintf(request, sizeof request,
+             "POST /api/v4/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " ADMIN_TOKEN
+             "\r\nContent-Type: application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+             strlen(body), body);
+    char *resp = http_exchange(port, request);
+    REQUIRE(resp != NULL, "cannot reach 127.0.0.1:%u", port);
+    CHECK(strncmp(resp, "HTTP/1.1 201", 12) == 0, "POST events: %s", resp);
+    const char *h = strstr(http_body(resp), "\"hash\":\"");
+    REQUIRE(h != NULL, "no hash in the POST answer: %s", resp);
+    char hash[11];
+    memcpy(hash, h + 8, 10);
+    hash[10] = '\0';
+    free(resp);
+
+    int i = wait_for_change(seen, FLOORBELL_CHANGE_EVENT, hash);
+    REQUIRE(i >= 0, "no FLOORBELL_CHANGE_EVENT for %s within %d s", hash, TIMEOUT_SECS);
+    pthread_mutex_lock(&seen->lock);
+    CHECK(strstr(seen->texts[i], "\"code\":\"waiter_call\",\"table\":12") != NULL, "event text: %s",
+          seen->texts[i]);
+    CHECK(seen->on_main_thread == 0, "a callback ran on the caller's thread");
+    CHECK(seen->bad_length == 0, "a callback's length was not strlen(data)");
+    pthread_mutex_unlock(&seen->lock);
+}
+
+/* Sends one command and checks the reply exactly; returns 1 when it matched. */
+static int command_is(floorbell_engine *fb, uint64_t session, const char *command, const char *want) {
+    char *reply = NULL;
+    floorbell_status s = floorbell_session_command(fb, session, command, &reply);
+    CHECK(s == FLOORBELL_STATUS_OK && reply != NULL, "command '%s': status %d", command, (int)s);
+    if (s != FLOORBELL_STATUS_OK || reply == NULL) return 0;
+    int ok = strcmp(reply, want) == 0;
+    CHECK(ok, "command '%s' replied '%s', expected '%s'", command, reply, want);
+    floorbell_string_free(reply);
+    return ok;
+}
+
+static void ticket_through_sessions(floorbell_engine *fb, struct changes *seen) {
+    char *token = NULL;
+    CHECK_STATUS(floorbell_engine_staff_add(fb, "Anna", &token), FLOORBELL_STATUS_OK);
+    REQUIRE(token != NULL && strlen(token) >= 16, "staff token: %s", token ? token : "NULL");
+    char *again = (char *)"sentinel";
+    CHECK_STATUS(floorbell_engine_staff_add(fb, "Anna", &again), FLOORBELL_STATUS_CONFLICT);
+    CHECK(strcmp(again, "sentinel") == 0, "out_token written on failure");
+
+    uint64_t kiosk = 0, staff = 0, display = 0;
+    CHECK_STATUS(floorbell_session_open(fb, "kiosk", &kiosk), FLOORBELL_STATUS_OK);
+    CHECK_STATUS(floorbell_session_open(fb, "staff", &staff), FLOORBELL_STATUS_OK);
+    CHECK_STATUS(floorbell_session_open(fb, "display", &display), FLOORBELL_STATUS_OK);
+    CHECK(kiosk != staff && staff != display && kiosk != display, "session ids repeat");
+
+    /* `new`: the ticket JSON, with `start` the creation time (checked by shape). */
+    char *reply = NULL;
+    CHECK_STATUS(floorbell_session_command(fb, kiosk, "new ann@example.com Ann Lee", &reply), FLOORBELL_STATUS_OK);
+    REQUIRE(reply != NULL, "no reply to new");
+    const char *head = "success new {\"id\":0,\"email\":\"ann@example.com\",\"name\":\"Ann Lee\",\"staff\":\"{}\","
+                       "\"start\":\"";
+    const char *tail = "\",\"end\":\"1970-01-01T00:00:00Z\"}";
+    size_t rlen = strlen(reply), hlen = strlen(head), tlen = strlen(tail);
+    CHECK(rlen == hlen + 20 + tlen && strncmp(reply, head, hlen) == 0 && strcmp(reply + rlen - tlen, tail) == 0 &&
+              reply[hlen + 4] == '-' && reply[hlen + 10] == 'T' && reply[hlen + 19] == 'Z',
+          "new replied '%s'", reply);
+    floorbell_string_free(reply);
+
+    command_is(fb, kiosk, "query ann@example.com", "success query Ann Lee");
+    command_is(fb, staff, "accept 0", "error accept you do not have a table chosen");
+    char pick[256];
+    snprintf(pick, sizeof pick, "pick 0 %s", token);
+    command_is(fb, staff, pick, "success pick 0");
+    command_is(fb, staff, "accept 0", "success claimed 0");
+    command_is(fb, staff, "complete 0", "success complete 0");
+    command_is(fb, staff, "complete 0", "error complete the ticket has already been completed or cancelled");
+    command_is(fb, staff, "dance", "error dance malformed command");
+    floorbell_string_free(token);
+
+    /* The display's broadcasts reach the subscriber, in order. */
+    int p = wait_for_change(seen, FLOORBELL_CHANGE_TICKET, "pick 0");
+    int c = wait_for_change(seen, FLOORBELL_CHANGE_TICKET, "claimed 0 0");
+    int d = wait_for_change(seen, FLOORBELL_CHANGE_TICKET, "complete 0");
+    CHECK(p >= 0 && c > p && d > c, "ticket broadcasts missing or out of order: %d %d %d", p, c, d);
+
+    CHECK_STATUS(floorbell_session_close(fb, staff), FLOORBELL_STATUS_OK);
+    CHECK(wait_for_change(seen, FLOORBELL_CHANGE_TICKET, "unpick 0") >= 0, "no unpick after the staff session closed");
+    CHECK_STATUS(floorbell_session_close(fb, staff), FLOORBELL_STATUS_NOT_FOUND);
+    CHECK_STATUS(floorbell_session_close(fb, kiosk), FLOORBELL_STATUS_OK);
+    /* The display session is left open: close must end it. */
+    CHECK_STATUS(floorbell_engine_staff_remove(fb, "Anna"), FLOORBELL_STATUS_OK);
+}
+
+static void unsubscribe_stops_callbacks(floorbell_engine *fb, struct changes *seen, uint64_t sub) {
+    CHECK_STATUS(floorbell_engine_unsubscribe(fb, sub), FLOORBELL_STATUS_OK);
+    CHECK_STATUS(floorbell_engine_unsubscribe(fb, sub), FLOORBELL_STATUS_NOT_FOUND);
+    int before = change_count(seen);
+    /* A second subscriber as a barrier: callbacks run in commit order on one
+     * thread, so once it hears the event the first one would have too. */
+    static struct changes barrier = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    barrier.main_thread = pthread_self();
+    uint64_t sub2 = 0;
+    CHECK_STATUS(floorbell_engine_subscribe(fb, on_change, &barrier, &sub2), FLOORBELL_STATUS_OK);
+    CHECK(sub2 != sub, "subscription ids repeat");
+    char hash[11];
+    CHECK_STATUS(floorbell_engine_publish_event(fb, "{\"code\":\"save_order\"}", hash), FLOORBELL_STATUS_OK);
+    CHECK(wait_for_change(&barrier, FLOORBELL_CHANGE_EVENT, hash) >= 0, "barrier subscriber heard nothing");
+    CHECK(change_count(seen) == before, "an unsubscribed callback was called (%d → %d)", before, change_count(seen));
+    CHECK_STATUS(floorbell_engine_unsubscribe(fb, sub2), FLOORBELL_STATUS_OK);
+    for (int i = 0; i < barrier.count; i++) free(barrier.texts[i]);
+}
+
+int main(void) {
+    char dir[] = "/tmp/floorbell-c-test-XXXXXX";
+    REQUIRE(mkdtemp(dir) != NULL, "mkdtemp: %s", strerror(errno));
+
+    floorbell_engine *fb = NULL;
+    CHECK_STATUS(floorbell_engine_open(dir, CONFIG, &fb), FLOORBELL_STATUS_OK);
+    REQUIRE(fb != NULL, "engine_open gave no handle");
+
+    char hash[11];
+    publish_and_read_back(fb, hash);
+    bad_calls_change_nothing(fb);
+    open_errors(dir);
+
+    uint16_t port = 0;
+    serve_and_read_over_http(fb, hash, &port);
+
+    struct changes seen = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    seen.main_thread = pthread_self();
+    uint64_t sub = 0;
+    callback_for_http_publish(fb, port, &seen, &sub);
+    ticket_through_sessions(fb, &seen);
+    unsubscribe_stops_callbacks(fb, &seen, sub);
+
+    CHECK_STATUS(floorbell_engine_stop_serving(fb), FLOORBELL_STATUS_OK);
+    char *late = http_exchange(port, "GET /api/v4/events?hash=none HTTP/1.1\r\ntoken: " QR_TOKEN "\r\n\r\n");
+    CHECK(late == NULL, "still serving after stop_serving: %s", late);
+    free(late);
+    CHECK_STATUS(floorbell_engine_close(fb), FLOORBELL_STATUS_OK);
+
+    /* Reopened: what was acknowledged is there. */
+    fb = NULL;
+    CHECK_STATUS(floorbell_engine_open(dir, CONFIG, &fb), FLOORBELL_STATUS_OK);
+    REQUIRE(fb != NULL, "reopen gave no handle");
+    char *all = events_since(fb, NULL);
+    CHECK(strstr(all, hash) != NULL, "event %s lost across close/open: %s", hash, all);
+    floorbell_string_free(all);
+    CHECK_STATUS(floorbell_engine_close(fb), FLOORBELL_STATUS_OK);
+
+    for (int i = 0; i < seen.count; i++) free(seen.texts[i]);
+    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,453 @@
+// floorbell for .NET / Mono: a P/Invoke binding of the C ABI
+// (include/floorbell.h). The native library is found as "floorbell"
+// (libfloorbell.so on LD_LIBRARY_PATH, or next to the assembly).
+//
+//     using (var fb = new Floorbell.Engine("/var/lib/pos/floorbell", "admin-token = \"s3cret\"")) {
+//         string hash = fb.PublishEvent("{\"code\":\"waiter_call\",\"table\":3}");
+//         string json = fb.EventsSince(null);
+//         ushort port = fb.Serve("127.0.0.1:0");
+//         using (var kiosk = fb.OpenSession("kiosk"))
+//             Console.WriteLine(kiosk.Command("new guest@example.com Anna"));
+//     }
+//
+// Every failed call throws FloorbellException, carrying the C status and
+// floorbell's last-error text. Strings go in as NUL-terminated UTF-8 byte
+// arrays and come out as IntPtr, copied, then freed with
+// floorbell_string_free. The engine handle is a SafeHandle: the marshaller
+// holds a reference during each call, so Dispose (or the finalizer) calls
+// floorbell_engine_close exactly once, after every call in progress ends.
+// Subscriber callbacks run on floorbell's callback thread
+// (`floorbell-callbacks`), never on the caller's.
+
+using System;
+using System.Collections.Generic;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace Floorbell
+{
+    /// <summary>floorbell_status: the numbers are the header's and never move.</summary>
+    public enum Status
+    {
+        Ok = 0,
+        InvalidArgument = 1,
+        NullPointer = 2,
+        InvalidUtf8 = 3,
+        NotFound = 4,
+        Conflict = 5,
+        InUse = 6,
+        Store = 7,
+        Closed = 8,
+        Io = 9,
+        WrongState = 10,
+        BufferTooSmall = 11,
+        Panic = 99,
+    }
+
+    /// <summary>floorbell_change: what a subscriber callback is told about.</summary>
+    public enum ChangeKind
+    {
+        Event = 1,
+        Ticket = 2,
+        Order = 3,
+    }
+
+    /// <summary>A floorbell call failed: Status says how, Message says why.</summary>
+    public sealed class FloorbellException : Exception
+    {
+        public Status Status { get; }
+
+        public FloorbellException(Status status, string message)
+            : base(string.IsNullOrEmpty(message) ? status.ToString() : message + " (" + status + ")")
+        {
+            Status = status;
+            Reason = message ?? "";
+        }
+
+        /// <summary>floorbell's last-error text alone.</summary>
+        public string Reason { get; }
+    }
+
+    /// <summary>The engine handle: released by floorbell_engine_close.</summary>
+    internal sealed class EngineHandle : SafeHandle
+    {
+        public EngineHandle() : base(IntPtr.Zero, true) { }
+
+        public override bool IsInvalid => handle == IntPtr.Zero;
+
+        /// <summary>The status floorbell_engine_close returned.</summary>
+        public Status CloseStatus { get; private set; } = Status.Ok;
+
+        // Every callback delegate ever subscribed, rooted until the engine is
+        // closed: native code may call it until then, even when the Engine
+        // object was dropped without Dispose and is being finalized (a
+        // collected delegate's thunk would be a dangling function pointer).
+        readonly List<GCHandle> roots = new List<GCHandle>();
+
+        public void Root(Delegate callback)
+        {
+            lock (roots) roots.Add(GCHandle.Alloc(callback));
+        }
+
+        protected override bool ReleaseHandle()
+        {
+            // Joins floorbell's callback thread: no callback runs after this.
+            CloseStatus = Native.floorbell_engine_close(handle);
+            lock (roots)
+            {
+                foreach (var root in roots) root.Free();
+                roots.Clear();
+            }
+            return CloseStatus == Status.Ok;
+        }
+    }
+
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    internal delegate void NativeCallback(IntPtr userData, int kind, IntPtr data, UIntPtr length);
+
+    internal static class Native
+    {
+        const string Lib = "floorbell";
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern IntPtr floorbell_version();
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Status floorbell_engine_open(byte[] dataDir, byte[] configToml, out EngineHandle engine);
+
+        // Takes the raw pointer: called only by EngineHandle.ReleaseHandle.
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Status floorbell_engine_close(IntPtr engine);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Status floorbell_engine_serve(EngineHandle engine, byte[] listen, out ushort port);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Status floorbell_engine_stop_serving(EngineHandle engine);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Status floorbell_engine_publish_event(EngineHandle engine, byte[] eventJson, byte[] outHash);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Status floorbell_engine_events_since(EngineHandle engine, byte[] hash, out IntPtr json, out UIntPtr length);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Status floorbell_engine_staff_add(EngineHandle engine, byte[] name, out IntPtr token);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Status floorbell_engine_staff_remove(EngineHandle engine, byte[] name);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Status floorbell_session_open(EngineHandle engine, byte[] role, out ulong session);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Status floorbell_session_command(EngineHandle engine, ulong session, byte[] command, out IntPtr reply);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Status floorbell_session_close(EngineHandle engine, ulong session);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Status floorbell_engine_subscribe(EngineHandle engine, NativeCallback callback, IntPtr userData, out ulong subscription);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Status floorbell_engine_unsubscribe(EngineHandle engine, ulong subscription);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern void floorbell_string_free(IntPtr text);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern UIntPtr floorbell_last_error_length();
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern UIntPtr floorbell_last_error_message(byte[] buffer, UIntPtr length);
+
+        /// <summary>NUL-terminated UTF-8, or null for NULL.</summary>
+        public static byte[] Utf8(string text)
+        {
+            if (text == null) return null;
+            var bytes = new byte[Encoding.UTF8.GetByteCount(text) + 1];
+            Encoding.UTF8.GetBytes(text, 0, text.Length, bytes, 0);
+            return bytes;
+        }
+
+        /// <summary>Bytes as given, NUL appended (for callers that hand floorbell raw bytes).</summary>
+        public static byte[] Terminated(byte[] raw)
+        {
+            var bytes = new byte[raw.Length + 1];
+            Buffer.BlockCopy(raw, 0, bytes, 0, raw.Length);
+            return bytes;
+        }
+
+        /// <summary>This thread's last error text ("" when none).</summary>
+        public static string LastError()
+        {
+            ulong n = (ulong)floorbell_last_error_length();
+            if (n == 0) return "";
+            var buffer = new byte[n + 1];
+            ulong written = (ulong)floorbell_last_error_message(buffer, (UIntPtr)(n + 1));
+            return Encoding.UTF8.GetString(buffer, 0, (int)written);
+        }
+
+        public static void Check(Status status)
+        {
+            if (status != Status.Ok) throw new FloorbellException(status, LastError());
+        }
+
+        /// <summary>Copies a string floorbell handed out, then frees it.</summary>
+        public static string Take(IntPtr text, long length = -1)
+        {
+            if (text == IntPtr.Zero) return "";
+            try
+            {
+                if (length < 0)
+                {
+                    length = 0;
+                    while (Marshal.ReadByte(text, (int)length) != 0) length++;
+                }
+                var bytes = new byte[length];
+                Marshal.Copy(text, bytes, 0, (int)length);
+                return Encoding.UTF8.GetString(bytes);
+            }
+            finally
+            {
+                floorbell_string_free(text);
+            }
+        }
+    }
+
+    /// <summary>An open engine: one data directory (floorbell_engine_open).</summary>
+    public sealed class Engine : IDisposable
+    {
+        readonly EngineHandle handle;
+
+        // Subscription id → its delegate. The delegate is what native code
+        // calls: it must stay reachable (not collected) while floorbell may
+        // call it, so it is kept here, and after Unsubscribe in `retired`
+        // until the engine is closed (a batch already being dispatched may
+        // still reach it). The handle also roots it with a GCHandle, for an
+        // engine finalized without Dispose.
+        readonly Dictionary<ulong, Subscription> subscriptions = new Dictionary<ulong, Subscription>();
+        readonly List<Subscription> retired = new List<Subscription>();
+        readonly object gate = new object();
+
+        [ThreadStatic] static bool inCallback;
+
+        sealed class Subscription
+        {
+            public NativeCallback Callback;
+            public volatile bool Active = true;
+        }
+
+        /// <summary>The library version, MAJOR.MINOR.PATCH.</summary>
+        public static string Version
+        {
+            get
+            {
+                // Static memory owned by the library: copied, never freed.
+                IntPtr p = Native.floorbell_version();
+                int n = 0;
+                while (Marshal.ReadByte(p, n) != 0) n++;
+                var bytes = new byte[n];
+                Marshal.Copy(p, bytes, 0, n);
+                return Encoding.UTF8.GetString(bytes);
+            }
+        }
+
+        /// <summary>Opens the engine of dataDir (created if missing); config is
+        /// null or the text of a floorbell TOML config file.</summary>
+        public Engine(string dataDir, string config = null)
+        {
+            if (dataDir == null) throw new ArgumentNullException(nameof(dataDir));
+            EngineHandle h;
+            Native.Check(Native.floorbell_engine_open(
+                Native.Utf8(dataDir), Native.Utf8(config), out h));
+            handle = h;
+        }
+
+        public bool IsClosed => handle.IsClosed;
+
+        /// <summary>Stops serving, ends sessions, commits, frees the handle.
+        /// Closing again does nothing. Not from a subscriber callback.</summary>
+        public void Dispose()
+        {
+            if (inCallback)
+                throw new FloorbellException(Status.WrongState, "Dispose called from a floorbell callback");
+            if (handle.IsClosed) return;
+            handle.Dispose();
+            lock (gate)
+            {
+                subscriptions.Clear();
+                retired.Clear();
+            }
+            if (handle.CloseStatus != Status.Ok)
+                throw new FloorbellException(handle.CloseStatus, Native.LastError());
+        }
+
+        /// <summary>Runs a native call on the live handle; a closed engine
+        /// answers Status.Closed instead of touching freed memory.</summary>
+        T Call<T>(Func<EngineHandle, T> call)
+        {
+            if (handle.IsClosed) throw new FloorbellException(Status.Closed, "the engine is closed");
+            try
+            {
+                return call(handle);
+            }
+            catch (ObjectDisposedException)
+            {
+                throw new FloorbellException(Status.Closed, "the engine is closed");
+            }
+        }
+
+        void Run(Func<EngineHandle, Status> call) => Native.Check(Call(call));
+
+        /// <summary>Publishes a QR event (a JSON object with "code", …) and
+        /// returns its hash once it is on disk.</summary>
+        public string PublishEvent(string eventJson) => Publish(Native.Utf8(eventJson));
+
+        /// <summary>As PublishEvent, with the event's bytes as given (not
+        /// re-encoded): floorbell checks they are UTF-8.</summary>
+        public string PublishEventBytes(byte[] eventJson) => Publish(Native.Terminated(eventJson));
+
+        string Publish(byte[] json)
+        {
+            var hash = new byte[11];
+            Run(h => Native.floorbell_engine_publish_event(h, json, hash));
+            return Encoding.ASCII.GetString(hash, 0, 10);
+        }
+
+        /// <summary>The retained events after hash (null, "none" or an unknown
+        /// hash: all), as the JSON text of GET /api/v4/events.</summary>
+        public string EventsSince(string hash = null)
+        {
+            IntPtr json = IntPtr.Zero;
+            UIntPtr length = UIntPtr.Zero;
+            Run(h => Native.floorbell_engine_events_since(h, Native.Utf8(hash), out json, out length));
+            return Native.Take(json, (long)(ulong)length);
+        }
+
+        /// <summary>Serves HTTP and WebSocket in-process; returns the port.</summary>
+        public ushort Serve(string listen = "127.0.0.1:0")
+        {
+            ushort port = 0;
+            Run(h => Native.floorbell_engine_serve(h, Native.Utf8(listen), out port));
+            return port;
+        }
+
+        public void StopServing() => Run(h => Native.floorbell_engine_stop_serving(h));
+
+        /// <summary>Creates a staff account; returns its token (shown only now).</summary>
+        public string AddStaff(string name)
+        {
+            IntPtr token = IntPtr.Zero;
+            Run(h => Native.floorbell_engine_staff_add(h, Native.Utf8(name), out token));
+            return Native.Take(token);
+        }
+
+        public void RemoveStaff(string name) =>
+            Run(h => Native.floorbell_engine_staff_remove(h, Native.Utf8(name)));
+
+        /// <summary>Opens a ticket-board session: "kiosk", "staff" or "display".</summary>
+        public Session OpenSession(string role)
+        {
+            ulong id = 0;
+            Run(h => Native.floorbell_session_open(h, Native.Utf8(role), out id));
+            return new Session(this, id, role);
+        }
+
+        internal string SessionCommand(ulong id, string command)
+        {
+            IntPtr reply = IntPtr.Zero;
+            Run(h => Native.floorbell_session_command(h, id, Native.Utf8(command), out reply));
+            return Native.Take(reply);
+        }
+
+        internal void SessionClose(ulong id) => Run(h => Native.floorbell_session_close(h, id));
+
+        /// <summary>Calls callback(kind, text) for every committed change, on
+        /// floorbell's callback thread. An exception thrown by the callback is
+        /// written to stderr (it cannot cross into native code). Returns the
+        /// subscription id.</summary>
+        public ulong Subscribe(Action<ChangeKind, string> callback)
+        {
+            if (callback == null) throw new ArgumentNullException(nameof(callback));
+            var sub = new Subscription();
+            sub.Callback = (userData, kind, data, length) =>
+            {
+                if (!sub.Active) return; // unsubscribed: a change already in flight
+                inCallback = true;
+                try
+                {
+                    var bytes = new byte[(int)(ulong)length];
+                    if (data != IntPtr.Zero) Marshal.Copy(data, bytes, 0, bytes.Length);
+                    callback((ChangeKind)kind, Encoding.UTF8.GetString(bytes));
+                }
+                catch (Exception e)
+                {
+                    Console.Error.WriteLine("floorbell: subscriber callback threw: " + e);
+                }
+                finally
+                {
+                    inCallback = false;
+                }
+            };
+            ulong id = 0;
+            lock (gate)
+            {
+                handle.Root(sub.Callback);
+                Run(h => Native.floorbell_engine_subscribe(h, sub.Callback, IntPtr.Zero, out id));
+                subscriptions[id] = sub;
+            }
+            return id;
+        }
+
+        /// <summary>Ends a subscription; its callback is not called after this returns.</summary>
+        public void Unsubscribe(ulong subscription)
+        {
+            Run(h => Native.floorbell_engine_unsubscribe(h, subscription));
+            lock (gate)
+            {
+                Subscription sub;
+                if (subscriptions.TryGetValue(subscription, out sub))
+                {
+                    sub.Active = false;
+                    subscriptions.Remove(subscription);
+                    retired.Add(sub);
+                }
+            }
+        }
+    }
+
+    /// <summary>A ticket-board session, as if a client connected to /ws/ROLE.</summary>
+    public sealed class Session : IDisposable
+    {
+        readonly Engine engine;
+        bool closed;
+
+        public ulong Id { get; }
+        public string Role { get; }
+
+        internal Session(Engine engine, ulong id, string role)
+        {
+            this.engine = engine;
+            Id = id;
+            Role = role;
+        }
+
+        /// <summary>Sends one command and returns the reply ("success …" or
+        /// "error …") after the change is on disk. An "error …" reply is a
+        /// normal answer, not an exception.</summary>
+        public string Command(string text) => engine.SessionCommand(Id, text);
+
+        /// <summary>Closes the session; again, or after the engine closed, does nothing.</summary>
+        public void Dispose()
+        {
+            if (closed || engine.IsClosed)
+            {
+                closed = true;
+                return;
+            }
+            engine.SessionClose(Id);
+            closed = true;
+        }
+    }
+}

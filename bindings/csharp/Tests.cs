@@ -1,0 +1,498 @@
+// The C# binding's tests: a console program (no test framework needed).
+// Each test is a method; a failed check throws, the test counts as failed,
+// the others still run. Prints "N passed, F failed" and exits non-zero on any
+// failure. Every wait has a timeout and a watchdog ends a hung run.
+//
+//     mcs -out:Tests.exe Floorbell.cs Tests.cs && LD_LIBRARY_PATH=target/debug mono Tests.exe
+//
+// `Tests.exe --publish-and-die DIR` is the child of the durability test: it
+// publishes one event, prints its hash and SIGKILLs itself.
+
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using System.Net;
+using System.Text;
+using System.Text.RegularExpressions;
+using System.Threading;
+using Floorbell;
+
+static class Tests
+{
+    const string QrToken = "sq";
+    const string AdminToken = "sa";
+    const string Config = "qr-token = \"" + QrToken + "\"\nadmin-token = \"" + AdminToken + "\"\nno-mdns = true\n";
+    const int TimeoutMs = 10000;
+    const int WatchdogMs = 120000;
+    static readonly Regex Hash = new Regex("^0x[0-9a-f]{8}$");
+
+    static int passed, failed;
+
+    static int Main(string[] args)
+    {
+        if (args.Length == 2 && args[0] == "--publish-and-die") return PublishAndDie(args[1]);
+
+        var watchdog = new Timer(_ =>
+        {
+            Console.Error.WriteLine("FAIL: the tests did not finish within " + WatchdogMs / 1000 + " s");
+            Environment.Exit(2);
+        }, null, WatchdogMs, Timeout.Infinite);
+
+        Run("version", TestVersion);
+        Run("publish and read back", TestPublishAndReadBack);
+        Run("bad calls throw and change nothing", TestBadCalls);
+        Run("closed engine refuses calls", TestClosedEngine);
+        Run("open errors", TestOpenErrors);
+        Run("serve and read over HTTP", TestServeAndReadOverHttp);
+        Run("callback for an HTTP publish", TestCallbackForHttpPublish);
+        Run("callback survives GC, stops after unsubscribe", TestCallbackLifetime);
+        Run("a ticket through sessions", TestTicketThroughSessions);
+        Run("durable after kill -9", TestDurableAfterKill);
+
+        watchdog.Dispose();
+        Console.WriteLine(passed + " passed, " + failed + " failed");
+        return failed == 0 ? 0 : 1;
+    }
+
+    // --- harness -----------------------------------------------------------
+
+    static void Run(string name, Action test)
+    {
+        try
+        {
+            test();
+            passed++;
+            Console.WriteLine("ok   " + name);
+        }
+        catch (Exception e)
+        {
+            failed++;
+            Console.Error.WriteLine("FAIL " + name + ": " + e);
+        }
+    }
+
+    static void Check(bool condition, string message)
+    {
+        if (!condition) throw new Exception("check failed: " + message);
+    }
+
+    static void Equal<T>(T expected, T actual, string what)
+    {
+        if (!EqualityComparer<T>.Default.Equals(expected, actual))
+            throw new Exception("check failed: " + what + ": expected <" + expected + ">, got <" + actual + ">");
+    }
+
+    /// <summary>Runs `call`, which must throw FloorbellException with `status`
+    /// and a message containing `reason`.</summary>
+    static FloorbellException Throws(Status status, Action call, string reason = null)
+    {
+        try
+        {
+            call();
+        }
+        catch (FloorbellException e)
+        {
+            Equal(status, e.Status, "status of " + e.Message);
+            Check(e.Reason.Length > 0, "empty error message for " + status);
+            if (reason != null) Check(e.Reason.Contains(reason), "'" + e.Reason + "' does not mention '" + reason + "'");
+            return e;
+        }
+        throw new Exception("check failed: expected FloorbellException(" + status + "), nothing thrown");
+    }
+
+    /// <summary>A fresh data directory under the temp dir, removed after `body`.</summary>
+    static void WithDir(Action<string> body)
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "floorbell-cs-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            body(dir);
+        }
+        finally
+        {
+            try { Directory.Delete(dir, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+    }
+
+    static void WithEngine(Action<Engine> body)
+    {
+        WithDir(dir =>
+        {
+            using (var fb = new Engine(Path.Combine(dir, "data"), Config)) body(fb);
+        });
+    }
+
+    sealed class HttpAnswer
+    {
+        public int Status;
+        public string Body;
+    }
+
+    /// <summary>One request to 127.0.0.1:port with HttpWebRequest, no proxy, with timeouts.</summary>
+    static HttpAnswer Http(string method, int port, string path, string[] headers, string body = null)
+    {
+        var req = (HttpWebRequest)WebRequest.Create("http://127.0.0.1:" + port + path);
+        req.Method = method;
+        req.Proxy = null;
+        req.KeepAlive = false;
+        req.Timeout = TimeoutMs;
+        req.ReadWriteTimeout = TimeoutMs;
+        for (int i = 0; i + 1 < headers.Length; i += 2) req.Headers[headers[i]] = headers[i + 1];
+        if (body != null)
+        {
+            var bytes = Encoding.UTF8.GetBytes(body);
+            req.ContentType = "application/json";
+            req.ContentLength = bytes.Length;
+            using (var s = req.GetRequestStream()) s.Write(bytes, 0, bytes.Length);
+        }
+        HttpWebResponse resp;
+        try
+        {
+            resp = (HttpWebResponse)req.GetResponse();
+        }
+        catch (WebException e) when (e.Response != null)
+        {
+            resp = (HttpWebResponse)e.Response;
+        }
+        using (resp)
+        using (var reader = new StreamReader(resp.GetResponseStream(), Encoding.UTF8))
+            return new HttpAnswer { Status = (int)resp.StatusCode, Body = reader.ReadToEnd() };
+    }
+
+    /// <summary>A subscriber that records changes and waits for one.</summary>
+    sealed class Collector
+    {
+        public readonly List<Tuple<ChangeKind, string, int>> Changes = new List<Tuple<ChangeKind, string, int>>();
+
+        public void OnChange(ChangeKind kind, string text)
+        {
+            lock (Changes)
+            {
+                Changes.Add(Tuple.Create(kind, text, Thread.CurrentThread.ManagedThreadId));
+                Monitor.PulseAll(Changes);
+            }
+        }
+
+        public Tuple<ChangeKind, string, int> WaitFor(Func<ChangeKind, string, bool> match)
+        {
+            var deadline = DateTime.UtcNow.AddMilliseconds(TimeoutMs);
+            lock (Changes)
+            {
+                for (;;)
+                {
+                    var found = Changes.FirstOrDefault(c => match(c.Item1, c.Item2));
+                    if (found != null) return found;
+                    var left = deadline - DateTime.UtcNow;
+                    if (left <= TimeSpan.Zero || !Monitor.Wait(Changes, left))
+                    {
+                        found = Changes.FirstOrDefault(c => match(c.Item1, c.Item2));
+                        if (found != null) return found;
+                        throw new Exception("check failed: no matching change within " + TimeoutMs + " ms; got: " +
+                                            string.Join(" | ", Changes.Select(c => c.Item1 + " " + c.Item2)));
+                    }
+                }
+            }
+        }
+
+        public List<string> Texts(ChangeKind kind)
+        {
+            lock (Changes) return Changes.Where(c => c.Item1 == kind).Select(c => c.Item2).ToList();
+        }
+    }
+
+    static string[] Hashes(string eventsJson)
+    {
+        return Regex.Matches(eventsJson, "\"hash\":\"(0x[0-9a-f]{8})\"").Cast<Match>().Select(m => m.Groups[1].Value).ToArray();
+    }
+
+    // --- tests -------------------------------------------------------------
+
+    static void TestVersion()
+    {
+        var cargo = File.ReadAllText(Path.Combine(RepoRoot(), "Cargo.toml"));
+        var want = Regex.Match(cargo, "(?m)^version = \"([^\"]+)\"").Groups[1].Value;
+        Equal(want, Engine.Version, "version");
+    }
+
+    static void TestPublishAndReadBack()
+    {
+        WithEngine(fb =>
+        {
+            Equal("{\"result\":true,\"data\":{\"updates\":[]}}", fb.EventsSince(), "fresh engine");
+            string h1 = fb.PublishEvent("{\"code\":\"waiter_call\",\"table\":5}");
+            string h2 = fb.PublishEvent("{\"code\":\"save_order\",\"order\":{\"dish\":\"Борщ\"}}");
+            Check(Hash.IsMatch(h1) && Hash.IsMatch(h2) && h1 != h2, "hashes " + h1 + " " + h2);
+            string all = fb.EventsSince(null);
+            Equal("{\"result\":true,\"data\":{\"updates\":[{\"hash\":\"" + h1 +
+                  "\",\"code\":\"waiter_call\",\"table\":5,\"invoice\":null,\"order\":null,\"table_repr\":null}," +
+                  "{\"hash\":\"" + h2 + "\",\"code\":\"save_order\",\"table\":null,\"invoice\":null," +
+                  "\"order\":{\"dish\":\"Борщ\"},\"table_repr\":null}]}}", all, "events (UTF-8 round trip)");
+            Equal(all, fb.EventsSince("none"), "hash=none");
+            Equal(h2, string.Join(",", Hashes(fb.EventsSince(h1))), "after h1");
+            Equal(0, Hashes(fb.EventsSince(h2)).Length, "after h2");
+            Equal(all, fb.EventsSince("0x00000000"), "unknown hash");
+        });
+    }
+
+    static void TestBadCalls()
+    {
+        WithEngine(fb =>
+        {
+            string h = fb.PublishEvent("{\"code\":\"waiter_call\",\"table\":1}");
+            string before = fb.EventsSince();
+            Throws(Status.InvalidArgument, () => fb.PublishEvent("{not json"), "JSON");
+            Throws(Status.InvalidArgument, () => fb.PublishEvent("{\"code\":\"Bad Code!\"}"));
+            Throws(Status.InvalidArgument, () => fb.PublishEvent("{\"code\":\"waiter_call\",\"table\":\"five\"}"));
+            var badUtf8 = Encoding.ASCII.GetBytes("{\"code\":\"waiter_call\",\"x\":\"??\"}");
+            badUtf8[27] = 0xff;
+            badUtf8[28] = 0xfe;
+            Throws(Status.InvalidUtf8, () => fb.PublishEventBytes(badUtf8), "UTF-8");
+            Throws(Status.InvalidArgument, () => fb.OpenSession("chef"), "\"chef\"");
+            Throws(Status.NotFound, () => fb.Unsubscribe(424242), "424242");
+            Throws(Status.InvalidArgument, () => fb.Serve("not an address"));
+            Throws(Status.WrongState, () => fb.StopServing());
+            Throws(Status.NotFound, () => fb.RemoveStaff("Nobody"));
+
+            var kiosk = fb.OpenSession("kiosk");
+            kiosk.Dispose();
+            Throws(Status.NotFound, () => kiosk.Command("new a@b.c Anna"), "no session " + kiosk.Id);
+            kiosk.Dispose(); // again: nothing
+
+            Equal(before, fb.EventsSince(), "events after bad calls");
+            Equal(h, string.Join(",", Hashes(before)), "the one event");
+            using (var k = fb.OpenSession("kiosk"))
+                Check(k.Command("new a@b.c Anna").StartsWith("success new {\"id\":0,"), "a ticket was created by a bad call");
+        });
+    }
+
+    static void TestClosedEngine()
+    {
+        WithDir(dir =>
+        {
+            var fb = new Engine(dir, Config);
+            var session = fb.OpenSession("kiosk");
+            fb.Dispose();
+            fb.Dispose(); // idempotent
+            Check(fb.IsClosed, "IsClosed after Dispose");
+            Throws(Status.Closed, () => fb.PublishEvent("{\"code\":\"waiter_call\"}"), "closed");
+            Throws(Status.Closed, () => fb.EventsSince(), "closed");
+            Throws(Status.Closed, () => fb.Serve(), "closed");
+            Throws(Status.Closed, () => fb.AddStaff("Anna"), "closed");
+            Throws(Status.Closed, () => fb.OpenSession("kiosk"), "closed");
+            Throws(Status.Closed, () => fb.Subscribe((k, t) => { }), "closed");
+            Throws(Status.Closed, () => session.Command("new a@b.c Anna"), "closed");
+            session.Dispose(); // after the engine: nothing to do
+        });
+    }
+
+    static void TestOpenErrors()
+    {
+        WithDir(dir =>
+        {
+            Throws(Status.InvalidArgument, () => new Engine(Path.Combine(dir, "a"), "tables = 0"), "tables");
+            Throws(Status.InvalidArgument, () => new Engine(Path.Combine(dir, "b"), "no-such-key = 1"), "no-such-key");
+            string c = Path.Combine(dir, "c");
+            using (new Engine(c, Config))
+                Throws(Status.InUse, () => new Engine(c, Config), "in use");
+            new Engine(c, Config).Dispose(); // released on close
+        });
+    }
+
+    static void TestServeAndReadOverHttp()
+    {
+        WithEngine(fb =>
+        {
+            string h = fb.PublishEvent("{\"code\":\"waiter_call\",\"table\":7}");
+            int port = fb.Serve("127.0.0.1:0");
+            Check(port > 0, "port " + port);
+            var got = Http("GET", port, "/api/v4/events?hash=none", new[] { "token", QrToken });
+            Equal(200, got.Status, "GET status (" + got.Body + ")");
+            Equal(fb.EventsSince(), got.Body, "HTTP body");
+            Equal(h, string.Join(",", Hashes(got.Body)), "hash over HTTP");
+
+            got = Http("GET", port, "/api/v4/events?hash=none", new[] { "token", "wrong" });
+            Equal(401, got.Status, "wrong token");
+            Equal("{\"result\":false,\"error\":\"invalid token\"}", got.Body, "wrong-token body");
+
+            Throws(Status.WrongState, () => fb.Serve());
+            fb.StopServing();
+            try
+            {
+                Http("GET", port, "/api/v4/events?hash=none", new[] { "token", QrToken });
+                throw new Exception("check failed: still serving after StopServing");
+            }
+            catch (WebException e)
+            {
+                Check(e.Response == null, "an answer after StopServing: " + e.Status);
+            }
+        });
+    }
+
+    static void TestCallbackForHttpPublish()
+    {
+        WithEngine(fb =>
+        {
+            var seen = new Collector();
+            ulong sub = fb.Subscribe(seen.OnChange);
+            int port = fb.Serve();
+            var posted = Http("POST", port, "/api/v4/events", new[] { "Authorization", "Bearer " + AdminToken },
+                              "{\"code\":\"online_payment\",\"table\":12,\"invoice\":{\"sum\":1500}}");
+            Equal(201, posted.Status, "POST status (" + posted.Body + ")");
+            string h = Regex.Match(posted.Body, "\"hash\":\"(0x[0-9a-f]{8})\"").Groups[1].Value;
+            Check(Hash.IsMatch(h), "hash in " + posted.Body);
+
+            var change = seen.WaitFor((k, t) => t.Contains(h));
+            Equal(ChangeKind.Event, change.Item1, "kind");
+            Check(change.Item2.Contains("\"code\":\"online_payment\",\"table\":12,\"invoice\":{\"sum\":1500}"), change.Item2);
+            Check(change.Item3 != Thread.CurrentThread.ManagedThreadId, "callback ran on the caller's thread");
+
+            var refused = Http("POST", port, "/api/v4/events", new[] { "Authorization", "Bearer nope" }, "{\"code\":\"waiter_call\"}");
+            Equal(401, refused.Status, "POST without the admin token");
+            fb.Unsubscribe(sub);
+            Equal(1, seen.Texts(ChangeKind.Event).Count, "events heard");
+        });
+    }
+
+    static void TestCallbackLifetime()
+    {
+        WithEngine(fb =>
+        {
+            var seen = new Collector();
+            ulong sub = fb.Subscribe((k, t) => seen.OnChange(k, t)); // only the engine holds the delegate
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            GC.Collect();
+            string h1 = fb.PublishEvent("{\"code\":\"waiter_call\",\"table\":2}");
+            seen.WaitFor((k, t) => k == ChangeKind.Event && t.Contains(h1));
+
+            fb.Unsubscribe(sub);
+            Throws(Status.NotFound, () => fb.Unsubscribe(sub));
+            // Callbacks run in commit order on one thread: once the barrier
+            // hears h2, the unsubscribed callback would have heard it too.
+            var barrier = new Collector();
+            fb.Subscribe(barrier.OnChange);
+            string h2 = fb.PublishEvent("{\"code\":\"waiter_call\",\"table\":3}");
+            barrier.WaitFor((k, t) => t.Contains(h2));
+            Check(!seen.Texts(ChangeKind.Event).Any(t => t.Contains(h2)), "an unsubscribed callback was called");
+        });
+    }
+
+    static void TestTicketThroughSessions()
+    {
+        // The ticket JSON of SPEC §2 as a regex; STAFF is replaced per use.
+        const string ticket = "\\{\"id\":0,\"email\":\"ann@example\\.com\",\"name\":\"Ann Lee\",\"staff\":\"STAFF\"," +
+                              "\"start\":\"\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ\",\"end\":\"1970-01-01T00:00:00Z\"\\}";
+        WithEngine(fb =>
+        {
+            var seen = new Collector();
+            fb.Subscribe(seen.OnChange);
+            string token = fb.AddStaff("Anna");
+            Check(Regex.IsMatch(token, "^\\S{16,}$"), "token " + token);
+            Throws(Status.Conflict, () => fb.AddStaff("Anna"));
+
+            using (var kiosk = fb.OpenSession("kiosk"))
+            using (var staff = fb.OpenSession("staff"))
+            using (fb.OpenSession("display"))
+            {
+                string reply = kiosk.Command("new ann@example.com Ann Lee");
+                Check(Regex.IsMatch(reply, "^success new " + ticket.Replace("STAFF", "\\{\\}") + "$"), "new: " + reply);
+                Equal("success query Ann Lee", kiosk.Command("query ann@example.com"), "query");
+                Equal("error accept you do not have a table chosen", staff.Command("accept 0"), "accept before pick");
+                Equal("error pick the provided token does not belong to any staff member", staff.Command("pick 0 nope"), "bad token");
+                Equal("success pick 0", staff.Command("pick 0 " + token), "pick");
+                Equal("error accept ticket id does not exist", staff.Command("accept 9"), "accept 9");
+                Equal("success claimed 0", staff.Command("accept 0"), "accept");
+                Equal("success complete 0", staff.Command("complete 0"), "complete");
+                Equal("error complete the ticket has already been completed or cancelled", staff.Command("complete 0"), "complete again");
+                Equal("error dance malformed command", staff.Command("dance"), "unknown word");
+            }
+
+            seen.WaitFor((k, t) => t == "unpick 0");
+            var tickets = seen.Texts(ChangeKind.Ticket);
+            Equal("pick 0|claimed 0 0|complete 0|unpick 0",
+                  string.Join("|", tickets.Where(t => !t.StartsWith("new ") && !t.StartsWith("claimed {"))), "display broadcasts");
+            Check(tickets.Any(t => Regex.IsMatch(t, "^claimed " + ticket.Replace("STAFF", "Anna") + "$")), "staff claimed broadcast");
+
+            fb.RemoveStaff("Anna");
+            using (var staff = fb.OpenSession("staff"))
+                Equal("error pick the provided token does not belong to any staff member", staff.Command("pick 1 " + token), "removed staff");
+        });
+    }
+
+    static void TestDurableAfterKill()
+    {
+        WithDir(dir =>
+        {
+            string data = Path.Combine(dir, "data");
+            string exe = System.Reflection.Assembly.GetEntryAssembly().Location;
+            var start = new ProcessStartInfo
+            {
+                FileName = MonoPath(),
+                Arguments = "\"" + exe + "\" --publish-and-die \"" + data + "\"",
+                UseShellExecute = false,
+                RedirectStandardOutput = true,
+            };
+            string output;
+            int exitCode;
+            using (var child = Process.Start(start))
+            {
+                var read = child.StandardOutput.ReadToEndAsync();
+                if (!child.WaitForExit(60000))
+                {
+                    child.Kill();
+                    throw new Exception("check failed: the child did not die within 60 s");
+                }
+                Check(read.Wait(TimeoutMs), "child stdout not closed");
+                output = read.Result.Trim();
+                exitCode = child.ExitCode;
+            }
+            // Mono reports a process killed by signal N as exit code 128 + N.
+            Equal(128 + 9, exitCode, "child exit code (SIGKILL); output: " + output);
+            Check(Hash.IsMatch(output), "child printed '" + output + "'");
+
+            using (var fb = new Engine(data, Config))
+            {
+                string all = fb.EventsSince();
+                Check(Hashes(all).Contains(output), "event " + output + " lost after kill -9: " + all);
+                Check(all.Contains("\"hash\":\"" + output + "\",\"code\":\"waiter_call\",\"table\":9"), all);
+            }
+        });
+    }
+
+    /// <summary>The child: publish, print the hash, SIGKILL itself (no close, no flush of floorbell).</summary>
+    static int PublishAndDie(string dir)
+    {
+        var fb = new Engine(dir, Config);
+        string h = fb.PublishEvent("{\"code\":\"waiter_call\",\"table\":9}");
+        Console.Out.WriteLine(h);
+        Console.Out.Flush();
+        // On Mono/Linux Process.Kill sends SIGKILL: no finalizer, no close.
+        Process.GetCurrentProcess().Kill();
+        Thread.Sleep(Timeout.Infinite);
+        GC.KeepAlive(fb);
+        return 3;
+    }
+
+    static string MonoPath()
+    {
+        try
+        {
+            string self = Process.GetCurrentProcess().MainModule.FileName;
+            if (File.Exists(self)) return self;
+        }
+        catch (Exception) { }
+        return "mono";
+    }
+
+    static string RepoRoot()
+    {
+        string env = Environment.GetEnvironmentVariable("FLOORBELL_ROOT");
+        if (!string.IsNullOrEmpty(env)) return env;
+        var d = new DirectoryInfo(AppDomain.CurrentDomain.BaseDirectory);
+        while (d != null && !File.Exists(Path.Combine(d.FullName, "Cargo.toml"))) d = d.Parent;
+        if (d == null) throw new Exception("set FLOORBELL_ROOT to the workspace");
+        return d.FullName;
+    }
+}

@@ -1,0 +1,173 @@
+"""The engine through ctypes: publish and read back, status numbers, and
+every kind of bad call raising FloorbellError without changing anything."""
+
+import gc
+import re
+from pathlib import Path
+
+import pytest
+
+import floorbell
+from floorbell import FloorbellError, Status
+from _support import CONFIG, HASH, Collector
+
+HEADER = Path(__file__).resolve().parents[3] / "include" / "floorbell.h"
+
+
+def updates(fb, since=None):
+    answer = fb.events_since(since)
+    assert answer["result"] is True, answer
+    return answer["data"]["updates"]
+
+
+def test_status_mirrors_the_header_numbers():
+    header = dict(
+        (name, int(num)) for name, num in re.findall(r"FLOORBELL_STATUS_([A-Z0-9_]+) = (\d+)", HEADER.read_text())
+    )
+    assert header, "no FLOORBELL_STATUS_* in the header"
+    assert {s.name: s.value for s in Status} == header
+
+
+def test_publish_and_read_back(engine):
+    assert updates(engine) == []
+    h1 = engine.publish_event({"code": "waiter_call", "table": 5})
+    h2 = engine.publish_event('{"code":"save_order","order":{"dish":"Борщ","qty":2}}')
+    assert HASH.fullmatch(h1) and HASH.fullmatch(h2) and h1 != h2, (h1, h2)
+
+    everything = updates(engine)
+    assert [e["hash"] for e in everything] == [h1, h2]
+    assert everything[0] == {
+        "hash": h1,
+        "code": "waiter_call",
+        "table": 5,
+        "invoice": None,
+        "order": None,
+        "table_repr": None,
+    }
+    assert everything[1]["order"] == {"dish": "Борщ", "qty": 2}
+    assert updates(engine, "none") == everything
+    # After a known hash: only what came later; unknown hash: everything.
+    assert [e["hash"] for e in updates(engine, h1)] == [h2]
+    assert updates(engine, h2) == []
+    assert updates(engine, "0x00000000") == everything
+
+
+def test_bad_calls_raise_with_the_reason_and_change_nothing(engine):
+    h = engine.publish_event({"code": "waiter_call", "table": 1})
+    before = engine.events_since()
+
+    with pytest.raises(FloorbellError) as e:
+        engine.publish_event("{not json")
+    assert e.value.status is Status.INVALID_ARGUMENT
+    assert "JSON" in str(e.value), str(e.value)
+
+    with pytest.raises(FloorbellError) as e:
+        engine.publish_event({"code": "Bad Code!"})
+    assert e.value.status is Status.INVALID_ARGUMENT and e.value.message
+
+    with pytest.raises(FloorbellError) as e:
+        engine.publish_event({"code": "waiter_call", "table": "five"})
+    assert e.value.status is Status.INVALID_ARGUMENT and e.value.message
+
+    with pytest.raises(FloorbellError) as e:
+        engine.publish_event(b'{"code":"waiter_call","x":"\xff\xfe"}')
+    assert e.value.status is Status.INVALID_UTF8
+    assert "UTF-8" in e.value.message
+
+    with pytest.raises(FloorbellError) as e:
+        engine.session("chef")
+    assert e.value.status is Status.INVALID_ARGUMENT
+    assert '"chef"' in e.value.message
+
+    with pytest.raises(FloorbellError) as e:
+        engine.unsubscribe(424242)
+    assert e.value.status is Status.NOT_FOUND and "424242" in e.value.message
+
+    with pytest.raises(FloorbellError) as e:
+        engine.serve("not an address")
+    assert e.value.status is Status.INVALID_ARGUMENT
+
+    with pytest.raises(FloorbellError) as e:
+        engine.stop_serving()
+    assert e.value.status is Status.WRONG_STATE
+
+    with pytest.raises(FloorbellError) as e:
+        engine.remove_staff("Nobody")
+    assert e.value.status is Status.NOT_FOUND
+
+    assert engine.events_since() == before
+    assert [u["hash"] for u in before["data"]["updates"]] == [h]
+
+
+def test_unknown_session_is_not_found_and_changes_nothing(engine):
+    kiosk = engine.session("kiosk")
+    kiosk.close()
+    with pytest.raises(FloorbellError) as e:
+        kiosk.command("new a@b.c Anna")
+    assert e.value.status is Status.NOT_FOUND
+    assert f"no session {kiosk.id}" in e.value.message
+    forged = floorbell.Session(engine, 987654321, "kiosk")
+    with pytest.raises(FloorbellError) as e:
+        forged.command("new a@b.c Anna")
+    assert e.value.status is Status.NOT_FOUND
+    # Nothing was created: the first real ticket still gets id 0.
+    with engine.session("kiosk") as k:
+        assert k.command("new a@b.c Anna").startswith('success new {"id":0,')
+
+
+def test_a_closed_engine_refuses_calls_without_crashing(tmp_path):
+    fb = floorbell.Engine(tmp_path / "d", CONFIG)
+    session = fb.session("kiosk")
+    fb.close()
+    fb.close()  # idempotent
+    assert fb.closed
+    for call in (
+        lambda: fb.publish_event({"code": "waiter_call"}),
+        lambda: fb.events_since(),
+        lambda: fb.serve(),
+        lambda: fb.add_staff("Anna"),
+        lambda: fb.session("kiosk"),
+        lambda: fb.subscribe(lambda k, t: None),
+        lambda: session.command("new a@b.c Anna"),
+    ):
+        with pytest.raises(FloorbellError) as e:
+            call()
+        assert e.value.status is Status.CLOSED
+        assert "closed" in str(e.value)
+    session.close()  # after the engine: nothing to do, no error
+
+
+def test_open_errors(tmp_path):
+    with pytest.raises(FloorbellError) as e:
+        floorbell.Engine(tmp_path / "a", "tables = 0")
+    assert e.value.status is Status.INVALID_ARGUMENT and "tables" in e.value.message
+    with pytest.raises(FloorbellError) as e:
+        floorbell.Engine(tmp_path / "b", "no-such-key = 1")
+    assert e.value.status is Status.INVALID_ARGUMENT and "no-such-key" in e.value.message
+    with floorbell.Engine(tmp_path / "c", CONFIG):
+        with pytest.raises(FloorbellError) as e:
+            floorbell.Engine(tmp_path / "c", CONFIG)
+        assert e.value.status is Status.IN_USE and "in use" in e.value.message
+    # Released on close: it opens again.
+    floorbell.Engine(tmp_path / "c", CONFIG).close()
+
+
+def test_callback_survives_garbage_collection_and_stops_after_unsubscribe(engine):
+    seen = Collector()
+    barrier = Collector()
+    sub = engine.subscribe(lambda kind, text: seen(kind, text))  # only the engine holds it
+    gc.collect()
+    h1 = engine.publish_event({"code": "waiter_call", "table": 2})
+    kind, text, _ = seen.wait_for(lambda k, t: h1 in t)
+    assert kind == "event"
+
+    engine.unsubscribe(sub)
+    with pytest.raises(FloorbellError) as e:
+        engine.unsubscribe(sub)
+    assert e.value.status is Status.NOT_FOUND
+    # Callbacks run in commit order on one thread: once the barrier sees h2,
+    # the unsubscribed callback would have seen it too.
+    engine.subscribe(barrier)
+    h2 = engine.publish_event({"code": "waiter_call", "table": 3})
+    barrier.wait_for(lambda k, t: h2 in t)
+    assert not any(h2 in t for t in seen.texts("event")), seen.changes

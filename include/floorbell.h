@@ -228,16 +228,16 @@ floorbell_status floorbell_session_close(const floorbell_engine *engine, uint64_
 //
 // `engine` is a live handle; `callback` is non-NULL and stays callable, and
 // `user_data` valid for use on another thread, until
-// [`floorbell_engine_unsubscribe`] returns (and any call in progress ends)
-// or the engine is closed.
+// [`floorbell_engine_unsubscribe`] returns or the engine is closed.
 floorbell_status floorbell_engine_subscribe(const floorbell_engine *engine,
                                             floorbell_callback callback,
                                             void *user_data,
                                             uint64_t *out_subscription);
 
-// Ends a subscription. `FLOORBELL_STATUS_NOT_FOUND` for an unknown id. A
-// callback already running (or changes already queued for it) may still
-// complete after this returns when called from another thread.
+// Ends a subscription. `FLOORBELL_STATUS_NOT_FOUND` for an unknown id. When
+// it returns, the callback is not running and will not be called again, so
+// its `user_data` may be freed (called from inside that callback, it returns
+// at once and no later call happens).
 //
 // # Safety
 //

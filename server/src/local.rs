@@ -35,13 +35,25 @@ pub enum Change {
 /// A subscriber's callback.
 pub type Callback = Box<dyn Fn(&Change) + Send + Sync>;
 
+/// One subscriber: its callback behind a gate that unsubscribing closes.
+struct Subscriber {
+    id: u64,
+    callback: Callback,
+    /// True while subscribed; checked before every call.
+    active: AtomicBool,
+    /// Held by the callback thread during each call, so that
+    /// [`Local::unsubscribe`] can wait for a call in progress: once it
+    /// returns, the callback is never called again.
+    gate: Mutex<()>,
+}
+
 /// Local sessions and subscribers.
 #[derive(Default)]
 pub struct Local {
     /// Session id → where its direct messages go.
     sessions: Mutex<HashMap<ConnId, Sender<Bytes>>>,
     next_session: AtomicU64,
-    subscribers: Arc<RwLock<Vec<(u64, Arc<Callback>)>>>,
+    subscribers: Arc<RwLock<Vec<Arc<Subscriber>>>>,
     next_subscription: AtomicU64,
     /// Fast check for the writer: no subscriber, no work.
     has_subscribers: AtomicBool,
@@ -73,7 +85,12 @@ impl Local {
     /// Adds a subscriber; returns its id for [`Local::unsubscribe`].
     pub fn subscribe(&self, callback: Callback) -> u64 {
         let id = self.next_subscription.fetch_add(1, Ordering::Relaxed) + 1;
-        self.subscribers.write().push((id, Arc::new(callback)));
+        self.subscribers.write().push(Arc::new(Subscriber {
+            id,
+            callback,
+            active: AtomicBool::new(true),
+            gate: Mutex::new(()),
+        }));
         let mut dispatcher = self.dispatcher.lock();
         if dispatcher.is_none() {
             let (tx, rx) = crossbeam_channel::unbounded::<Vec<Change>>();
@@ -84,14 +101,14 @@ impl Local {
                     for changes in rx {
                         // A snapshot: callbacks run without any lock held, so
                         // they may subscribe, unsubscribe or call the engine.
-                        let current: Vec<Arc<Callback>> = subscribers
-                            .read()
-                            .iter()
-                            .map(|(_, c)| Arc::clone(c))
-                            .collect();
+                        let current: Vec<Arc<Subscriber>> = subscribers.read().clone();
                         for change in &changes {
-                            for callback in &current {
-                                callback(change);
+                            for sub in &current {
+                                let _in_call = sub.gate.lock();
+                                // Pairs with the Release store in unsubscribe.
+                                if sub.active.load(Ordering::Acquire) {
+                                    (sub.callback)(change);
+                                }
                             }
                         }
                     }
@@ -105,15 +122,34 @@ impl Local {
         id
     }
 
-    /// Removes a subscriber; false when the id is unknown. Changes already
-    /// queued for the callback thread may still reach it.
+    /// Removes a subscriber; false when the id is unknown. When it returns,
+    /// the callback is not running (unless called from that very callback)
+    /// and will not be called again.
     pub fn unsubscribe(&self, id: u64) -> bool {
-        let mut subs = self.subscribers.write();
-        let before = subs.len();
-        subs.retain(|(s, _)| *s != id);
-        self.has_subscribers
-            .store(!subs.is_empty(), Ordering::Release);
-        subs.len() != before
+        let removed = {
+            let mut subs = self.subscribers.write();
+            let position = subs.iter().position(|s| s.id == id);
+            let removed = position.map(|i| subs.remove(i));
+            self.has_subscribers
+                .store(!subs.is_empty(), Ordering::Release);
+            removed
+        };
+        let Some(sub) = removed else { return false };
+        sub.active.store(false, Ordering::Release);
+        // Wait for a call in progress, unless this is the callback thread
+        // itself (a callback unsubscribing): it holds the gate, and no later
+        // call can start once `active` is false.
+        if !self.on_callback_thread() {
+            drop(sub.gate.lock());
+        }
+        true
+    }
+
+    fn on_callback_thread(&self) -> bool {
+        self.dispatcher
+            .lock()
+            .as_ref()
+            .is_some_and(|(_, handle)| handle.thread().id() == std::thread::current().id())
     }
 
     /// Whether anyone listens (checked by the writer before building changes).
@@ -219,5 +255,30 @@ mod tests {
             seen.lock().as_slice(),
             [Change::Ticket(Bytes::from_static(b"pick 1"))]
         );
+    }
+
+    #[test]
+    fn unsubscribe_waits_for_a_call_in_progress_and_stops_later_ones() {
+        let local = Local::default();
+        let calls = Arc::new(AtomicU64::new(0));
+        let (started_tx, started_rx) = crossbeam_channel::bounded(8);
+        let counter = Arc::clone(&calls);
+        let sub = local.subscribe(Box::new(move |_| {
+            let _ = started_tx.send(());
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            counter.fetch_add(1, Ordering::SeqCst);
+        }));
+        let change = Change::Event(Bytes::from_static(b"{}"));
+        local.notify(vec![change.clone(), change.clone(), change]);
+        started_rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .unwrap();
+        assert!(local.unsubscribe(sub));
+        // The call in progress finished before unsubscribe returned …
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        local.shutdown();
+        // … and the two queued changes never reached the callback.
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(!local.unsubscribe(sub), "unknown the second time");
     }
 }

@@ -51,7 +51,7 @@ fn poll(c: &mut Criterion) {
         let mut buf = request.clone();
         b.iter(|| {
             let head = parse_head(&buf).unwrap().unwrap();
-            assert!(api::check_auth(&engine, &head, &buf).is_none());
+            assert!(api::check_auth(&engine, &head, &buf, None).is_none());
             let now = floorbell_server::engine::now_ms();
             match api::handle(&engine, &head, &mut buf, now, &mut scratch) {
                 Action::Events => {

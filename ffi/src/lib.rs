@@ -63,7 +63,8 @@ pub enum FloorbellChange {
     /// A ticket-board broadcast: `data` is one line such as `claimed 3 7` or
     /// `new {…}` (SPEC §2.2, §2.4).
     Ticket = 2,
-    /// Reserved for tracked orders (SPEC §3).
+    /// A tracked order changed: `data` is the JSON `/api/v2/websocket`
+    /// sends (SPEC §3.4), `type` first.
     Order = 3,
 }
 
@@ -599,6 +600,7 @@ pub unsafe extern "C" fn floorbell_engine_subscribe(
             let (kind, text) = match change {
                 Change::Event(b) => (FloorbellChange::Event, b),
                 Change::Ticket(b) => (FloorbellChange::Ticket, b),
+                Change::Order(b) => (FloorbellChange::Order, b),
             };
             let Ok(c) = CString::new(text.to_vec()) else {
                 return;

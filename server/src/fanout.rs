@@ -37,6 +37,8 @@ pub enum WsRole {
     Kiosk,
     /// `/ws/display`
     Display,
+    /// `/api/v2/websocket` (SPEC §3.4): not a ticket-board client.
+    Orders,
 }
 
 /// Who receives a frame.
@@ -50,6 +52,8 @@ pub enum Dest {
     AllStaffExcept(ConnId),
     /// Every display.
     AllDisplays,
+    /// Every authenticated `/api/v2/websocket` client.
+    AllOrders,
 }
 
 /// The messages of one committed change, in send order.

@@ -30,6 +30,8 @@ pub enum Change {
     Event(Bytes),
     /// A ticket-board broadcast (one §2.2 / §2.4 line, e.g. `claimed 3 7`).
     Ticket(Bytes),
+    /// An order change, as `/api/v2/websocket` sends it (SPEC §3.4).
+    Order(Bytes),
 }
 
 /// A subscriber's callback.
@@ -58,8 +60,11 @@ pub struct Local {
     /// Fast check for the writer: no subscriber, no work.
     has_subscribers: AtomicBool,
     /// The callback thread and its queue, started with the first subscriber.
-    dispatcher: Mutex<Option<(Sender<Vec<Change>>, JoinHandle<()>)>>,
+    dispatcher: Mutex<Option<Dispatcher>>,
 }
+
+/// The callback thread's queue and handle.
+type Dispatcher = (Sender<Vec<Change>>, JoinHandle<()>);
 
 impl Local {
     /// A new session id and the receiver of its direct messages (replies,
@@ -181,6 +186,7 @@ impl Local {
                     }
                 }
                 Dest::Conn(_) => {}
+                Dest::AllOrders if subscribed => changes.push(Change::Order(frame_text(frame))),
                 _ if subscribed => changes.push(Change::Ticket(frame_text(frame))),
                 _ => {}
             }

@@ -151,11 +151,16 @@ struct WsConn {
     /// client that floods commands cannot grow the writer's queue without
     /// bound while the disk is slow.
     in_flight: usize,
+    /// `/api/v2/websocket` only: until when the client may authenticate
+    /// (SPEC §3.4); `None` once it has (or for the ticket endpoints).
+    auth_deadline: Option<Instant>,
 }
 
 /// One client connection.
 struct Conn {
     stream: TcpStream,
+    /// The client's address (a gateway token's `ip_address`, SPEC §3.2).
+    peer: Option<std::net::IpAddr>,
     /// Unique within the reactor, so a late completion for a closed connection
     /// whose slab key was reused is recognised and dropped.
     id: u64,
@@ -329,7 +334,7 @@ impl Reactor {
             let Some(listener) = self.listener.as_ref() else {
                 return;
             };
-            let (mut stream, _peer) = match listener.accept() {
+            let (mut stream, peer) = match listener.accept() {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -364,6 +369,7 @@ impl Reactor {
             self.next_conn_id += 1;
             entry.insert(Conn {
                 stream,
+                peer: Some(peer.ip()),
                 id: self.next_conn_id,
                 input: Vec::new(),
                 out: Vec::new(),
@@ -569,7 +575,7 @@ impl Reactor {
             // Refusals decided by the head alone are answered before the body
             // arrives, and close the connection (the body is not read).
             let early = api::check_body_size(&head, rest)
-                .or_else(|| api::check_auth(&self.engine, &head, rest));
+                .or_else(|| api::check_auth(&self.engine, &head, rest, conn.peer));
             if let Some(Action::Respond { status, body }) = early {
                 let head_only = head.method == Method::Head;
                 http::write_response(
@@ -631,7 +637,11 @@ impl Reactor {
                 );
                 self.handler_scratch.events.clear();
             }
-            Action::Upgrade { role, accept } => {
+            Action::Upgrade {
+                role,
+                accept,
+                authorization,
+            } => {
                 conn.out.extend_from_slice(
                     b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
                 );
@@ -642,11 +652,32 @@ impl Reactor {
                     reader: WsReader::default(),
                     active: false,
                     in_flight: 0,
+                    auth_deadline: None,
                 }));
                 conn.request_started = None;
                 let id = conn_id(self.index, key, conn.id);
-                self.engine
-                    .ticket_change(TicketChange::Opened { conn: id, role });
+                if role != WsRole::Orders {
+                    self.engine
+                        .ticket_change(TicketChange::Opened { conn: id, role });
+                    return;
+                }
+                // SPEC §3.4: a header on the handshake, or the first frame.
+                match authorization {
+                    Some(value) => {
+                        let ip = conn.peer.map(|p| p.to_string());
+                        if self.engine.gateway_auth(&value, ip.as_deref()).is_some() {
+                            self.engine.orders_subscribe(id);
+                        } else {
+                            queue_close(conn, close_code::POLICY, "invalid access token");
+                        }
+                    }
+                    None => {
+                        let timeout = self.engine.config().ws_auth_timeout;
+                        if let Some(ws) = conn.ws.as_mut() {
+                            ws.auth_deadline = Some(self.now + timeout);
+                        }
+                    }
+                }
             }
             Action::Write(request) => {
                 let reply = Reply::Reactor {
@@ -673,11 +704,16 @@ impl Reactor {
             if conn.awaiting.is_some() {
                 continue;
             }
-            if conn.ws.is_some() {
+            if let Some(ws) = conn.ws.as_mut() {
                 // A WebSocket client may stay idle for ever; one that does
                 // not read its close frame is dropped after a grace period.
                 if conn.close_after_write && now.duration_since(conn.last_active) >= CLOSE_GRACE {
                     expired.push((key, true));
+                } else if ws.auth_deadline.is_some_and(|d| now >= d) {
+                    // SPEC §3.4: silence past --ws-auth-timeout.
+                    ws.auth_deadline = None;
+                    queue_close(conn, close_code::POLICY, "authentication timeout");
+                    expired.push((key, false));
                 }
                 continue;
             }
@@ -709,7 +745,7 @@ impl Reactor {
         if let Some(mut conn) = self.conns.try_remove(key) {
             let _ = self.poll.registry().deregister(&mut conn.stream);
             self.cap.release();
-            if let Some(ws) = &conn.ws {
+            if let Some(ws) = conn.ws.as_ref().filter(|w| w.role != WsRole::Orders) {
                 let id = conn_id(self.index, key, conn.id);
                 self.engine.ticket_change(TicketChange::Closed {
                     conn: id,
@@ -741,6 +777,7 @@ impl Reactor {
         let id = conn_id(self.index, key, conn.id);
         for event in events.drain(..) {
             match event {
+                WsEvent::Text(text) if role == WsRole::Orders => self.orders_text(key, id, &text),
                 WsEvent::Text(text) => {
                     if let Some(ws) = self.conns[key].ws.as_mut() {
                         ws.in_flight += 1;
@@ -767,6 +804,34 @@ impl Reactor {
         }
         self.ws_events = events;
         used
+    }
+
+    /// A text frame on `/api/v2/websocket`: before authentication it must be
+    /// `{"accesstoken":"TOKEN"}` with a valid token, or the connection is
+    /// closed with 1008 at once (SPEC §3.4); afterwards frames are ignored
+    /// (the stream is one-way).
+    fn orders_text(&mut self, key: usize, id: u64, text: &str) {
+        let conn = &mut self.conns[key];
+        let Some(ws) = conn.ws.as_mut() else { return };
+        if ws.auth_deadline.is_none() {
+            return;
+        }
+        ws.auth_deadline = None;
+        let token = serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| v.get("accesstoken")?.as_str().map(str::to_owned));
+        let ip = conn.peer.map(|p| p.to_string());
+        match token {
+            Some(t) if self.engine.gateway_token_ok(t.as_bytes(), ip.as_deref()) => {
+                self.engine.orders_subscribe(id);
+            }
+            Some(_) => queue_close(conn, close_code::POLICY, "invalid access token"),
+            None => queue_close(
+                conn,
+                close_code::POLICY,
+                "expected {\"accesstoken\":\"TOKEN\"}",
+            ),
+        }
     }
 
     /// Queues a committed change's frames to this reactor's receivers and
@@ -812,9 +877,10 @@ impl Reactor {
                         touched.push(key);
                     }
                 }
-                Dest::AllStaff | Dest::AllStaffExcept(_) | Dest::AllDisplays => {
+                Dest::AllStaff | Dest::AllStaffExcept(_) | Dest::AllDisplays | Dest::AllOrders => {
                     let (want, except) = match *dest {
                         Dest::AllDisplays => (WsRole::Display, None),
+                        Dest::AllOrders => (WsRole::Orders, None),
                         Dest::AllStaffExcept(id) => (WsRole::Staff, mine(id)),
                         _ => (WsRole::Staff, None),
                     };

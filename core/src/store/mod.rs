@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
+use crate::access::AccessToken;
+use crate::orders::{Order, OrderState, OrderType};
 use crate::qr::TableRepr;
 use crate::tickets::{StaffAccount, Ticket, TicketState};
 
@@ -59,6 +61,27 @@ pub const MIGRATIONS: &[&str] = &[
          state TEXT NOT NULL CHECK (state IN ('waiting', 'claimed', 'completed', 'cancelled'))
      ) STRICT;
      CREATE TABLE visitors (email TEXT PRIMARY KEY, name TEXT NOT NULL) STRICT;",
+    // 3: the gateway (§3): access tokens (hashes only), orders active and
+    // cleared (history), indexed by creation time for the history purge.
+    "CREATE TABLE gw_tokens (
+         name TEXT PRIMARY KEY,
+         hash BLOB NOT NULL,
+         created_ms INTEGER NOT NULL,
+         last_used_ms INTEGER,
+         ip TEXT
+     ) STRICT;
+     CREATE TABLE orders (
+         uuid TEXT PRIMARY KEY,
+         name TEXT NOT NULL,
+         order_type TEXT NOT NULL CHECK (order_type IN ('ON_PREMISE', 'TO_GO')),
+         location TEXT NOT NULL,
+         state TEXT NOT NULL CHECK (state IN ('started', 'located', 'cleared')),
+         created_ms INTEGER NOT NULL,
+         state_started_ms INTEGER NOT NULL,
+         located_ms INTEGER,
+         seq INTEGER NOT NULL
+     ) STRICT;
+     CREATE INDEX orders_by_created ON orders (created_ms);",
 ];
 
 /// Errors of the store, one per cause.
@@ -116,6 +139,14 @@ pub enum StoreOp {
     DeleteStaff(String),
     /// Insert or replace a ticket.
     PutTicket(Ticket),
+    /// Insert or replace an access token (§3.2).
+    PutAccessToken(AccessToken),
+    /// Revoke the access token of this name.
+    DeleteAccessToken(String),
+    /// Insert or replace an order (§3.3), active or cleared.
+    PutOrder(Order),
+    /// Purge these orders from the history (by uuid).
+    DeleteOrders(Vec<String>),
     /// Remember a visitor's name.
     PutVisitor {
         /// The key.
@@ -407,6 +438,72 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Every access token.
+    ///
+    /// # Errors
+    ///
+    /// When SQLite cannot answer.
+    pub fn load_access_tokens(&self) -> Result<Vec<AccessToken>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT name, hash, created_ms, last_used_ms, ip FROM gw_tokens ORDER BY created_ms, name",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let hash: Vec<u8> = r.get(1)?;
+            let mut h = [0u8; 32];
+            if hash.len() == 32 {
+                h.copy_from_slice(&hash);
+            }
+            Ok(AccessToken {
+                name: r.get(0)?,
+                hash: h,
+                created_ms: r.get(2)?,
+                last_used_ms: r.get(3)?,
+                ip: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every order, active and cleared, by creation time.
+    ///
+    /// # Errors
+    ///
+    /// When SQLite cannot answer.
+    pub fn load_orders(&self) -> Result<Vec<Order>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT uuid, name, order_type, location, state, created_ms, state_started_ms, located_ms, seq
+             FROM orders ORDER BY created_ms, seq",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let order_type: String = r.get(2)?;
+            let state: String = r.get(4)?;
+            Ok(Order {
+                uuid: r.get(0)?,
+                name: r.get(1)?,
+                order_type: OrderType::parse(&order_type).unwrap_or(OrderType::OnPremise),
+                location: r.get(3)?,
+                state: OrderState::parse(&state).unwrap_or(OrderState::Cleared),
+                created_ms: r.get(5)?,
+                state_started_ms: r.get(6)?,
+                located_ms: r.get(7)?,
+                seq: r.get::<_, i64>(8)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The highest order sequence number stored, if any.
+    ///
+    /// # Errors
+    ///
+    /// When SQLite cannot answer.
+    pub fn max_order_seq(&self) -> Result<Option<u64>, StoreError> {
+        let v: Option<i64> = self
+            .conn
+            .query_row("SELECT max(seq) FROM orders", [], |r| r.get(0))?;
+        Ok(v.map(|v| v as u64))
+    }
+
     /// Writes `ops` in one transaction and makes it durable (one fsync of the
     /// WAL). Either all of them are on disk when this returns `Ok`, or none.
     ///
@@ -475,6 +572,41 @@ impl Store {
                         "INSERT OR REPLACE INTO visitors (email, name) VALUES (?1, ?2)",
                     )?
                     .execute([email, name])?;
+                }
+                StoreOp::PutAccessToken(t) => {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO gw_tokens (name, hash, created_ms, last_used_ms, ip)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![t.name, &t.hash[..], t.created_ms, t.last_used_ms, t.ip])?;
+                }
+                StoreOp::DeleteAccessToken(name) => {
+                    tx.prepare_cached("DELETE FROM gw_tokens WHERE name = ?1")?
+                        .execute([name])?;
+                }
+                StoreOp::PutOrder(o) => {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO orders
+                         (uuid, name, order_type, location, state, created_ms, state_started_ms, located_ms, seq)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    )?
+                    .execute(params![
+                        o.uuid,
+                        o.name,
+                        o.order_type.as_str(),
+                        o.location,
+                        o.state.as_str(),
+                        o.created_ms,
+                        o.state_started_ms,
+                        o.located_ms,
+                        o.seq as i64
+                    ])?;
+                }
+                StoreOp::DeleteOrders(uuids) => {
+                    let mut stmt = tx.prepare_cached("DELETE FROM orders WHERE uuid = ?1")?;
+                    for uuid in uuids {
+                        stmt.execute([uuid])?;
+                    }
                 }
                 StoreOp::PutMeta(k, v) => {
                     tx.prepare_cached(

@@ -1,5 +1,8 @@
 //! Routing and the §1 handlers: a parsed request in, an [`Action`] out. No
-//! socket here: the reactor writes what this returns.
+//! socket here: the reactor writes what this returns. The gateway's routes
+//! (§3) are in [`gateway`].
+
+pub mod gateway;
 
 use bytes::Bytes;
 use floorbell_core::qr::{self, TableSet};
@@ -31,6 +34,9 @@ pub enum Action {
         role: WsRole,
         /// The accept key.
         accept: String,
+        /// `/api/v2/websocket`: the handshake's `Authorization` value, if
+        /// any, for the reactor to check (it knows the peer's address).
+        authorization: Option<Vec<u8>>,
     },
 }
 
@@ -89,6 +95,7 @@ enum Route {
     Ws(WsRole),
     StaffList,
     StaffMember,
+    Gw(gateway::GwRoute),
 }
 
 fn route(path: &[u8]) -> Option<Route> {
@@ -105,6 +112,7 @@ fn route(path: &[u8]) -> Option<Route> {
         {
             Some(Route::StaffMember)
         }
+        p if p.starts_with(b"/api/v2") => gateway::route(p).map(Route::Gw),
         p => match p.strip_prefix(b"/api/v4/tables/") {
             // One path segment: `/api/v4/tables/{id}`.
             Some(id) if !id.is_empty() && !id.contains(&b'/') => Some(Route::Table),
@@ -115,7 +123,7 @@ fn route(path: &[u8]) -> Option<Route> {
 
 const STAFF_PREFIX: &[u8] = b"/api/tickets/staff/";
 
-fn error(status: u16, path: &[u8], message: &str) -> Action {
+pub(crate) fn error(status: u16, path: &[u8], message: &str) -> Action {
     Action::Respond {
         status,
         body: Body::Owned(crate::http::error_body(path, status, message)),
@@ -140,9 +148,28 @@ pub fn check_body_size(head: &Head, buf: &[u8]) -> Option<Action> {
 
 /// Checks authorization before the body is read, so that a refused upload is
 /// answered without waiting for it.
-pub fn check_auth(engine: &Engine, head: &Head, buf: &[u8]) -> Option<Action> {
+///
+/// `peer` is the client's address, kept as a gateway token's `ip_address`.
+pub fn check_auth(
+    engine: &Engine,
+    head: &Head,
+    buf: &[u8],
+    peer: Option<std::net::IpAddr>,
+) -> Option<Action> {
     let path = &buf[head.path.clone()];
     let needs = match (route(path)?, head.method) {
+        (Route::Gw(r), method) => match gateway::auth_needed(r, method)? {
+            gateway::GwAuth::Admin => Auth::Admin,
+            gateway::GwAuth::Secured => {
+                let ok = head.authorization.as_ref().is_some_and(|r| {
+                    let ip = peer.map(|p| p.to_string());
+                    engine
+                        .gateway_auth(&buf[r.clone()], ip.as_deref())
+                        .is_some()
+                });
+                return (!ok).then(|| error(401, path, "missing or invalid access token"));
+            }
+        },
         (Route::Events | Route::Tables, Method::Get | Method::Head) => Auth::Qr,
         (Route::Events, Method::Post) | (Route::Table, Method::Put) => Auth::Admin,
         (Route::StaffList, Method::Get | Method::Head | Method::Post)
@@ -250,6 +277,7 @@ pub fn handle(
             }
         }
         (Route::Ws(role), Method::Get) => upgrade(role, head, head_bytes, path),
+        (Route::Gw(r), _) => gateway::handle(engine, r, head, head_bytes, path, body),
         (Route::StaffList, Method::Get | Method::Head) => Action::Respond {
             status: 200,
             body: Body::Owned(engine.staff_list_json()),
@@ -271,7 +299,7 @@ pub fn handle(
 }
 
 /// Checks a WebSocket handshake (RFC 6455 §4.2.1); a bad one is a 400.
-fn upgrade(role: WsRole, head: &Head, head_bytes: &[u8], path: &[u8]) -> Action {
+pub(crate) fn upgrade(role: WsRole, head: &Head, head_bytes: &[u8], path: &[u8]) -> Action {
     let field = |r: &Option<std::ops::Range<usize>>| r.as_ref().map(|r| &head_bytes[r.clone()]);
     let problem = if !head.upgrade_websocket {
         Some("this endpoint speaks WebSocket: send Upgrade: websocket")
@@ -291,6 +319,7 @@ fn upgrade(role: WsRole, head: &Head, head_bytes: &[u8], path: &[u8]) -> Action 
         None => Action::Upgrade {
             role,
             accept: crate::ws::codec::accept_key(field(&head.ws_key).unwrap_or_default()),
+            authorization: None,
         },
     }
 }
@@ -339,7 +368,7 @@ fn staff_name_field(body: &[u8]) -> Result<String, &'static str> {
     Ok(name.to_string())
 }
 
-fn percent_decode(raw: &[u8]) -> String {
+pub(crate) fn percent_decode(raw: &[u8]) -> String {
     percent_encoding::percent_decode(raw)
         .decode_utf8_lossy()
         .into_owned()
@@ -360,6 +389,7 @@ pub fn answer(outcome: Outcome) -> (u16, Vec<u8>) {
             serde_json::to_vec(&serde_json::json!({"status": 200, "message": format!("staff member {name} removed")}))
                 .unwrap_or_default(),
         ),
+        Outcome::Respond { status, body } => (status, body),
         Outcome::Rejected { status, message } => (status, crate::http::error_body(b"/api/tickets", status, &message)),
     }
 }

@@ -27,7 +27,12 @@ use crate::fanout::{ConnId, Delivery, Dest, WsRole};
 use crate::local::{Change, Local};
 use crate::reactor::{Mailbox, ReactorMsg};
 use bytes::Bytes;
+use floorbell_core::access::TokenRegistry;
+use floorbell_core::orders::{OrderTracker, Settings, Zone};
 use floorbell_core::tickets::{Role, Target, TicketBoard, TicketRecord};
+
+pub mod gateway;
+pub use gateway::{GatewayChange, GatewayState, Principal};
 
 /// Most changes committed in one transaction. Bounds the latency one batch
 /// adds for the changes queued behind it; at 64 concurrent publishers a
@@ -35,6 +40,10 @@ use floorbell_core::tickets::{Role, Target, TicketBoard, TicketRecord};
 pub const MAX_BATCH: usize = 4096;
 /// How often the writer drops expired events when idle.
 pub const EXPIRY_TICK: Duration = Duration::from_secs(1);
+/// How often token uses (`last_used`, `ip_address`) are written to disk.
+pub const HOUSEKEEPING_TICK: Duration = Duration::from_secs(10);
+/// How often the order history is purged (SPEC §3.3, `--history-days`).
+pub const PURGE_TICK: Duration = Duration::from_secs(60);
 
 const META_QR_TOKEN: &str = "qr_token";
 const META_ADMIN_TOKEN: &str = "admin_token";
@@ -51,6 +60,8 @@ pub enum WriteRequest {
     /// A change of the ticket board (SPEC §2), applied under the board's
     /// lock when submitted, released after its commit.
     Ticket(TicketChange),
+    /// A change of the gateway (SPEC §3), applied the same way.
+    Gateway(GatewayChange),
 }
 
 /// An input of the ticket board.
@@ -117,6 +128,13 @@ pub enum Outcome {
         /// Its name.
         name: String,
     },
+    /// An answer decided when the change was applied, sent after its commit.
+    Respond {
+        /// HTTP status.
+        status: u16,
+        /// JSON body.
+        body: Vec<u8>,
+    },
     /// Refused before anything was written.
     Rejected {
         /// HTTP status.
@@ -152,12 +170,13 @@ pub struct Job {
 
 enum WriterMsg {
     Job(Job),
-    Tickets(TicketJob),
+    Applied(AppliedJob),
     Stop,
 }
 
-/// A ticket-board change already applied in memory, to persist and release.
-struct TicketJob {
+/// A change already applied in memory (ticket board, gateway), to persist
+/// and release.
+pub(crate) struct AppliedJob {
     records: Vec<StoreOp>,
     /// Frames to release to the reactors after the commit.
     delivery: Option<Arc<Delivery>>,
@@ -213,6 +232,12 @@ pub struct Engine {
     reactors: Arc<RwLock<Vec<Arc<Mailbox>>>>,
     /// In-process ticket sessions and change subscribers (the C ABI).
     local: Arc<Local>,
+    /// The gateway's access tokens (SPEC §3.2). A lock is honest: every
+    /// secured request records its use, and the section is a few hashes.
+    access: Arc<Mutex<TokenRegistry>>,
+    /// The orders and gateway settings (SPEC §3.3), under the same rule as
+    /// the ticket board.
+    gateway: Arc<Mutex<GatewayState>>,
 }
 
 /// SHA-256 of a staff token: what the store and the board keep.
@@ -221,11 +246,12 @@ pub fn hash_token(token: &str) -> [u8; 32] {
     sha2::Sha256::digest(token.as_bytes()).into()
 }
 
-fn to_board_role(role: WsRole) -> Role {
+fn to_board_role(role: WsRole) -> Option<Role> {
     match role {
-        WsRole::Staff => Role::Staff,
-        WsRole::Kiosk => Role::Kiosk,
-        WsRole::Display => Role::Display,
+        WsRole::Staff => Some(Role::Staff),
+        WsRole::Kiosk => Some(Role::Kiosk),
+        WsRole::Display => Some(Role::Display),
+        WsRole::Orders => None,
     }
 }
 
@@ -347,6 +373,28 @@ impl Engine {
             store.load_visitors()?,
             next_ticket_id,
         );
+        let access = Arc::new(Mutex::new(TokenRegistry::restore(
+            store.load_access_tokens()?,
+        )));
+        let orders_next_seq: u64 = store
+            .meta(gateway::META_ORDERS_NEXT_SEQ)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+            .max(store.max_order_seq()?.map_or(0, |s| s + 1));
+        let settings = Settings {
+            target_time_default: store
+                .meta(gateway::META_TARGET_TIME)?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(300),
+            zone: store
+                .meta(gateway::META_TIMEZONE)?
+                .and_then(|name| Zone::from_iana(&name).ok())
+                .unwrap_or_else(Zone::system),
+        };
+        let gateway = Arc::new(Mutex::new(GatewayState {
+            tracker: OrderTracker::restore(store.load_orders()?, orders_next_seq),
+            settings,
+        }));
         let reactors = Arc::new(RwLock::new(Vec::new()));
 
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -359,6 +407,9 @@ impl Engine {
             publisher,
             tables: Arc::clone(&tables),
             rx,
+            access: Arc::clone(&access),
+            gateway: Arc::clone(&gateway),
+            history_days: config.history_days,
         };
         let handle = std::thread::Builder::new()
             .name("floorbell-store".into())
@@ -374,6 +425,8 @@ impl Engine {
             board: Mutex::new(board),
             reactors,
             local,
+            access,
+            gateway,
         };
         Ok((Arc::new(engine), generated))
     }
@@ -428,6 +481,10 @@ impl Engine {
                 self.apply_ticket(change, Some(job.reply));
                 Ok(())
             }
+            WriteRequest::Gateway(change) => {
+                self.gateway_change(change, job.reply);
+                Ok(())
+            }
             request => self
                 .writer
                 .send(WriterMsg::Job(Job {
@@ -458,7 +515,10 @@ impl Engine {
         let (output, outcome) = match change {
             TicketChange::Opened { conn, role } => {
                 activate = Some(conn);
-                (board.connect(conn, to_board_role(role)), None)
+                let Some(role) = to_board_role(role) else {
+                    return; // not a ticket-board client
+                };
+                (board.connect(conn, role), None)
             }
             TicketChange::Text { conn, text, .. } => {
                 reply_to = Some(conn);
@@ -536,7 +596,7 @@ impl Engine {
         // Sent while the lock is held: the writer commits in application order.
         if self
             .writer
-            .send(WriterMsg::Tickets(TicketJob {
+            .send(WriterMsg::Applied(AppliedJob {
                 records,
                 delivery,
                 reply,
@@ -690,7 +750,7 @@ pub struct LocalSession {
 /// A change waiting in the writer's batch.
 enum Pending {
     Job(Job),
-    Tickets(TicketJob),
+    Applied(AppliedJob),
 }
 
 /// The store writer thread: group commit.
@@ -705,18 +765,28 @@ struct Writer {
     publisher: Publisher,
     tables: Arc<Tables>,
     rx: Receiver<WriterMsg>,
+    /// Token uses to persist now and then (SPEC §3.2).
+    access: Arc<Mutex<TokenRegistry>>,
+    /// The orders, for the history purge.
+    gateway: Arc<Mutex<GatewayState>>,
+    /// `--history-days`.
+    history_days: u32,
 }
 
 impl Writer {
     fn run(mut self) {
         let mut batch: Vec<Pending> = Vec::new();
         let mut next_expiry = std::time::Instant::now() + EXPIRY_TICK;
+        let mut next_housekeeping = std::time::Instant::now() + HOUSEKEEPING_TICK;
+        // The history purge runs at start, then every PURGE_TICK (sooner
+        // while whole batches keep coming).
+        let mut next_purge = std::time::Instant::now();
         let mut stopping = false;
         while !stopping {
             let wait = next_expiry.saturating_duration_since(std::time::Instant::now());
             match self.rx.recv_timeout(wait) {
                 Ok(WriterMsg::Job(job)) => batch.push(Pending::Job(job)),
-                Ok(WriterMsg::Tickets(job)) => batch.push(Pending::Tickets(job)),
+                Ok(WriterMsg::Applied(job)) => batch.push(Pending::Applied(job)),
                 Ok(WriterMsg::Stop) | Err(RecvTimeoutError::Disconnected) => stopping = true,
                 Err(RecvTimeoutError::Timeout) => {}
             }
@@ -724,13 +794,32 @@ impl Writer {
             while batch.len() < MAX_BATCH {
                 match self.rx.try_recv() {
                     Ok(WriterMsg::Job(job)) => batch.push(Pending::Job(job)),
-                    Ok(WriterMsg::Tickets(job)) => batch.push(Pending::Tickets(job)),
+                    Ok(WriterMsg::Applied(job)) => batch.push(Pending::Applied(job)),
                     Ok(WriterMsg::Stop) => stopping = true,
                     Err(_) => break,
                 }
             }
             let mut expire_before = None;
+            let mut extra = Vec::new();
             if std::time::Instant::now() >= next_expiry || stopping {
+                let now = std::time::Instant::now();
+                if now >= next_housekeeping || stopping {
+                    let purge = now >= next_purge && !stopping;
+                    extra = gateway::housekeeping(
+                        &self.access,
+                        &self.gateway,
+                        self.history_days,
+                        now_ms(),
+                        purge,
+                    );
+                    let full = extra.iter().any(|op| {
+                        matches!(op, StoreOp::DeleteOrders(v) if v.len() >= gateway::PURGE_BATCH)
+                    });
+                    next_housekeeping = now + if full { EXPIRY_TICK } else { HOUSEKEEPING_TICK };
+                    if purge {
+                        next_purge = now + if full { EXPIRY_TICK } else { PURGE_TICK };
+                    }
+                }
                 next_expiry = std::time::Instant::now() + EXPIRY_TICK;
                 let tail = self.publisher.expire(now_ms());
                 // Only a tail that moved is worth a transaction (an idle
@@ -739,8 +828,8 @@ impl Writer {
                     expire_before = Some(tail);
                 }
             }
-            if !batch.is_empty() || expire_before.is_some() {
-                self.commit(&mut batch, expire_before);
+            if !batch.is_empty() || expire_before.is_some() || !extra.is_empty() {
+                self.commit(&mut batch, expire_before, extra);
             }
         }
         tracing::debug!("store writer stopped");
@@ -748,7 +837,12 @@ impl Writer {
 
     /// Persists `batch` (and the expiry) in one transaction, then publishes,
     /// releases and reports, in the order the changes arrived.
-    fn commit(&mut self, batch: &mut Vec<Pending>, expire_before: Option<u64>) {
+    fn commit(
+        &mut self,
+        batch: &mut Vec<Pending>,
+        expire_before: Option<u64>,
+        extra: Vec<StoreOp>,
+    ) {
         let now = now_ms();
         let mut ops = Vec::with_capacity(batch.len() + 2);
         let mut seq = self.publisher.next_seq();
@@ -775,9 +869,10 @@ impl Writer {
                         seq += 1;
                     }
                     WriteRequest::PutTable(t) => ops.push(StoreOp::PutTable(t.clone())),
-                    WriteRequest::Ticket(_) => {} // applied by Engine::submit, never queued as a Job
+                    // Applied by Engine::submit, never queued as a Job.
+                    WriteRequest::Ticket(_) | WriteRequest::Gateway(_) => {}
                 },
-                Pending::Tickets(job) => ops.append(&mut job.records),
+                Pending::Applied(job) => ops.append(&mut job.records),
             }
         }
         if !visible.is_empty() {
@@ -786,6 +881,7 @@ impl Writer {
         if let Some(tail) = expire_before {
             ops.push(StoreOp::ExpireEventsBefore(tail));
         }
+        ops.extend(extra);
         let result = if ops.is_empty() {
             Ok(())
         } else {
@@ -835,13 +931,13 @@ impl Writer {
                             hash: hashes.next().unwrap_or(0),
                         },
                         (Ok(()), WriteRequest::PutTable(t)) => Outcome::TablePut(t),
-                        (Ok(()), WriteRequest::Ticket(_)) => {
+                        (Ok(()), WriteRequest::Ticket(_) | WriteRequest::Gateway(_)) => {
                             Outcome::Failed("misrouted ticket change".into())
                         }
                     };
                     (Some(job.reply), outcome)
                 }
-                Pending::Tickets(job) => {
+                Pending::Applied(job) => {
                     if result.is_ok() {
                         if let Some(delivery) = job.delivery {
                             self.local.deliver(&delivery, &mut changes);

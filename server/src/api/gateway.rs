@@ -1,0 +1,249 @@
+//! The gateway's HTTP routes (SPEC §3.1–§3.4): paths and parameters as the
+//! real gateway publishes them, so a POS written for it works unchanged.
+//! Parsing and the exact JSON live in `floorbell_core::orders::wire`; this
+//! file only maps a request to a read of the engine or a [`GatewayChange`].
+
+use floorbell_core::orders::wire;
+
+use super::{error, upgrade, Action, Body};
+use crate::engine::{now_ms, Engine, GatewayChange, WriteRequest};
+use crate::fanout::WsRole;
+use crate::http::{Head, Method};
+
+/// The gateway's routes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GwRoute {
+    /// `/api/v2`: the online check.
+    Online,
+    /// `/api/v2/button`: the gateway's button, pressed by the operator.
+    Button,
+    /// `/api/v2/accesstoken/generate`.
+    Generate,
+    /// `/api/v2/accesstoken`.
+    Tokens,
+    /// `/api/v2/accesstoken/{name}`.
+    Token,
+    /// `/api/v2/activeorders`.
+    ActiveOrders,
+    /// `/api/v2/activeorders/{name or uuid}`.
+    ActiveOrder,
+    /// `/api/v2/activeorders/{name or uuid}/page`.
+    Page,
+    /// `/api/v2/orders`: the history.
+    Orders,
+    /// `/api/v2/statistics`.
+    Statistics,
+    /// `/api/v2/gateway/settings`.
+    Settings,
+    /// `/api/v2/websocket`.
+    Websocket,
+}
+
+const TOKEN_PREFIX: &[u8] = b"/api/v2/accesstoken/";
+const ORDER_PREFIX: &[u8] = b"/api/v2/activeorders/";
+
+/// The route of a path under `/api/v2`.
+pub fn route(path: &[u8]) -> Option<GwRoute> {
+    Some(match path {
+        b"/api/v2" | b"/api/v2/" => GwRoute::Online,
+        b"/api/v2/button" => GwRoute::Button,
+        b"/api/v2/accesstoken/generate" => GwRoute::Generate,
+        b"/api/v2/accesstoken" => GwRoute::Tokens,
+        b"/api/v2/activeorders" => GwRoute::ActiveOrders,
+        b"/api/v2/orders" => GwRoute::Orders,
+        b"/api/v2/statistics" => GwRoute::Statistics,
+        b"/api/v2/gateway/settings" => GwRoute::Settings,
+        b"/api/v2/websocket" => GwRoute::Websocket,
+        p => {
+            if let Some(name) = p.strip_prefix(TOKEN_PREFIX) {
+                if !name.is_empty() && !name.contains(&b'/') {
+                    return Some(GwRoute::Token);
+                }
+                return None;
+            }
+            let rest = p.strip_prefix(ORDER_PREFIX)?;
+            match rest.iter().position(|&b| b == b'/') {
+                None if !rest.is_empty() => GwRoute::ActiveOrder,
+                Some(i) if i > 0 && &rest[i..] == b"/page" => GwRoute::Page,
+                _ => return None,
+            }
+        }
+    })
+}
+
+/// Who may call a route with a method (`None`: anyone, or a 405 follows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GwAuth {
+    /// The operator's admin token (`Authorization: Bearer …`).
+    Admin,
+    /// [SECURED]: a gateway token (Basic or Bearer) or the admin token.
+    Secured,
+}
+
+/// The authorization a request needs.
+pub fn auth_needed(route: GwRoute, method: Method) -> Option<GwAuth> {
+    use GwRoute::*;
+    use Method::*;
+    match (route, method) {
+        (Button, Post) => Some(GwAuth::Admin),
+        (Tokens, Get | Head)
+        | (Token, Delete)
+        | (ActiveOrders, Get | Head | Post | Delete)
+        | (ActiveOrder, Get | Head | Put | Delete)
+        | (Page, Post)
+        | (Orders | Statistics, Get | Head)
+        | (Settings, Get | Head | Post) => Some(GwAuth::Secured),
+        _ => None,
+    }
+}
+
+/// The `{name or uuid}` segment of an order path, decoded.
+fn order_key(path: &[u8]) -> String {
+    let rest = &path[ORDER_PREFIX.len()..];
+    let end = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
+    super::percent_decode(&rest[..end])
+}
+
+fn json(status: u16, body: Vec<u8>) -> Action {
+    Action::Respond {
+        status,
+        body: Body::Owned(body),
+    }
+}
+
+fn gw_write(change: GatewayChange) -> Action {
+    Action::Write(WriteRequest::Gateway(change))
+}
+
+/// Handles a gateway request whose authorization passed.
+pub fn handle(
+    engine: &Engine,
+    route: GwRoute,
+    head: &Head,
+    head_bytes: &[u8],
+    path: &[u8],
+    body: &[u8],
+) -> Action {
+    use GwRoute::*;
+    use Method::*;
+    let query = head
+        .query
+        .as_ref()
+        .map(|r| &head_bytes[r.clone()])
+        .unwrap_or(b"");
+    match (route, head.method) {
+        (Online, Get | Head) => json(200, online_json()),
+        (Button, Post) => {
+            engine.press_button();
+            json(
+                200,
+                br#"{"status":200,"message":"Button pressed: request a token within 120 seconds."}"#
+                    .to_vec(),
+            )
+        }
+        (Generate, Get) => gw_write(GatewayChange::GenerateToken),
+        (Tokens, Get | Head) => json(200, engine.access_tokens_json()),
+        (Token, Delete) => {
+            let name = super::percent_decode(&path[TOKEN_PREFIX.len()..]);
+            gw_write(GatewayChange::RevokeToken(name))
+        }
+        (ActiveOrders, Get | Head) => {
+            let now = now_ms();
+            json(
+                200,
+                engine.with_gateway(|gw| {
+                    wire::list_json(gw.tracker.active(), now, &gw.settings.zone)
+                }),
+            )
+        }
+        (ActiveOrders, Post) => match wire::parse_start(body) {
+            Ok(start) => gw_write(GatewayChange::Start(start)),
+            Err(e) => error(e.status(), path, &e.to_string()),
+        },
+        (ActiveOrders, Delete) => gw_write(GatewayChange::ClearAll),
+        (ActiveOrder, Get | Head) => {
+            let key = order_key(path);
+            let now = now_ms();
+            let answer = engine.with_gateway(|gw| {
+                gw.tracker
+                    .active_order(&key)
+                    .map(|o| wire::one_json(200, o, now, &gw.settings.zone))
+            });
+            match answer {
+                Ok(body) => json(200, body),
+                Err(e) => error(e.status(), path, &e.to_string()),
+            }
+        }
+        (ActiveOrder, Put) => match wire::parse_modify(body) {
+            Ok(modify) => gw_write(GatewayChange::Modify(order_key(path), modify)),
+            Err(e) => error(e.status(), path, &e.to_string()),
+        },
+        (ActiveOrder, Delete) => gw_write(GatewayChange::Clear(order_key(path))),
+        (Page, Post) => match wire::parse_page(body) {
+            Ok(tracking) => gw_write(GatewayChange::Page(order_key(path), tracking)),
+            Err(e) => error(e.status(), path, &e.to_string()),
+        },
+        (Orders, Get | Head) => {
+            let now = now_ms();
+            let answer = engine.with_gateway(|gw| {
+                wire::parse_history_query(query, &gw.settings.zone)
+                    .map(|q| wire::list_json(gw.tracker.history(&q), now, &gw.settings.zone))
+            });
+            match answer {
+                Ok(body) => json(200, body),
+                Err(e) => error(e.status(), path, &e.to_string()),
+            }
+        }
+        (Statistics, Get | Head) => {
+            let now = now_ms();
+            let answer = engine.with_gateway(|gw| {
+                wire::parse_target_time(query).map(|target| {
+                    let target = target.unwrap_or(gw.settings.target_time_default);
+                    let (start, end, date) = gw.settings.zone.day_bounds(now);
+                    let stats = gw.tracker.statistics(start, end, date, target);
+                    wire::statistics_json(&stats)
+                })
+            });
+            match answer {
+                Ok(body) => json(200, body),
+                Err(e) => error(e.status(), path, &e.to_string()),
+            }
+        }
+        (Settings, Get | Head) => json(
+            200,
+            engine.with_gateway(|gw| wire::settings_json(&gw.settings)),
+        ),
+        (Settings, Post) => match wire::parse_settings(body) {
+            Ok(change) => gw_write(GatewayChange::Settings(change)),
+            Err(e) => error(e.status(), path, &e.to_string()),
+        },
+        (Websocket, Get) => match upgrade(WsRole::Orders, head, head_bytes, path) {
+            Action::Upgrade {
+                role,
+                accept,
+                authorization: _,
+            } => Action::Upgrade {
+                role,
+                accept,
+                // Checked by the reactor, which knows the peer's address.
+                authorization: head
+                    .authorization
+                    .as_ref()
+                    .map(|r| head_bytes[r.clone()].to_vec()),
+            },
+            refusal => refusal,
+        },
+        _ => error(405, path, "method not allowed on this endpoint"),
+    }
+}
+
+/// The body of `GET /api/v2` (SPEC §3.1).
+fn online_json() -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "status": 200,
+        "message": "online",
+        "name": "floorbell",
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+    .unwrap_or_default()
+}

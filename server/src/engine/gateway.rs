@@ -1,0 +1,428 @@
+//! The engine's side of the table-tracking gateway (SPEC §3.2–§3.5): access
+//! tokens, orders, settings, and the order stream.
+//!
+//! Like the ticket board, every write is applied to the in-memory state
+//! machine under its lock and handed to the writer thread while the lock is
+//! still held, so commits happen in the order of application (and `seq`
+//! order is commit order). The caller's answer and the stream's message are
+//! released only after the commit: a 2xx or an `ORDER_*` frame means "on
+//! disk". Reads (`GET …`) are answered from memory at once.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use floorbell_core::access::{TokenRecord, TokenRegistry};
+use floorbell_core::orders::{
+    wire, Change, ModifyOrder, OrderError, OrderTracker, Settings, SettingsChange, StartOrder,
+};
+use floorbell_core::store::StoreOp;
+use rand::Rng;
+use subtle::ConstantTimeEq;
+
+use super::{answer_now, now_ms, AppliedJob, Engine, Outcome, Reply, WriterMsg};
+use crate::fanout::{ConnId, Delivery, Dest};
+
+/// `meta` key of the next order `seq` (kept so `seq` never goes back, even
+/// when the order that had the highest one is purged).
+pub(super) const META_ORDERS_NEXT_SEQ: &str = "orders_next_seq";
+/// `meta` key of the statistics target (SPEC §3.3 settings).
+pub(super) const META_TARGET_TIME: &str = "gw_target_time_default";
+/// `meta` key of the gateway's time zone (an IANA name).
+pub(super) const META_TIMEZONE: &str = "gw_timezone";
+
+/// Cleared orders purged per history-purge step: small enough that the lock
+/// and the transaction it costs are not felt by other requests.
+pub const PURGE_BATCH: usize = 500;
+
+/// The orders and the settings they are shown with, behind one lock.
+pub struct GatewayState {
+    /// The state machine of §3.3.
+    pub tracker: OrderTracker,
+    /// Target time and time zone (§3.3 settings).
+    pub settings: Settings,
+}
+
+/// A change of the gateway, from an HTTP request or the C ABI.
+#[derive(Debug)]
+pub enum GatewayChange {
+    /// `GET /api/v2/accesstoken/generate`.
+    GenerateToken,
+    /// `DELETE /api/v2/accesstoken/{name}`.
+    RevokeToken(String),
+    /// `POST /api/v2/activeorders`.
+    Start(StartOrder),
+    /// `PUT /api/v2/activeorders/{key}`.
+    Modify(String, ModifyOrder),
+    /// `POST /api/v2/activeorders/{key}/page`.
+    Page(String, bool),
+    /// `DELETE /api/v2/activeorders/{key}`.
+    Clear(String),
+    /// `DELETE /api/v2/activeorders`.
+    ClearAll,
+    /// `POST /api/v2/gateway/settings`.
+    Settings(SettingsChange),
+}
+
+/// Who a secured request was authenticated as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Principal {
+    /// The operator's admin token.
+    Admin,
+    /// A gateway access token.
+    Token,
+}
+
+/// The token of an `Authorization` value: `Bearer TOKEN` or
+/// `Basic base64(TOKEN + ":")` (SPEC §3.2; schemes case-insensitive).
+pub fn presented_token(value: &[u8]) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    if let Some(token) = crate::api::bearer(value) {
+        return Some(token.to_vec());
+    }
+    let (scheme, rest) = value.split_at_checked(6)?;
+    if !scheme.eq_ignore_ascii_case(b"basic ") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim_ascii())
+        .ok()?;
+    // `TOKEN:` — the user is the token, the password empty (or ignored).
+    let user_end = decoded
+        .iter()
+        .position(|&b| b == b':')
+        .unwrap_or(decoded.len());
+    let mut decoded = decoded;
+    decoded.truncate(user_end);
+    Some(decoded)
+}
+
+/// A new access token: 24 random bytes as 48 lowercase hex digits (SPEC §3.2).
+fn new_access_token() -> String {
+    let bytes: [u8; 24] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn token_op(record: TokenRecord) -> StoreOp {
+    match record {
+        TokenRecord::Put(t) => StoreOp::PutAccessToken(t),
+        TokenRecord::Delete(name) => StoreOp::DeleteAccessToken(name),
+    }
+}
+
+fn rejected(e: OrderError) -> Outcome {
+    Outcome::Rejected {
+        status: e.status(),
+        message: e.to_string(),
+    }
+}
+
+impl Engine {
+    /// Authenticates a [SECURED] request by its `Authorization` value: the
+    /// admin token or a gateway token (whose use is recorded with `ip`).
+    pub fn gateway_auth(&self, authorization: &[u8], ip: Option<&str>) -> Option<Principal> {
+        let token = presented_token(authorization)?;
+        if bool::from(token.ct_eq(self.tokens.admin.as_bytes())) {
+            return Some(Principal::Admin);
+        }
+        self.access
+            .lock()
+            .verify(&token, now_ms(), ip)
+            .map(|_| Principal::Token)
+    }
+
+    /// Whether `token` (the text of `{"accesstoken":…}`) is a gateway token
+    /// or the admin token; records the use.
+    pub fn gateway_token_ok(&self, token: &[u8], ip: Option<&str>) -> bool {
+        bool::from(token.ct_eq(self.tokens.admin.as_bytes()))
+            || self.access.lock().verify(token, now_ms(), ip).is_some()
+    }
+
+    /// The gateway's button (`POST /api/v2/button`, the C ABI): a token may
+    /// be generated within the next 120 s.
+    pub fn press_button(&self) {
+        self.access.lock().press_button(now_ms());
+    }
+
+    /// The body of `GET /api/v2/accesstoken`.
+    pub fn access_tokens_json(&self) -> Vec<u8> {
+        let zone = self.gateway.lock().settings.zone.clone();
+        let access = self.access.lock();
+        let items: Vec<serde_json::Value> = access
+            .list()
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "name": t.name,
+                    "creation_date": zone.local_naive(t.created_ms),
+                    "last_used": t.last_used_ms.map(|ms| zone.local_naive(ms)),
+                    "ip_address": t.ip,
+                })
+            })
+            .collect();
+        serde_json::to_vec(&serde_json::json!({"status": 200, "items": items})).unwrap_or_default()
+    }
+
+    /// Reads the gateway state under its lock (the read-only endpoints).
+    pub fn with_gateway<R>(&self, f: impl FnOnce(&GatewayState) -> R) -> R {
+        f(&self.gateway.lock())
+    }
+
+    /// Applies a gateway change; `reply` is answered after its commit (or at
+    /// once when it is refused).
+    pub fn gateway_change(&self, change: GatewayChange, reply: Reply) {
+        let now = now_ms();
+        match change {
+            GatewayChange::GenerateToken => {
+                let token = new_access_token();
+                // The zone is read first: the two locks are never held together
+                // in the other order.
+                let zone = self.gateway.lock().settings.zone.clone();
+                let mut access = self.access.lock();
+                match access.generate(&token, now) {
+                    Ok((entry, record)) => {
+                        let body = serde_json::to_vec(&serde_json::json!({
+                            "status": 201,
+                            "token": {
+                                "name": entry.name,
+                                "token": token,
+                                "creation_date": zone.local_naive(entry.created_ms),
+                                "last_used": null,
+                                "ip_address": null,
+                            }
+                        }))
+                        .unwrap_or_default();
+                        self.send_applied(AppliedJob {
+                            records: vec![token_op(record)],
+                            delivery: None,
+                            reply: Some((reply, Outcome::Respond { status: 201, body })),
+                        });
+                    }
+                    Err(e) => {
+                        drop(access);
+                        answer_now(
+                            Some(reply),
+                            Outcome::Rejected {
+                                status: e.status(),
+                                message: e.to_string(),
+                            },
+                        );
+                    }
+                }
+            }
+            GatewayChange::RevokeToken(name) => {
+                let mut access = self.access.lock();
+                match access.revoke(&name) {
+                    Ok(record) => {
+                        let body = serde_json::to_vec(&serde_json::json!({
+                            "status": 200,
+                            "message": format!("Access token {name} revoked."),
+                        }))
+                        .unwrap_or_default();
+                        self.send_applied(AppliedJob {
+                            records: vec![token_op(record)],
+                            delivery: None,
+                            reply: Some((reply, Outcome::Respond { status: 200, body })),
+                        });
+                    }
+                    Err(e) => {
+                        drop(access);
+                        answer_now(
+                            Some(reply),
+                            Outcome::Rejected {
+                                status: e.status(),
+                                message: e.to_string(),
+                            },
+                        );
+                    }
+                }
+            }
+            GatewayChange::Settings(change) => {
+                let mut gw = self.gateway.lock();
+                let mut records = Vec::new();
+                if let Some(target) = change.target_time_default {
+                    gw.settings.target_time_default = target;
+                    records.push(StoreOp::PutMeta(
+                        META_TARGET_TIME.into(),
+                        target.to_string(),
+                    ));
+                }
+                if let Some(zone) = change.zone {
+                    records.push(StoreOp::PutMeta(
+                        META_TIMEZONE.into(),
+                        zone.name().to_owned(),
+                    ));
+                    gw.settings.zone = zone;
+                }
+                self.send_applied(AppliedJob {
+                    records,
+                    delivery: None,
+                    reply: Some((
+                        reply,
+                        Outcome::Respond {
+                            status: 200,
+                            body: wire::SETTINGS_CHANGED.to_vec(),
+                        },
+                    )),
+                });
+            }
+            order_change => self.order_change(order_change, reply, now),
+        }
+    }
+
+    /// Applies a change of the orders (§3.3).
+    fn order_change(&self, change: GatewayChange, reply: Reply, now: i64) {
+        let mut gw = self.gateway.lock();
+        let GatewayState { tracker, settings } = &mut *gw;
+        let zone = &settings.zone;
+        let result: Result<(u16, Vec<u8>, Vec<Change>), OrderError> = match change {
+            GatewayChange::Start(start) => tracker
+                .start(start, rand::rng().random(), now)
+                .map(|c| (201, wire::one_json(201, &c.order, now, zone), vec![c])),
+            GatewayChange::Modify(key, modify) => {
+                tracker.modify(&key, modify, now).map(|(order, change)| {
+                    (
+                        200,
+                        wire::one_json(200, &order, now, zone),
+                        change.into_iter().collect(),
+                    )
+                })
+            }
+            GatewayChange::Page(key, tracking) => tracker
+                .page(&key, tracking, now)
+                .map(|c| (200, wire::one_json(200, &c.order, now, zone), vec![c])),
+            GatewayChange::Clear(key) => tracker
+                .clear(&key, now)
+                .map(|c| (200, wire::one_json(200, &c.order, now, zone), vec![c])),
+            GatewayChange::ClearAll => {
+                let changes = tracker.clear_all(now);
+                Ok((200, wire::cleared_count_json(changes.len()), changes))
+            }
+            _ => return, // handled by gateway_change
+        };
+        let (status, body, changes) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                drop(gw);
+                answer_now(Some(reply), rejected(e));
+                return;
+            }
+        };
+        let mut records = Vec::with_capacity(changes.len() + 1);
+        let mut messages = Vec::with_capacity(changes.len());
+        for change in &changes {
+            records.push(StoreOp::PutOrder(change.order.clone()));
+            let message = wire::change_message(change, now, zone);
+            messages.push((Dest::AllOrders, crate::ws::text_frame(&message)));
+        }
+        if !changes.is_empty() {
+            records.push(StoreOp::PutMeta(
+                META_ORDERS_NEXT_SEQ.into(),
+                tracker.next_seq().to_string(),
+            ));
+        }
+        let delivery = (!messages.is_empty()).then(|| {
+            Arc::new(Delivery {
+                activate: None,
+                messages,
+                reply_to: None,
+            })
+        });
+        // Sent under the lock: commit order is seq order.
+        self.send_applied(AppliedJob {
+            records,
+            delivery,
+            reply: Some((reply, Outcome::Respond { status, body })),
+        });
+    }
+
+    /// Subscribes an authenticated `/api/v2/websocket` connection: its
+    /// `ACTIVE_ORDERS` snapshot goes out in the writer's order, after every
+    /// change applied before it and before every change applied after it,
+    /// so the client sees each change exactly once.
+    pub fn orders_subscribe(&self, conn: ConnId) {
+        let gw = self.gateway.lock();
+        let now = now_ms();
+        let snapshot = wire::active_orders_message(gw.tracker.active(), now, &gw.settings.zone);
+        let frame: Bytes = crate::ws::text_frame(&snapshot);
+        self.send_applied(AppliedJob {
+            records: Vec::new(),
+            delivery: Some(Arc::new(Delivery {
+                activate: Some(conn),
+                messages: vec![(Dest::Conn(conn), frame)],
+                reply_to: None,
+            })),
+            reply: None,
+        });
+    }
+
+    /// Hands an applied change to the writer (call with the state's lock held).
+    pub(super) fn send_applied(&self, job: AppliedJob) {
+        if self.writer.send(WriterMsg::Applied(job)).is_err() {
+            tracing::warn!("a change arrived after shutdown; dropped");
+        }
+    }
+}
+
+/// The writer's periodic gateway work: token uses to persist, and one batch
+/// of the history purge. Returns the records (applied in memory already).
+pub(super) fn housekeeping(
+    access: &parking_lot::Mutex<TokenRegistry>,
+    gateway: &parking_lot::Mutex<GatewayState>,
+    history_days: u32,
+    now: i64,
+    purge: bool,
+) -> Vec<StoreOp> {
+    let mut ops: Vec<StoreOp> = access
+        .lock()
+        .take_dirty()
+        .into_iter()
+        .map(token_op)
+        .collect();
+    if purge {
+        let cutoff = now - i64::from(history_days) * 86_400_000;
+        let purged = gateway.lock().tracker.purge(cutoff, PURGE_BATCH);
+        if !purged.is_empty() {
+            tracing::info!(orders = purged.len(), "purged order history");
+            ops.push(StoreOp::DeleteOrders(purged));
+        }
+    }
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    #[test]
+    fn both_authorization_forms() {
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("abc:")
+        );
+        assert_eq!(
+            presented_token(basic.as_bytes()).as_deref(),
+            Some(&b"abc"[..])
+        );
+        let no_colon = format!(
+            "basic {}",
+            base64::engine::general_purpose::STANDARD.encode("abc")
+        );
+        assert_eq!(
+            presented_token(no_colon.as_bytes()).as_deref(),
+            Some(&b"abc"[..])
+        );
+        assert_eq!(presented_token(b"Bearer abc").as_deref(), Some(&b"abc"[..]));
+        assert_eq!(presented_token(b"Basic !!!"), None);
+        assert_eq!(presented_token(b"Digest abc"), None);
+    }
+
+    #[test]
+    fn access_tokens_are_48_hex_digits() {
+        let t = new_access_token();
+        assert_eq!(t.len(), 48);
+        assert!(t
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    }
+}

@@ -5,6 +5,7 @@
 #
 #   bash benches/load/publish.sh            # C=64 D=10s
 #   C=16 D=5s bash benches/load/publish.sh
+#   LOG_LEVEL=debug …                       # the writer logs its batch sizes
 #
 # Only 127.0.0.1; wrk stops by itself after D.
 set -euo pipefail
@@ -17,7 +18,7 @@ data=$(mktemp -d)
 out=$(mktemp)
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$data" "$out"' EXIT
 "$bin" serve --listen 127.0.0.1:0 --data-dir "$data" --qr-token benchqr \
-    --admin-token benchadmin --no-mdns >"$out" 2>"$data.log" &
+    --admin-token benchadmin --no-mdns --log-level "${LOG_LEVEL:-info}" >"$out" 2>"$data.log" &
 pid=$!
 for _ in $(seq 100); do grep -q listening "$out" && break; sleep 0.1; done
 url=$(sed -n 's/^listening on //p' "$out")

@@ -403,6 +403,7 @@ impl Engine {
             local: Arc::clone(&local),
             reactors: Arc::clone(&reactors),
             expired_before: 0,
+            stats: CommitStats::default(),
             store,
             publisher,
             tables: Arc::clone(&tables),
@@ -747,6 +748,38 @@ pub struct LocalSession {
     rx: Receiver<Bytes>,
 }
 
+/// What the writer did since its last report: how well group commit groups.
+#[derive(Default)]
+struct CommitStats {
+    commits: u64,
+    changes: u64,
+    total: Duration,
+    longest: Duration,
+}
+
+impl CommitStats {
+    fn record(&mut self, changes: usize, took: Duration) {
+        self.commits += 1;
+        self.changes += changes as u64;
+        self.total += took;
+        self.longest = self.longest.max(took);
+    }
+
+    fn log_and_reset(&mut self) {
+        if self.commits > 0 {
+            tracing::debug!(
+                commits = self.commits,
+                changes = self.changes,
+                mean_batch = self.changes as f64 / self.commits as f64,
+                mean_commit_us = (self.total.as_micros() / u128::from(self.commits)) as u64,
+                longest_commit_us = self.longest.as_micros() as u64,
+                "store writer"
+            );
+        }
+        *self = CommitStats::default();
+    }
+}
+
 /// A change waiting in the writer's batch.
 enum Pending {
     Job(Job),
@@ -755,6 +788,8 @@ enum Pending {
 
 /// The store writer thread: group commit.
 struct Writer {
+    /// Commit counters, logged at debug level once a second.
+    stats: CommitStats,
     /// Local sessions and subscribers (the C ABI's).
     local: Arc<Local>,
     /// Where committed ticket deliveries go.
@@ -803,6 +838,7 @@ impl Writer {
             let mut extra = Vec::new();
             if std::time::Instant::now() >= next_expiry || stopping {
                 let now = std::time::Instant::now();
+                self.stats.log_and_reset();
                 if now >= next_housekeeping || stopping {
                     let purge = now >= next_purge && !stopping;
                     extra = gateway::housekeeping(
@@ -885,7 +921,10 @@ impl Writer {
         let result = if ops.is_empty() {
             Ok(())
         } else {
-            self.store.commit(&ops)
+            let started = std::time::Instant::now();
+            let r = self.store.commit(&ops);
+            self.stats.record(batch.len(), started.elapsed());
+            r
         };
         if let (Ok(()), Some(tail)) = (&result, expire_before) {
             self.expired_before = tail;

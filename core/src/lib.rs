@@ -15,6 +15,11 @@
 //!   guests' trackers from start to clear (active set, history, statistics,
 //!   `seq`), the gateway's time zone and local-naive timestamps, and the
 //!   exact JSON of the order API and its WebSocket messages.
+//! * [`webhooks`] — SPEC §3.6's webhook outbox: a sans-I/O state machine
+//!   that says which change to POST to which receiver when (one attempt in
+//!   flight per receiver, `seq` order per receiver, exponential backoff,
+//!   dropped after 24 h), the records to persist, receiver-URL validation
+//!   and the `X-Floorbell-Signature` HMAC. No HTTP client.
 //! * [`store`] — the durable store (SQLite in WAL mode): the records, one
 //!   transaction per group commit, schema versions, the data-directory lock.
 //!
@@ -31,3 +36,4 @@ pub mod qr;
 pub mod ring;
 pub mod store;
 pub mod tickets;
+pub mod webhooks;

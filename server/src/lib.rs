@@ -10,16 +10,20 @@
 //! * [`server`] — `SO_REUSEPORT` listeners and reactor threads.
 //! * [`http`] — request heads (httparse) and responses, sans-I/O.
 //! * [`api`] — routing and the SPEC §1 handlers, sans-I/O.
+//! * [`webhooks`] — SPEC §3.6's delivery threads around core's outbox.
+//! * [`discovery`] — SPEC §3.7's DNS-SD announcement (mdns-sd's own thread).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod api;
 pub mod config;
+pub mod discovery;
 pub mod engine;
 pub mod fanout;
 pub mod http;
 pub mod local;
 pub mod reactor;
 pub mod server;
+pub mod webhooks;
 pub mod ws;

@@ -938,7 +938,11 @@ fn queue_frame(conn: &mut Conn, frame: Bytes, max_queue: usize) {
     if conn.close_after_write {
         return;
     }
-    if conn.queued + frame.len() > max_queue {
+    // A frame that arrives when nothing is waiting is always taken, even if
+    // it alone passes the bound (a large ACTIVE_ORDERS snapshot): only a
+    // backlog says the client is slow, and refusing the snapshot would close
+    // every reconnect too.
+    if conn.queued > 0 && conn.queued + frame.len() > max_queue {
         // Keep a partly written frame whole, drop the rest.
         let partial = !conn.queue.is_empty() && conn.queue_front_started;
         let front = if partial {

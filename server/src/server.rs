@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::discovery::Announcement;
 use crate::engine::Engine;
 use crate::reactor::{ConnectionCap, Mailbox, Reactor, ReactorMsg};
 
@@ -23,6 +24,8 @@ pub struct Server {
     threads: Vec<JoinHandle<()>>,
     /// Set once started, to detach the reactors on stop.
     engine: Option<Arc<Engine>>,
+    /// The DNS-SD announcement (SPEC §3.7), withdrawn on stop.
+    announcement: Option<Announcement>,
 }
 
 fn listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
@@ -55,6 +58,7 @@ impl Server {
             mailboxes: Vec::new(),
             threads: Vec::new(),
             engine: None,
+            announcement: None,
         };
         for (i, socket) in sockets.into_iter().enumerate() {
             let (reactor, mailbox) =
@@ -74,6 +78,20 @@ impl Server {
             }
         }
         engine.set_reactors(server.mailboxes.clone());
+        if engine.config().mdns {
+            // Discovery is a convenience: a network without multicast must
+            // not keep the server from serving, so a failure is logged.
+            match Announcement::start(addr, env!("CARGO_PKG_VERSION")) {
+                Ok(a) => {
+                    tracing::info!(
+                        instance = a.instance(),
+                        "announced by DNS-SD as _tracker-http._tcp"
+                    );
+                    server.announcement = Some(a);
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot announce by DNS-SD (mDNS)"),
+            }
+        }
         server.engine = Some(engine);
         Ok(server)
     }
@@ -86,6 +104,9 @@ impl Server {
     /// Stops accepting, lets every reactor finish the answers it owes (up to
     /// a grace period), and waits for the threads.
     pub fn stop(&mut self) {
+        if let Some(a) = self.announcement.take() {
+            a.shutdown();
+        }
         for m in &self.mailboxes {
             m.post(ReactorMsg::Shutdown);
             m.wake();

@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+pub mod gateway;
+
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_floorbell");
 

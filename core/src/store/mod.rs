@@ -26,6 +26,7 @@ use crate::access::AccessToken;
 use crate::orders::{Order, OrderState, OrderType};
 use crate::qr::TableRepr;
 use crate::tickets::{StaffAccount, Ticket, TicketState};
+use crate::webhooks::{PendingDelivery, Registration, WebhookRecord};
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "floorbell.db";
@@ -82,7 +83,27 @@ pub const MIGRATIONS: &[&str] = &[
          seq INTEGER NOT NULL
      ) STRICT;
      CREATE INDEX orders_by_created ON orders (created_ms);",
+    // 4: webhooks (§3.6): receivers (URL and the HMAC key, a token's hash)
+    // and the durable outbox of deliveries not yet made.
+    "CREATE TABLE webhook_receivers (
+         url TEXT PRIMARY KEY,
+         key BLOB NOT NULL,
+         registered_ms INTEGER NOT NULL
+     ) STRICT;
+     CREATE TABLE webhook_outbox (
+         id INTEGER PRIMARY KEY,
+         url TEXT NOT NULL,
+         seq INTEGER NOT NULL,
+         body BLOB NOT NULL,
+         enqueued_ms INTEGER NOT NULL,
+         attempts INTEGER NOT NULL,
+         next_attempt_ms INTEGER NOT NULL
+     ) STRICT;
+     CREATE INDEX webhook_outbox_by_url ON webhook_outbox (url, id);",
 ];
+
+/// `meta` key of the next webhook delivery id (ids are never reused).
+pub const META_NEXT_DELIVERY_ID: &str = "webhook_next_delivery_id";
 
 /// Errors of the store, one per cause.
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +168,8 @@ pub enum StoreOp {
     PutOrder(Order),
     /// Purge these orders from the history (by uuid).
     DeleteOrders(Vec<String>),
+    /// A change of the webhook receivers or outbox (§3.6).
+    Webhook(WebhookRecord),
     /// Remember a visitor's name.
     PutVisitor {
         /// The key.
@@ -492,6 +515,54 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Every webhook receiver.
+    ///
+    /// # Errors
+    ///
+    /// When SQLite cannot answer.
+    pub fn load_webhook_receivers(&self) -> Result<Vec<Registration>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT url, key, registered_ms FROM webhook_receivers ORDER BY url")?;
+        let rows = stmt.query_map([], |r| {
+            let key: Vec<u8> = r.get(1)?;
+            let mut k = [0u8; 32];
+            if key.len() == 32 {
+                k.copy_from_slice(&key);
+            }
+            Ok(Registration {
+                url: r.get(0)?,
+                key: k,
+                registered_ms: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every webhook delivery not yet made, by id.
+    ///
+    /// # Errors
+    ///
+    /// When SQLite cannot answer.
+    pub fn load_webhook_outbox(&self) -> Result<Vec<PendingDelivery>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, url, seq, body, enqueued_ms, attempts, next_attempt_ms
+             FROM webhook_outbox ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(PendingDelivery {
+                id: r.get::<_, i64>(0)? as u64,
+                url: r.get(1)?,
+                seq: r.get::<_, i64>(2)? as u64,
+                body: r.get(3)?,
+                enqueued_ms: r.get(4)?,
+                attempts: r.get::<_, i64>(5)? as u32,
+                next_attempt_ms: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The highest order sequence number stored, if any.
     ///
     /// # Errors
@@ -608,6 +679,7 @@ impl Store {
                         stmt.execute([uuid])?;
                     }
                 }
+                StoreOp::Webhook(record) => commit_webhook(&tx, record)?,
                 StoreOp::PutMeta(k, v) => {
                     tx.prepare_cached(
                         "INSERT INTO meta (key, value) VALUES (?1, ?2)
@@ -620,6 +692,65 @@ impl Store {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// Writes one webhook record (SPEC §3.6) inside `tx`.
+fn commit_webhook(
+    tx: &rusqlite::Transaction<'_>,
+    record: &WebhookRecord,
+) -> Result<(), StoreError> {
+    match record {
+        WebhookRecord::RegistrationPut(r) => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO webhook_receivers (url, key, registered_ms) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![r.url, &r.key[..], r.registered_ms])?;
+        }
+        WebhookRecord::RegistrationDeleted { url } => {
+            tx.prepare_cached("DELETE FROM webhook_receivers WHERE url = ?1")?
+                .execute([url])?;
+            tx.prepare_cached("DELETE FROM webhook_outbox WHERE url = ?1")?
+                .execute([url])?;
+        }
+        WebhookRecord::DeliveryPut(d) => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO webhook_outbox
+                 (id, url, seq, body, enqueued_ms, attempts, next_attempt_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                d.id as i64,
+                d.url,
+                d.seq as i64,
+                &d.body[..],
+                d.enqueued_ms,
+                d.attempts,
+                d.next_attempt_ms
+            ])?;
+        }
+        WebhookRecord::DeliveryRescheduled {
+            id,
+            attempts,
+            next_attempt_ms,
+        } => {
+            tx.prepare_cached(
+                "UPDATE webhook_outbox SET attempts = ?2, next_attempt_ms = ?3 WHERE id = ?1",
+            )?
+            .execute(params![*id as i64, attempts, next_attempt_ms])?;
+        }
+        WebhookRecord::DeliveryDeleted { id } => {
+            tx.prepare_cached("DELETE FROM webhook_outbox WHERE id = ?1")?
+                .execute([*id as i64])?;
+        }
+        WebhookRecord::NextDeliveryId(next) => {
+            tx.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute([META_NEXT_DELIVERY_ID, &next.to_string()])?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

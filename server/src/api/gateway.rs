@@ -4,6 +4,7 @@
 //! file only maps a request to a read of the engine or a [`GatewayChange`].
 
 use floorbell_core::orders::wire;
+use floorbell_core::webhooks;
 
 use super::{error, upgrade, Action, Body};
 use crate::engine::{now_ms, Engine, GatewayChange, WriteRequest};
@@ -37,6 +38,10 @@ pub enum GwRoute {
     Settings,
     /// `/api/v2/websocket`.
     Websocket,
+    /// `/api/v2/register`: webhooks (§3.6).
+    Register,
+    /// `/api/v1/register`: the same, for v1 clients.
+    RegisterV1,
 }
 
 const TOKEN_PREFIX: &[u8] = b"/api/v2/accesstoken/";
@@ -54,6 +59,8 @@ pub fn route(path: &[u8]) -> Option<GwRoute> {
         b"/api/v2/statistics" => GwRoute::Statistics,
         b"/api/v2/gateway/settings" => GwRoute::Settings,
         b"/api/v2/websocket" => GwRoute::Websocket,
+        b"/api/v2/register" => GwRoute::Register,
+        b"/api/v1/register" => GwRoute::RegisterV1,
         p => {
             if let Some(name) = p.strip_prefix(TOKEN_PREFIX) {
                 if !name.is_empty() && !name.contains(&b'/') {
@@ -92,7 +99,9 @@ pub fn auth_needed(route: GwRoute, method: Method) -> Option<GwAuth> {
         | (ActiveOrder, Get | Head | Put | Delete)
         | (Page, Post)
         | (Orders | Statistics, Get | Head)
-        | (Settings, Get | Head | Post) => Some(GwAuth::Secured),
+        | (Settings, Get | Head | Post)
+        | (Register, Post | Delete)
+        | (RegisterV1, Get) => Some(GwAuth::Secured),
         _ => None,
     }
 }
@@ -233,8 +242,70 @@ pub fn handle(
             },
             refusal => refusal,
         },
+        (Register, Post) => register(head, head_bytes, path, register_url_from_body(body)),
+        (RegisterV1, Get) => register(
+            head,
+            head_bytes,
+            path,
+            super::query_param(query, b"http_client")
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .ok_or("missing query parameter \"http_client\""),
+        ),
+        (Register, Delete) => match super::query_param(query, b"http_client") {
+            Some(url) => gw_write(GatewayChange::Unregister(
+                String::from_utf8_lossy(&url).into_owned(),
+            )),
+            None => error(400, path, "missing query parameter \"http_client\""),
+        },
         _ => error(405, path, "method not allowed on this endpoint"),
     }
+}
+
+/// A registration (SPEC §3.6): the URL is checked for form here (400), for
+/// an answer by the engine (404), and signed deliveries use the SHA-256 of
+/// the token that registered it.
+fn register(
+    head: &Head,
+    head_bytes: &[u8],
+    path: &[u8],
+    url: Result<String, &'static str>,
+) -> Action {
+    let url = match url {
+        Ok(url) => url,
+        Err(message) => return error(400, path, message),
+    };
+    if let Err(e) = webhooks::parse_url(&url) {
+        return error(400, path, &format!("http_client: {e}"));
+    }
+    let Some(token) = head
+        .authorization
+        .as_ref()
+        .and_then(|r| crate::engine::gateway::presented_token(&head_bytes[r.clone()]))
+    else {
+        return error(401, path, "missing or invalid access token");
+    };
+    gw_write(GatewayChange::Register {
+        url,
+        key: webhooks::registration_key(&token),
+    })
+}
+
+/// `{"http_client":"URL"}` or `http_client=URL` (form-encoded).
+fn register_url_from_body(body: &[u8]) -> Result<String, &'static str> {
+    const MISSING: &str = "the body must be {\"http_client\":\"URL\"} or the form http_client=URL";
+    let trimmed = body.trim_ascii_start();
+    if trimmed.starts_with(b"{") {
+        let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| MISSING)?;
+        return value
+            .get("http_client")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+            .ok_or(MISSING);
+    }
+    form_urlencoded::parse(body)
+        .find(|(k, _)| k == "http_client")
+        .map(|(_, v)| v.into_owned())
+        .ok_or(MISSING)
 }
 
 /// The body of `GET /api/v2` (SPEC §3.1).

@@ -112,7 +112,9 @@ fn route(path: &[u8]) -> Option<Route> {
         {
             Some(Route::StaffMember)
         }
-        p if p.starts_with(b"/api/v2") => gateway::route(p).map(Route::Gw),
+        p if p.starts_with(b"/api/v2") || p == b"/api/v1/register" => {
+            gateway::route(p).map(Route::Gw)
+        }
         p => match p.strip_prefix(b"/api/v4/tables/") {
             // One path segment: `/api/v4/tables/{id}`.
             Some(id) if !id.is_empty() && !id.contains(&b'/') => Some(Route::Table),
@@ -396,7 +398,7 @@ pub fn answer(outcome: Outcome) -> (u16, Vec<u8>) {
 
 /// The first value of `name` in a query string. Values with `%`-escapes or
 /// `+` are decoded (form_urlencoded); plain ones are borrowed as they are.
-fn query_param<'a>(query: &'a [u8], name: &[u8]) -> Option<std::borrow::Cow<'a, [u8]>> {
+pub(crate) fn query_param<'a>(query: &'a [u8], name: &[u8]) -> Option<std::borrow::Cow<'a, [u8]>> {
     for pair in query.split(|&b| b == b'&') {
         let (k, v) = match pair.iter().position(|&b| b == b'=') {
             Some(i) => (&pair[..i], &pair[i + 1..]),

@@ -61,6 +61,16 @@ pub enum GatewayChange {
     ClearAll,
     /// `POST /api/v2/gateway/settings`.
     Settings(SettingsChange),
+    /// `POST /api/v2/register` (and v1's GET): check the URL, then register
+    /// it with this key (SHA-256 of the registering token).
+    Register {
+        /// The receiver's URL, as given.
+        url: String,
+        /// The HMAC key.
+        key: [u8; 32],
+    },
+    /// `DELETE /api/v2/register?http_client=URL`.
+    Unregister(String),
 }
 
 /// Who a secured request was authenticated as.
@@ -195,6 +205,7 @@ impl Engine {
                             records: vec![token_op(record)],
                             delivery: None,
                             reply: Some((reply, Outcome::Respond { status: 201, body })),
+                            order_seq: None,
                         });
                     }
                     Err(e) => {
@@ -222,6 +233,7 @@ impl Engine {
                             records: vec![token_op(record)],
                             delivery: None,
                             reply: Some((reply, Outcome::Respond { status: 200, body })),
+                            order_seq: None,
                         });
                     }
                     Err(e) => {
@@ -263,8 +275,13 @@ impl Engine {
                             body: wire::SETTINGS_CHANGED.to_vec(),
                         },
                     )),
+                    order_seq: None,
                 });
             }
+            GatewayChange::Register { url, key } => {
+                self.webhooks.register(url, key, reply, self.writer.clone());
+            }
+            GatewayChange::Unregister(url) => self.webhooks.unregister(&url, reply, &self.writer),
             order_change => self.order_change(order_change, reply, now),
         }
     }
@@ -313,6 +330,11 @@ impl Engine {
             records.push(StoreOp::PutOrder(change.order.clone()));
             let message = wire::change_message(change, now, zone);
             messages.push((Dest::AllOrders, crate::ws::text_frame(&message)));
+            // Webhooks POST the same JSON (SPEC §3.6), shared, not copied.
+            records.extend(
+                self.webhooks
+                    .enqueue(Bytes::from(message), change.order.seq, now),
+            );
         }
         if !changes.is_empty() {
             records.push(StoreOp::PutMeta(
@@ -332,6 +354,7 @@ impl Engine {
             records,
             delivery,
             reply: Some((reply, Outcome::Respond { status, body })),
+            order_seq: changes.last().map(|c| c.order.seq),
         });
     }
 
@@ -352,6 +375,7 @@ impl Engine {
                 reply_to: None,
             })),
             reply: None,
+            order_seq: None,
         });
     }
 

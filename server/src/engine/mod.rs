@@ -26,10 +26,12 @@ use crate::config::Config;
 use crate::fanout::{ConnId, Delivery, Dest, WsRole};
 use crate::local::{Change, Local};
 use crate::reactor::{Mailbox, ReactorMsg};
+use crate::webhooks::Webhooks;
 use bytes::Bytes;
 use floorbell_core::access::TokenRegistry;
 use floorbell_core::orders::{OrderTracker, Settings, Zone};
 use floorbell_core::tickets::{Role, Target, TicketBoard, TicketRecord};
+use floorbell_core::webhooks::{Outbox, OutboxConfig};
 
 pub mod gateway;
 pub use gateway::{GatewayChange, GatewayState, Principal};
@@ -168,20 +170,25 @@ pub struct Job {
     pub reply: Reply,
 }
 
-enum WriterMsg {
+pub(crate) enum WriterMsg {
     Job(Job),
     Applied(AppliedJob),
     Stop,
 }
 
-/// A change already applied in memory (ticket board, gateway), to persist
-/// and release.
+/// A change already applied in memory (ticket board, gateway, webhooks), to
+/// persist and release.
+#[derive(Default)]
 pub(crate) struct AppliedJob {
-    records: Vec<StoreOp>,
+    /// What to write.
+    pub(crate) records: Vec<StoreOp>,
     /// Frames to release to the reactors after the commit.
-    delivery: Option<Arc<Delivery>>,
+    pub(crate) delivery: Option<Arc<Delivery>>,
     /// The HTTP caller to answer, if any, and with what.
-    reply: Option<(Reply, Outcome)>,
+    pub(crate) reply: Option<(Reply, Outcome)>,
+    /// The highest order `seq` in this change: once committed, its webhook
+    /// deliveries may go.
+    pub(crate) order_seq: Option<u64>,
 }
 
 /// Why the engine could not start.
@@ -238,6 +245,8 @@ pub struct Engine {
     /// The orders and gateway settings (SPEC §3.3), under the same rule as
     /// the ticket board.
     gateway: Arc<Mutex<GatewayState>>,
+    /// Webhook receivers, the outbox and its delivery threads (SPEC §3.6).
+    webhooks: Arc<Webhooks>,
 }
 
 /// SHA-256 of a staff token: what the store and the board keep.
@@ -395,6 +404,24 @@ impl Engine {
             tracker: OrderTracker::restore(store.load_orders()?, orders_next_seq),
             settings,
         }));
+        let (outbox, orphans) = Outbox::restore(
+            OutboxConfig::default(),
+            rand::rng().random(),
+            store.load_webhook_receivers()?,
+            store.load_webhook_outbox()?,
+            store
+                .meta(floorbell_core::store::META_NEXT_DELIVERY_ID)?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        );
+        for d in &orphans.dropped {
+            tracing::warn!("{d}");
+        }
+        if !orphans.records.is_empty() {
+            let ops: Vec<StoreOp> = orphans.records.into_iter().map(StoreOp::Webhook).collect();
+            store.commit(&ops)?;
+        }
+        let webhooks = Webhooks::new(outbox, orders_next_seq.saturating_sub(1));
         let reactors = Arc::new(RwLock::new(Vec::new()));
 
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -411,11 +438,13 @@ impl Engine {
             access: Arc::clone(&access),
             gateway: Arc::clone(&gateway),
             history_days: config.history_days,
+            webhooks: Arc::clone(&webhooks),
         };
         let handle = std::thread::Builder::new()
             .name("floorbell-store".into())
             .spawn(move || writer.run())
             .map_err(EngineError::Thread)?;
+        webhooks.start(tx.clone()).map_err(EngineError::Thread)?;
         let engine = Engine {
             config,
             queue,
@@ -428,6 +457,7 @@ impl Engine {
             local,
             access,
             gateway,
+            webhooks,
         };
         Ok((Arc::new(engine), generated))
     }
@@ -601,6 +631,7 @@ impl Engine {
                 records,
                 delivery,
                 reply,
+                order_seq: None,
             }))
             .is_err()
         {
@@ -697,6 +728,7 @@ impl Engine {
     /// Commits what is queued, stops the writer and waits for it. Later
     /// submissions fail. Calling it again does nothing.
     pub fn shutdown(&self) {
+        self.webhooks.stop();
         let _ = self.writer.send(WriterMsg::Stop);
         if let Some(handle) = self.writer_thread.lock().take() {
             let _ = handle.join();
@@ -712,7 +744,7 @@ impl Drop for Engine {
 }
 
 /// Answers a caller at once (a refusal decided before anything is written).
-fn answer_now(reply: Option<Reply>, outcome: Outcome) {
+pub(crate) fn answer_now(reply: Option<Reply>, outcome: Outcome) {
     if let Some(mailbox) = reply.and_then(|r| post_outcome(r, outcome)) {
         mailbox.wake();
     }
@@ -806,6 +838,8 @@ struct Writer {
     gateway: Arc<Mutex<GatewayState>>,
     /// `--history-days`.
     history_days: u32,
+    /// Told the highest committed order `seq`, so deliveries may go.
+    webhooks: Arc<Webhooks>,
 }
 
 impl Writer {
@@ -961,6 +995,7 @@ impl Writer {
         let mut woken: Vec<Arc<Mailbox>> = Vec::new();
         let reactors = self.reactors.read().clone();
         let mut wake_all = false;
+        let mut committed_order_seq: Option<u64> = None;
         for pending in batch.drain(..) {
             let (reply, outcome) = match pending {
                 Pending::Job(job) => {
@@ -978,6 +1013,9 @@ impl Writer {
                 }
                 Pending::Applied(job) => {
                     if result.is_ok() {
+                        if let Some(seq) = job.order_seq {
+                            committed_order_seq = committed_order_seq.max(Some(seq));
+                        }
                         if let Some(delivery) = job.delivery {
                             self.local.deliver(&delivery, &mut changes);
                             for m in &reactors {
@@ -1005,6 +1043,9 @@ impl Writer {
             }
         }
         self.local.notify(changes);
+        if let Some(seq) = committed_order_seq {
+            self.webhooks.committed(seq);
+        }
         // One wake-up per reactor per batch.
         if wake_all {
             for m in &reactors {

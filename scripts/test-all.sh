@@ -23,4 +23,7 @@ bash bindings/c/test.sh
 python3 -m pytest -q bindings/python
 bash bindings/csharp/test.sh
 
+echo "== built-in pages in headless Chromium (tests/browser)"
+node tests/browser/run.mjs
+
 echo "all tests passed"

@@ -50,7 +50,13 @@ fn raw_published_hash(r: &RawResponse) -> String {
 #[test]
 fn unknown_path_is_404_with_status_message_json() {
     let server = Launch::new().start();
-    for path in ["/", "/nope", "/api/v5/events", "/favicon.ico"] {
+    for path in [
+        "/nope",
+        "/api/v5/events",
+        "/favicon.ico",
+        "/display/x",
+        "/assets/nope.js",
+    ] {
         let reply = server.request("GET", path, &[], None);
         assert_eq!(reply.status, 404, "GET {path}: {}", reply.body);
         assert_json_content(reply.content_type.as_deref(), &reply.body);

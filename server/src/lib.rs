@@ -12,6 +12,7 @@
 //! * [`api`] — routing and the SPEC §1 handlers, sans-I/O.
 //! * [`webhooks`] — SPEC §3.6's delivery threads around core's outbox.
 //! * [`discovery`] — SPEC §3.7's DNS-SD announcement (mdns-sd's own thread).
+//! * [`pages`] — the built-in web pages, embedded in the binary.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -23,6 +24,7 @@ pub mod engine;
 pub mod fanout;
 pub mod http;
 pub mod local;
+pub mod pages;
 pub mod reactor;
 pub mod server;
 pub mod webhooks;

@@ -627,6 +627,10 @@ impl Reactor {
                 );
                 conn.close_after_write |= close;
             }
+            Action::Asset(asset) => {
+                crate::pages::write(&mut conn.out, &asset, close, head_only, &self.date);
+                conn.close_after_write |= close;
+            }
             Action::Events => {
                 http::write_events(
                     &mut conn.out,

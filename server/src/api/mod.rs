@@ -38,6 +38,8 @@ pub enum Action {
         /// any, for the reactor to check (it knows the peer's address).
         authorization: Option<Vec<u8>>,
     },
+    /// Answer with a built-in page or asset (its own headers).
+    Asset(crate::pages::Asset),
 }
 
 /// Working memory a reactor keeps between requests.
@@ -96,6 +98,7 @@ enum Route {
     StaffList,
     StaffMember,
     Gw(gateway::GwRoute),
+    Page,
 }
 
 fn route(path: &[u8]) -> Option<Route> {
@@ -115,6 +118,7 @@ fn route(path: &[u8]) -> Option<Route> {
         p if p.starts_with(b"/api/v2") || p == b"/api/v1/register" => {
             gateway::route(p).map(Route::Gw)
         }
+        p if crate::pages::is_page_path(p) => Some(Route::Page),
         p => match p.strip_prefix(b"/api/v4/tables/") {
             // One path segment: `/api/v4/tables/{id}`.
             Some(id) if !id.is_empty() && !id.contains(&b'/') => Some(Route::Table),
@@ -280,6 +284,9 @@ pub fn handle(
         }
         (Route::Ws(role), Method::Get) => upgrade(role, head, head_bytes, path),
         (Route::Gw(r), _) => gateway::handle(engine, r, head, head_bytes, path, body),
+        (Route::Page, Method::Get | Method::Head) => {
+            crate::pages::serve(engine, head, head_bytes, path)
+        }
         (Route::StaffList, Method::Get | Method::Head) => Action::Respond {
             status: 200,
             body: Body::Owned(engine.staff_list_json()),

@@ -1760,3 +1760,51 @@ fn display_that_never_reads_is_closed_with_1013_and_others_keep_up() {
         .expect("unpick broadcast");
     assert_eq!(last, format!("unpick {}", at.unwrap()));
 }
+
+/// `GET /api/tickets/serving` names the tickets in service (for a display
+/// switched on after the claim): number and visitor name, never the email;
+/// waiting and completed tickets are not in it.
+#[test]
+fn serving_lists_claimed_tickets_without_emails() {
+    let s = Launch::new().start();
+    let token = s.create_staff("Kim");
+    let mut kiosk = s.ws("/ws/kiosk");
+    let first = new_ticket(&mut kiosk, "ann@example.com", "Ann Lee");
+    let second = new_ticket(&mut kiosk, "bo@example.com", "Bo Chen");
+    let _waiting = new_ticket(&mut kiosk, "cy@example.com", "Cy Diaz");
+    let serving = |s: &Server| {
+        let reply = s.request("GET", "/api/tickets/serving", &[], None);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert!(!reply.body.contains('@'), "no emails: {}", reply.body);
+        reply.body
+    };
+    assert_eq!(serving(&s), r#"{"serving":[]}"#);
+    let (mut staff, _, _) = console_with_replay(&s, 3);
+    pick(&mut staff, 1, &token);
+    say(
+        &mut staff,
+        &format!("accept {}", first.id),
+        &format!("success claimed {}", first.id),
+    );
+    say(
+        &mut staff,
+        &format!("accept {}", second.id),
+        &format!("success claimed {}", second.id),
+    );
+    assert_eq!(
+        serving(&s),
+        format!(
+            r#"{{"serving":[{{"id":{},"name":"Ann Lee"}},{{"id":{},"name":"Bo Chen"}}]}}"#,
+            first.id, second.id
+        )
+    );
+    say(
+        &mut staff,
+        &format!("complete {}", first.id),
+        &format!("success complete {}", first.id),
+    );
+    assert_eq!(
+        serving(&s),
+        format!(r#"{{"serving":[{{"id":{},"name":"Bo Chen"}}]}}"#, second.id)
+    );
+}

@@ -308,6 +308,15 @@ test('display: shows it is offline and reconnects by itself after the server res
   await display.locator('#conn[data-state="online"]').waitFor();
   await eventually('table 5 after reload', async () =>
     (await card(display, 5).locator('.tname').textContent()) === 'Zoe Park');
+  // A display switched on after the claim (a new browser: nothing stored)
+  // still names the ticket, from GET /api/tickets/serving.
+  const late = await openPage(browser, s, '/display', TV);
+  t.after(() => late.context().close());
+  await late.locator('#conn[data-state="online"]').waitFor();
+  await eventually('a late display names ticket 0', async () =>
+    (await card(late, 5).getAttribute('data-ticket')) === '0'
+    && (await card(late, 5).locator('.tname').textContent()) === 'Zoe Park');
+  noProblems(late);
   noProblems(display);
 });
 

@@ -97,6 +97,7 @@ enum Route {
     Ws(WsRole),
     StaffList,
     StaffMember,
+    Serving,
     Gw(gateway::GwRoute),
     Page,
 }
@@ -109,6 +110,7 @@ fn route(path: &[u8]) -> Option<Route> {
         b"/ws/kiosk" => Some(Route::Ws(WsRole::Kiosk)),
         b"/ws/display" => Some(Route::Ws(WsRole::Display)),
         b"/api/tickets/staff" => Some(Route::StaffList),
+        b"/api/tickets/serving" => Some(Route::Serving),
         p if p.starts_with(STAFF_PREFIX)
             && p.len() > STAFF_PREFIX.len()
             && !p[STAFF_PREFIX.len()..].contains(&b'/') =>
@@ -287,6 +289,11 @@ pub fn handle(
         (Route::Page, Method::Get | Method::Head) => {
             crate::pages::serve(engine, head, head_bytes, path)
         }
+        // Public, like /ws/display: exactly what a display shows.
+        (Route::Serving, Method::Get | Method::Head) => Action::Respond {
+            status: 200,
+            body: Body::Owned(engine.serving_json()),
+        },
         (Route::StaffList, Method::Get | Method::Head) => Action::Respond {
             status: 200,
             body: Body::Owned(engine.staff_list_json()),

@@ -648,6 +648,20 @@ impl Engine {
         .unwrap_or_default()
     }
 
+    /// The body of `GET /api/tickets/serving`: every ticket in service
+    /// (claimed, open) with its number and the visitor's name — what a
+    /// display shows, for one that connects after the claim. No emails.
+    pub fn serving_json(&self) -> Vec<u8> {
+        use floorbell_core::tickets::TicketState;
+        let board = self.board.lock();
+        let serving: Vec<serde_json::Value> = board
+            .tickets()
+            .filter(|t| t.state == TicketState::Claimed)
+            .map(|t| serde_json::json!({"id": t.id, "name": t.name}))
+            .collect();
+        serde_json::to_vec(&serde_json::json!({ "serving": serving })).unwrap_or_default()
+    }
+
     /// Lets the writer release ticket deliveries to these reactors (the
     /// server calls this when it starts them, and with an empty list when it
     /// stops them).

@@ -7,8 +7,9 @@
 // connects and for every new one, and `claimed TICKETJSON` whenever another
 // console claims one (SPEC §2.2), which for this connection is every claim.
 // Names are remembered in localStorage (id → name only, the last 300), so a
-// reloaded display still names the tickets it saw; a ticket claimed before
-// this display ever saw it shows its number alone.
+// reloaded display still names the tickets it saw, and each time it
+// (re)connects it reads GET /api/tickets/serving (number and name of every
+// ticket in service, no emails) for those claimed before it was watching.
 (function () {
   'use strict';
   const N = Math.max(1, parseInt(document.body.dataset.tables, 10) || 16);
@@ -186,7 +187,16 @@
     FB.local.set(NAMES_KEY, Array.from(names));
   }
   window.addEventListener('pagehide', saveNames);
+  function fetchServing() {
+    fetch('/api/tickets/serving', { cache: 'no-store' })
+      .then((r) => (r.ok ? r.json() : null))
+      .then((body) => {
+        if (body && Array.isArray(body.serving)) body.serving.forEach(remember);
+      })
+      .catch(() => {}); // offline: the socket's reconnect calls again
+  }
   new FB.Socket('/ws/staff', {
+    open: fetchServing,
     message(text) {
       if (text.startsWith('new ')) remember(FB.jsonAfter(text, 'new'));
       else if (text.startsWith('claimed ')) remember(FB.jsonAfter(text, 'claimed'));

@@ -49,6 +49,9 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Whole-request timeout of a delivery: past it the attempt failed.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most bytes of a receiver's answer read (and dropped) so that its
+/// connection can be reused; a longer answer closes the connection.
+const MAX_ANSWER_BYTES: u64 = 64 * 1024;
 /// Registration checks running at once; more are answered 503 (each holds a
 /// thread for up to 2 s).
 pub const MAX_CHECKS: usize = 16;
@@ -323,8 +326,10 @@ impl Webhooks {
                     records: out.records,
                     ..Output::default()
                 }));
-                // Receivers no longer registered lose their sender thread.
+                // Receivers no longer registered lose their sender thread,
+                // and attempts still held for them are forgotten.
                 senders.retain(|url, _| outbox.registration(url).is_some());
+                held.retain(|a| outbox.registration(&a.url).is_some());
             }
             if !ops.is_empty() {
                 let _ = writer.send(WriterMsg::Applied(AppliedJob {
@@ -372,6 +377,9 @@ fn spawn_sender(n: usize, done: Sender<DispatchMsg>) -> Sender<Attempt> {
                 .timeout_connect(Some(CONNECT_TIMEOUT))
                 .timeout_global(Some(DELIVERY_TIMEOUT))
                 .max_redirects(0)
+                // Receivers are on the venue's network: never through a
+                // proxy taken from the environment.
+                .proxy(None)
                 .build()
                 .into();
             while let Ok(attempt) = rx.recv() {
@@ -396,7 +404,7 @@ fn spawn_sender(n: usize, done: Sender<DispatchMsg>) -> Sender<Attempt> {
 /// One POST (SPEC §3.6): signed when sent, with the delivery id.
 fn post(agent: &ureq::Agent, attempt: &Attempt) -> Result<(), String> {
     let unix_secs = now_ms().div_euclid(1000);
-    let response = agent
+    let mut response = agent
         .post(&attempt.url)
         .header("Content-Type", "application/json")
         .header(SIGNATURE_HEADER, &attempt.signature(unix_secs))
@@ -404,6 +412,18 @@ fn post(agent: &ureq::Agent, attempt: &Attempt) -> Result<(), String> {
         .send(&attempt.body[..])
         .map_err(|e| e.to_string())?;
     let status = response.status();
+    // The answer's body is read to its end (and dropped), or ureq closes
+    // the connection instead of pooling it: every delivery would open a new
+    // one. Bounded (the whole request's timeout still applies); the status
+    // alone decides the outcome.
+    let _ = std::io::copy(
+        &mut response
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER_BYTES)
+            .reader(),
+        &mut std::io::sink(),
+    );
     if status.is_success() {
         Ok(())
     } else {
@@ -417,6 +437,7 @@ fn head_check(url: &str) -> bool {
         .http_status_as_error(false)
         .timeout_global(Some(CHECK_TIMEOUT))
         .max_redirects(0)
+        .proxy(None)
         .build()
         .into();
     agent.head(url).call().is_ok()

@@ -450,3 +450,85 @@ mod tests {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     }
 }
+
+#[cfg(test)]
+mod purge_tests {
+    use floorbell_core::orders::{Order, OrderState, OrderType};
+    use floorbell_core::store::{Store, StoreOp};
+
+    use crate::config::Config;
+    use crate::engine::{now_ms, Engine};
+
+    fn order(uuid: &str, name: &str, state: OrderState, created_ms: i64, seq: u64) -> Order {
+        Order {
+            uuid: uuid.into(),
+            name: name.into(),
+            order_type: OrderType::OnPremise,
+            location: String::new(),
+            state,
+            created_ms,
+            state_started_ms: created_ms + 1000,
+            located_ms: None,
+            seq,
+        }
+    }
+
+    /// The writer's housekeeping purges cleared orders older than
+    /// `--history-days` from memory and from the store, at start and without
+    /// touching active or recent ones (SPEC §3.3).
+    #[test]
+    fn history_older_than_the_window_is_purged_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = 86_400_000;
+        let now = now_ms();
+        {
+            let mut store = Store::open(dir.path()).unwrap();
+            store
+                .commit(&[
+                    StoreOp::PutOrder(order(
+                        "00000000-0000-4000-8000-000000000001",
+                        "1",
+                        OrderState::Cleared,
+                        now - 3 * day,
+                        1,
+                    )),
+                    StoreOp::PutOrder(order(
+                        "00000000-0000-4000-8000-000000000002",
+                        "2",
+                        OrderState::Started,
+                        now - 3 * day,
+                        2,
+                    )),
+                    StoreOp::PutOrder(order(
+                        "00000000-0000-4000-8000-000000000003",
+                        "3",
+                        OrderState::Cleared,
+                        now - day / 2,
+                        3,
+                    )),
+                ])
+                .unwrap();
+        }
+        let config = Config::from_toml_text("history-days = 1", dir.path()).unwrap();
+        let (engine, _) = Engine::open(config).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while engine.with_gateway(|gw| gw.tracker.len_all()) != 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the old cleared order was not purged"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        engine.shutdown();
+        drop(engine);
+        let store = Store::open(dir.path()).unwrap();
+        let mut names: Vec<String> = store
+            .load_orders()
+            .unwrap()
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["2", "3"], "purged from the store too");
+    }
+}

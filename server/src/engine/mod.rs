@@ -860,13 +860,17 @@ impl Writer {
     fn run(mut self) {
         let mut batch: Vec<Pending> = Vec::new();
         let mut next_expiry = std::time::Instant::now() + EXPIRY_TICK;
-        let mut next_housekeeping = std::time::Instant::now() + HOUSEKEEPING_TICK;
+        // The first housekeeping (and history purge) runs at once: a
+        // server started after a long stop purges what expired meanwhile.
+        let mut next_housekeeping = std::time::Instant::now();
         // The history purge runs at start, then every PURGE_TICK (sooner
         // while whole batches keep coming).
         let mut next_purge = std::time::Instant::now();
         let mut stopping = false;
         while !stopping {
-            let wait = next_expiry.saturating_duration_since(std::time::Instant::now());
+            let wait = next_expiry
+                .min(next_housekeeping)
+                .saturating_duration_since(std::time::Instant::now());
             match self.rx.recv_timeout(wait) {
                 Ok(WriterMsg::Job(job)) => batch.push(Pending::Job(job)),
                 Ok(WriterMsg::Applied(job)) => batch.push(Pending::Applied(job)),
@@ -884,7 +888,7 @@ impl Writer {
             }
             let mut expire_before = None;
             let mut extra = Vec::new();
-            if std::time::Instant::now() >= next_expiry || stopping {
+            if std::time::Instant::now() >= next_expiry.min(next_housekeeping) || stopping {
                 let now = std::time::Instant::now();
                 self.stats.log_and_reset();
                 if now >= next_housekeeping || stopping {

@@ -49,7 +49,8 @@ typedef enum {
   // A ticket-board broadcast: `data` is one line such as `claimed 3 7` or
   // `new {…}` (SPEC §2.2, §2.4).
   FLOORBELL_CHANGE_TICKET = 2,
-  // Reserved for tracked orders (SPEC §3).
+  // A tracked order changed: `data` is the JSON `/api/v2/websocket`
+  // sends (SPEC §3.4), `type` first.
   FLOORBELL_CHANGE_ORDER = 3,
 } floorbell_change;
 
@@ -139,6 +140,9 @@ floorbell_status floorbell_engine_stop_serving(const floorbell_engine *engine);
 // event is on disk. `FLOORBELL_STATUS_INVALID_ARGUMENT` (with the reason in
 // the last error) for a bad event; nothing is queued then.
 //
+// Threads: any, concurrently (concurrent publishers share group commits), a
+// subscriber callback included.
+//
 // # Safety
 //
 // `engine` is a live handle; `event_json` is NUL-terminated; `out_hash` is
@@ -146,6 +150,31 @@ floorbell_status floorbell_engine_stop_serving(const floorbell_engine *engine);
 floorbell_status floorbell_engine_publish_event(const floorbell_engine *engine,
                                                 const char *event_json,
                                                 char *out_hash);
+
+// Submits a QR event without waiting for the store: validates and
+// serializes it exactly as [`floorbell_engine_publish_event`] does, hands it
+// to the store writer, and returns. The event is committed with the next
+// group commit, and only then gets its hash, becomes visible to pollers and
+// reaches subscribers (`FLOORBELL_CHANGE_EVENT`, whose JSON carries the
+// hash): that callback is the way to learn it is on disk. Events submitted
+// by one thread are published in the order submitted; everything submitted
+// is committed by [`floorbell_engine_close`] before it returns.
+//
+// `FLOORBELL_STATUS_INVALID_ARGUMENT` (with the reason in the last error)
+// for a bad event; nothing is queued then. A failure of the later commit is
+// not reported to the caller (it is logged, and no callback comes): use
+// [`floorbell_engine_publish_event`] when the caller must know. When 65,536
+// submitted events still wait for their commit, the call waits for room
+// (`FLOORBELL_STATUS_STORE` if none comes within 30 s), so a fast host
+// cannot make the queue grow without bound.
+//
+// Threads: any, concurrently, a subscriber callback included.
+//
+// # Safety
+//
+// `engine` is a live handle; `event_json` is NUL-terminated.
+floorbell_status floorbell_engine_submit_event(const floorbell_engine *engine,
+                                               const char *event_json);
 
 // Reads the retained events after `hash` (`"none"`, NULL, or an unknown
 // hash: every retained event) as the answer of `GET /api/v4/events`:
@@ -220,7 +249,7 @@ floorbell_status floorbell_session_command(const floorbell_engine *engine,
 floorbell_status floorbell_session_close(const floorbell_engine *engine, uint64_t session);
 
 // Subscribes `callback` to every committed change (QR events, ticket
-// broadcasts), with `user_data` passed back on each call, and writes the
+// broadcasts, order changes), with `user_data` passed back on each call, and writes the
 // subscription id to `*out_subscription` (may be NULL). See
 // [`FloorbellCallback`] for the thread that runs it.
 //
@@ -251,6 +280,122 @@ floorbell_status floorbell_engine_unsubscribe(const floorbell_engine *engine,
 //
 // `text` is NULL or a string from a floorbell function, freed only once.
 void floorbell_string_free(char *text);
+
+// Presses the gateway's button (SPEC §3.2, as `POST /api/v2/button`): for
+// the next 120 seconds one `GET /api/v2/accesstoken/generate` over HTTP
+// gets a token. Nothing is written to disk.
+//
+// Threads: any, concurrently, a subscriber callback included.
+//
+// # Safety
+//
+// `engine` is a live handle.
+floorbell_status floorbell_engine_press_button(const floorbell_engine *engine);
+
+// Starts an order (SPEC §3.3, as `POST /api/v2/activeorders`): `order_json`
+// is `{"name":"66","orderType":"TO_GO","locationName":"22"}` (`name`, 1–6
+// digits, and `orderType`, `ON_PREMISE` or `TO_GO`, required). Returns after
+// the order is on disk, and writes the answer,
+// `{"status":201,"activeorder":{…}}`, to `*out_order` (NULL: not wanted;
+// free it with `floorbell_string_free`).
+//
+// Errors: `FLOORBELL_STATUS_INVALID_ARGUMENT` for a missing or malformed
+// field or bad JSON, `FLOORBELL_STATUS_CONFLICT` when the name is active;
+// nothing changes then.
+//
+// Threads: any, concurrently, a subscriber callback included.
+//
+// # Safety
+//
+// `engine` is a live handle; `order_json` is NUL-terminated; `out_order` is
+// NULL or writable.
+floorbell_status floorbell_engine_order_start(const floorbell_engine *engine,
+                                              const char *order_json,
+                                              char **out_order);
+
+// Changes an active order (as `PUT /api/v2/activeorders/{key}`): `key` is
+// its `name` or `uuid`, `changes_json` any of `orderType` and
+// `locationName` (`{"locationName":"22"}` locates it, `""` un-locates it).
+// Writes `{"status":200,"activeorder":{…}}` to `*out_order` (NULL: not
+// wanted). A change that changes nothing is still `FLOORBELL_STATUS_OK` and
+// is not a change (no `seq`, no callback).
+//
+// Errors: `FLOORBELL_STATUS_INVALID_ARGUMENT` for bad JSON or a bad field,
+// `FLOORBELL_STATUS_NOT_FOUND` for an unknown name or uuid (or a cleared
+// order's name), `FLOORBELL_STATUS_CONFLICT` for a cleared order's uuid;
+// nothing changes then.
+//
+// Threads: any, concurrently, a subscriber callback included.
+//
+// # Safety
+//
+// `engine` is a live handle; `key` and `changes_json` are NUL-terminated;
+// `out_order` is NULL or writable.
+floorbell_status floorbell_engine_order_modify(const floorbell_engine *engine,
+                                               const char *key,
+                                               const char *changes_json,
+                                               char **out_order);
+
+// Pages an active order's guest (as `POST /api/v2/activeorders/{key}/page`
+// with `{"tracking":…}`; HTTP's default is `true`). Every page is a change,
+// even of the same order. Writes `{"status":200,"activeorder":{…}}` to
+// `*out_order` (NULL: not wanted).
+//
+// Errors: `FLOORBELL_STATUS_NOT_FOUND` / `FLOORBELL_STATUS_CONFLICT` as for
+// [`floorbell_engine_order_modify`].
+//
+// Threads: any, concurrently, a subscriber callback included.
+//
+// # Safety
+//
+// `engine` is a live handle; `key` is NUL-terminated; `out_order` is NULL or
+// writable.
+floorbell_status floorbell_engine_order_page(const floorbell_engine *engine,
+                                             const char *key,
+                                             bool tracking,
+                                             char **out_order);
+
+// Clears an active order (as `DELETE /api/v2/activeorders/{key}`): it
+// leaves the active set, `state` becomes `cleared`, and its name is free
+// again. Writes `{"status":200,"activeorder":{…}}` (the cleared order) to
+// `*out_order` (NULL: not wanted).
+//
+// Errors: `FLOORBELL_STATUS_NOT_FOUND` / `FLOORBELL_STATUS_CONFLICT` as for
+// [`floorbell_engine_order_modify`].
+//
+// Threads: any, concurrently, a subscriber callback included.
+//
+// # Safety
+//
+// `engine` is a live handle; `key` is NUL-terminated; `out_order` is NULL or
+// writable.
+floorbell_status floorbell_engine_order_clear(const floorbell_engine *engine,
+                                              const char *key,
+                                              char **out_order);
+
+// Clears every active order (as `DELETE /api/v2/activeorders`) in one
+// commit, and writes how many were cleared to `*out_count` (may be NULL).
+//
+// Threads: any, concurrently, a subscriber callback included.
+//
+// # Safety
+//
+// `engine` is a live handle; `out_count` is NULL or writable.
+floorbell_status floorbell_engine_orders_clear_all(const floorbell_engine *engine,
+                                                   size_t *out_count);
+
+// The active orders, oldest first, as the body of `GET
+// /api/v2/activeorders`: `{"status":200,"count":N,"items":[{…}…]}`, written
+// to `*out_json` (free it with
+// `floorbell_string_free`). Read from
+// memory: never waits for the writer.
+//
+// Threads: any, concurrently, a subscriber callback included.
+//
+// # Safety
+//
+// `engine` is a live handle; `out_json` is writable.
+floorbell_status floorbell_engine_orders_active(const floorbell_engine *engine, char **out_json);
 
 // Bytes of the last error message on this thread, NUL excluded (0 when the
 // last call succeeded).

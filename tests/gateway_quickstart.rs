@@ -275,7 +275,7 @@ fn the_quickstart_client_keeps_the_servers_view_of_the_orders() {
 
     // The final view, once more, against the server.
     let active: Vec<String> = s.active_orders().into_iter().map(|o| o.uuid).collect();
-    assert_eq!(active, [f.uuid.clone()]);
+    assert_eq!(active, std::slice::from_ref(&f.uuid));
     let final_view = expected(&s, &known);
     assert_eq!(
         final_view

@@ -1,6 +1,7 @@
 /* A minimal point-of-sale program on floorbell's C ABI: open the engine of
  * a data directory, publish a waiter call for a table, print what a polling
- * client would get, close.
+ * client would get, then track an order for that table (start it, page the
+ * guest when the food is ready, clear it when served), close.
  *
  *     cc example_pos.c -I include -L target/debug -lfloorbell -o example_pos
  *     ./example_pos /var/lib/pos/floorbell [TABLE]
@@ -49,6 +50,27 @@ int main(int argc, char **argv) {
     }
     printf("%s\n", json);
     floorbell_string_free(json);
+
+    /* An order (SPEC §3.3): tracker 7 on this table. Each call returns after
+     * the change is on disk; the answers are the HTTP API's bodies. */
+    char order_json[96];
+    snprintf(order_json, sizeof order_json, "{\"name\":\"7\",\"orderType\":\"ON_PREMISE\",\"locationName\":\"%d\"}",
+             table);
+    char *order = NULL;
+    s = floorbell_engine_order_start(engine, order_json, &order);
+    if (s != FLOORBELL_STATUS_OK) {
+        floorbell_engine_close(engine);
+        return fail("floorbell_engine_order_start", s);
+    }
+    fprintf(stderr, "started %s\n", order);
+    floorbell_string_free(order);
+    s = floorbell_engine_order_page(engine, "7", true, NULL);
+    if (s == FLOORBELL_STATUS_OK) s = floorbell_engine_order_clear(engine, "7", NULL);
+    if (s != FLOORBELL_STATUS_OK) {
+        floorbell_engine_close(engine);
+        return fail("floorbell_engine_order_page / _clear", s);
+    }
+    fprintf(stderr, "paged and cleared order 7\n");
 
     s = floorbell_engine_close(engine);
     if (s != FLOORBELL_STATUS_OK) return fail("floorbell_engine_close", s);

@@ -1,8 +1,11 @@
 /* The engine through the C ABI, as a POS program written in C uses it:
  * open on a fresh directory, publish and read back, bad calls (each status,
  * the last error, and that nothing changed), serve in-process and read over
- * a plain socket, a subscriber callback for an event published over HTTP, a
- * ticket driven through sessions, unsubscribe, close. Run under valgrind by
+ * a plain socket, a subscriber callback for an event published over HTTP, an
+ * order driven through start / modify / page / clear / clear-all with its
+ * callbacks and its bad calls, the gateway button, an order started over
+ * HTTP, events submitted without waiting, a ticket driven through sessions,
+ * unsubscribe, close. Run under valgrind by
  * test.sh: every string floorbell hands out is freed here, so any leak or
  * invalid access fails the run. Every wait has a timeout. */
 #define _XOPEN_SOURCE 700
@@ -82,7 +85,7 @@ static char *events_since(floorbell_engine *fb, const char *hash) {
 
 /* --- subscriber ------------------------------------------------------- */
 
-#define MAX_CHANGES 64
+#define MAX_CHANGES 128
 
 struct changes {
     pthread_mutex_t lock;
@@ -360,6 +363,213 @@ static void callback_for_http_publish(floorbell_engine *fb, uint16_t port, struc
     pthread_mutex_unlock(&seen->lock);
 }
 
+/* --- orders (SPEC §3.3) ------------------------------------------------ */
+
+static char *orders_active(floorbell_engine *fb) {
+    char *json = NULL;
+    floorbell_status s = floorbell_engine_orders_active(fb, &json);
+    REQUIRE(s == FLOORBELL_STATUS_OK && json != NULL, "orders_active: status %d", (int)s);
+    return json;
+}
+
+/* Copies the 36-character uuid out of an order answer. */
+static int uuid_of(const char *answer, char uuid[37]) {
+    const char *u = strstr(answer, "\"uuid\":\"");
+    if (!u || strlen(u + 8) < 36) return 0;
+    memcpy(uuid, u + 8, 36);
+    uuid[36] = '\0';
+    return 1;
+}
+
+/* How many changes of `kind` whose text contains `needle` were heard. */
+static int count_changes(struct changes *c, floorbell_change kind, const char *needle) {
+    int n = 0;
+    pthread_mutex_lock(&c->lock);
+    for (int i = 0; i < c->count; i++) {
+        if (c->kinds[i] == kind && strstr(c->texts[i], needle)) n++;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
+static void orders_through_the_abi(floorbell_engine *fb, struct changes *seen) {
+    char *empty = orders_active(fb);
+    CHECK(strcmp(empty, "{\"status\":200,\"count\":0,\"items\":[]}") == 0, "fresh orders: %s", empty);
+    floorbell_string_free(empty);
+
+    /* Start: the answer of POST /api/v2/activeorders. */
+    char *order = NULL;
+    CHECK_STATUS(floorbell_engine_order_start(fb, "{\"name\":\"66\",\"orderType\":\"TO_GO\"}", &order),
+                 FLOORBELL_STATUS_OK);
+    REQUIRE(order != NULL, "order_start gave no answer");
+    CHECK(strncmp(order, "{\"status\":201,\"activeorder\":{\"elapsedTime\":", 43) == 0 &&
+              strstr(order, "\"orderType\":\"TO_GO\",\"locationName\":\"\",\"state\":\"started\"") != NULL,
+          "order_start answered %s", order);
+    char uuid[37];
+    REQUIRE(uuid_of(order, uuid), "no uuid in %s", order);
+    floorbell_string_free(order);
+
+    /* Modify by uuid: on a table, so located. */
+    order = NULL;
+    CHECK_STATUS(floorbell_engine_order_modify(fb, uuid, "{\"locationName\":\"22\"}", &order), FLOORBELL_STATUS_OK);
+    REQUIRE(order != NULL, "order_modify gave no answer");
+    CHECK(strncmp(order, "{\"status\":200,\"activeorder\":", 28) == 0 &&
+              strstr(order, "\"locationName\":\"22\",\"state\":\"located\"") != NULL,
+          "order_modify answered %s", order);
+    floorbell_string_free(order);
+    /* Page by name (NULL out: the answer is not wanted), twice: each is a change. */
+    CHECK_STATUS(floorbell_engine_order_page(fb, "66", true, NULL), FLOORBELL_STATUS_OK);
+    CHECK_STATUS(floorbell_engine_order_page(fb, "66", false, NULL), FLOORBELL_STATUS_OK);
+
+    char *listed = orders_active(fb);
+    CHECK(strstr(listed, "\"count\":1,") != NULL && strstr(listed, uuid) != NULL, "active orders: %s", listed);
+
+    /* Bad calls: a status, a message, no output, nothing changed. */
+    char why[512];
+    char *untouched = (char *)"sentinel";
+    CHECK_STATUS(floorbell_engine_order_start(fb, "{\"name\":\"66\",\"orderType\":\"TO_GO\"}", &untouched),
+                 FLOORBELL_STATUS_CONFLICT);
+    last_error(why, sizeof why);
+    CHECK(strstr(why, "66") != NULL, "conflict message: %s", why);
+    CHECK_STATUS(floorbell_engine_order_start(fb, "{\"name\":", &untouched), FLOORBELL_STATUS_INVALID_ARGUMENT);
+    last_error(why, sizeof why);
+    CHECK(strstr(why, "JSON") != NULL, "bad-JSON message: %s", why);
+    CHECK_STATUS(floorbell_engine_order_start(fb, "{\"name\":\"1234567\",\"orderType\":\"TO_GO\"}", &untouched),
+                 FLOORBELL_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(floorbell_engine_order_start(fb, "{\"name\":\"67\"}", &untouched), FLOORBELL_STATUS_INVALID_ARGUMENT);
+    last_error(why, sizeof why);
+    CHECK(strstr(why, "orderType") != NULL, "missing-field message: %s", why);
+    CHECK_STATUS(floorbell_engine_order_modify(fb, "66", "{\"orderType\":\"TAKEAWAY\"}", &untouched),
+                 FLOORBELL_STATUS_INVALID_ARGUMENT);
+    const char *unknown = "3f2c1b0a-9d8e-4f7a-8b6c-5d4e3f2a1b0c";
+    CHECK_STATUS(floorbell_engine_order_modify(fb, unknown, "{\"locationName\":\"1\"}", &untouched),
+                 FLOORBELL_STATUS_NOT_FOUND);
+    last_error(why, sizeof why);
+    CHECK(strlen(why) > 0, "no message for an unknown uuid");
+    CHECK_STATUS(floorbell_engine_order_page(fb, unknown, true, &untouched), FLOORBELL_STATUS_NOT_FOUND);
+    CHECK_STATUS(floorbell_engine_order_clear(fb, unknown, &untouched), FLOORBELL_STATUS_NOT_FOUND);
+    CHECK_STATUS(floorbell_engine_order_clear(fb, "999", &untouched), FLOORBELL_STATUS_NOT_FOUND);
+    CHECK_STATUS(floorbell_engine_order_start(NULL, "{\"name\":\"68\",\"orderType\":\"TO_GO\"}", &untouched),
+                 FLOORBELL_STATUS_NULL_POINTER);
+    CHECK_STATUS(floorbell_engine_order_start(fb, NULL, &untouched), FLOORBELL_STATUS_NULL_POINTER);
+    CHECK_STATUS(floorbell_engine_order_modify(fb, NULL, "{}", &untouched), FLOORBELL_STATUS_NULL_POINTER);
+    CHECK_STATUS(floorbell_engine_order_page(NULL, "66", true, &untouched), FLOORBELL_STATUS_NULL_POINTER);
+    CHECK_STATUS(floorbell_engine_orders_active(fb, NULL), FLOORBELL_STATUS_NULL_POINTER);
+    CHECK_STATUS(floorbell_engine_orders_clear_all(NULL, NULL), FLOORBELL_STATUS_NULL_POINTER);
+    CHECK_STATUS(floorbell_engine_press_button(NULL), FLOORBELL_STATUS_NULL_POINTER);
+    CHECK_STATUS(floorbell_engine_order_clear(fb, "6\xff", &untouched), FLOORBELL_STATUS_INVALID_UTF8);
+    CHECK_STATUS(floorbell_engine_order_start(fb, "{\"name\":\"68\",\"orderType\":\"TO_GO\",\"locationName\":\"\xfe\"}",
+                                              &untouched),
+                 FLOORBELL_STATUS_INVALID_UTF8);
+    last_error(why, sizeof why);
+    CHECK(strstr(why, "UTF-8") != NULL, "bad-UTF-8 message: %s", why);
+    CHECK(strcmp(untouched, "sentinel") == 0, "out_order written on failure");
+    char *after = orders_active(fb);
+    /* elapsedTime may tick between the two reads: compare without it. */
+    CHECK(strlen(after) == strlen(listed) && strstr(after, uuid) != NULL && strstr(after, "\"name\":\"66\"") != NULL &&
+              strstr(after, "\"count\":1,") != NULL,
+          "bad calls changed the orders:\nbefore %s\nafter  %s", listed, after);
+    floorbell_string_free(listed);
+    floorbell_string_free(after);
+
+    /* Clear by uuid: the order is history, its name free again. */
+    order = NULL;
+    CHECK_STATUS(floorbell_engine_order_clear(fb, uuid, &order), FLOORBELL_STATUS_OK);
+    REQUIRE(order != NULL, "order_clear gave no answer");
+    CHECK(strstr(order, "\"state\":\"cleared\"") != NULL, "order_clear answered %s", order);
+    floorbell_string_free(order);
+    CHECK_STATUS(floorbell_engine_order_page(fb, "66", true, NULL), FLOORBELL_STATUS_NOT_FOUND);
+    CHECK_STATUS(floorbell_engine_order_modify(fb, uuid, "{\"locationName\":\"5\"}", NULL), FLOORBELL_STATUS_CONFLICT);
+
+    /* Clear-all counts what it cleared. */
+    CHECK_STATUS(floorbell_engine_order_start(fb, "{\"name\":\"71\",\"orderType\":\"ON_PREMISE\",\"locationName\":\"3\"}",
+                                              NULL),
+                 FLOORBELL_STATUS_OK);
+    CHECK_STATUS(floorbell_engine_order_start(fb, "{\"name\":\"72\",\"orderType\":\"ON_PREMISE\"}", NULL),
+                 FLOORBELL_STATUS_OK);
+    size_t cleared = 99;
+    CHECK_STATUS(floorbell_engine_orders_clear_all(fb, &cleared), FLOORBELL_STATUS_OK);
+    CHECK(cleared == 2, "clear_all cleared %zu, expected 2", cleared);
+    CHECK_STATUS(floorbell_engine_orders_clear_all(fb, &cleared), FLOORBELL_STATUS_OK);
+    CHECK(cleared == 0, "clear_all of nothing cleared %zu", cleared);
+    empty = orders_active(fb);
+    CHECK(strcmp(empty, "{\"status\":200,\"count\":0,\"items\":[]}") == 0, "orders after clear_all: %s", empty);
+    floorbell_string_free(empty);
+
+    /* Every change reached the subscriber as §3.4 spells it, in seq order. */
+    int created = wait_for_change(seen, FLOORBELL_CHANGE_ORDER, "{\"type\":\"ORDER_CREATED\"");
+    int located = wait_for_change(seen, FLOORBELL_CHANGE_ORDER, "\"state\":\"located\"");
+    int paged = wait_for_change(seen, FLOORBELL_CHANGE_ORDER, "{\"type\":\"ORDER_PAGED\"");
+    int gone = wait_for_change(seen, FLOORBELL_CHANGE_ORDER, "\"name\":\"72\"}");
+    CHECK(created >= 0 && located > created && paged > located && gone > paged,
+          "order changes missing or out of order: %d %d %d %d", created, located, paged, gone);
+    CHECK(wait_for_change(seen, FLOORBELL_CHANGE_ORDER, "\"state\":\"cleared\",") >= 0, "no cleared change");
+    CHECK(count_changes(seen, FLOORBELL_CHANGE_ORDER, "ORDER_PAGED") == 2, "pages heard: %d",
+          count_changes(seen, FLOORBELL_CHANGE_ORDER, "ORDER_PAGED"));
+    /* start 66, modify, 2 pages, clear, start 71, start 72, clear-all (2). */
+    int waited = 0;
+    const struct timespec tick = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
+    while (count_changes(seen, FLOORBELL_CHANGE_ORDER, "\"type\":\"ORDER_") < 9 && waited++ < TIMEOUT_SECS * 100)
+        nanosleep(&tick, NULL);
+    CHECK(count_changes(seen, FLOORBELL_CHANGE_ORDER, "\"type\":\"ORDER_") == 9, "order changes heard: %d, expected 9",
+          count_changes(seen, FLOORBELL_CHANGE_ORDER, "\"type\":\"ORDER_"));
+}
+
+/* The button opens the token window of GET /api/v2/accesstoken/generate, and
+ * an order started over HTTP reaches the callback. */
+static void button_and_http_order(floorbell_engine *fb, uint16_t port, struct changes *seen) {
+    const char *generate = "GET /api/v2/accesstoken/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    char *resp = http_exchange(port, generate);
+    REQUIRE(resp != NULL, "cannot reach 127.0.0.1:%u", port);
+    CHECK(strncmp(resp, "HTTP/1.1 403", 12) == 0, "token before the button: %s", resp);
+    free(resp);
+    CHECK_STATUS(floorbell_engine_press_button(fb), FLOORBELL_STATUS_OK);
+    resp = http_exchange(port, generate);
+    REQUIRE(resp != NULL, "cannot reach 127.0.0.1:%u", port);
+    CHECK(strncmp(resp, "HTTP/1.1 201", 12) == 0 && strstr(http_body(resp), "\"token\":{\"name\":\"default\"") != NULL,
+          "token after the button: %s", resp);
+    free(resp);
+
+    const char *body = "{\"name\":\"501\",\"orderType\":\"ON_PREMISE\",\"locationName\":\"9\"}";
+    char request[512];
+    snprintf(request, sizeof request,
+             "POST /api/v2/activeorders HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " ADMIN_TOKEN
+             "\r\nContent-Type: application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+             strlen(body), body);
+    resp = http_exchange(port, request);
+    REQUIRE(resp != NULL, "cannot reach 127.0.0.1:%u", port);
+    CHECK(strncmp(resp, "HTTP/1.1 201", 12) == 0, "POST activeorders: %s", resp);
+    free(resp);
+    int i = wait_for_change(seen, FLOORBELL_CHANGE_ORDER, "\"name\":\"501\"}");
+    REQUIRE(i >= 0, "no FLOORBELL_CHANGE_ORDER for the HTTP order within %d s", TIMEOUT_SECS);
+    pthread_mutex_lock(&seen->lock);
+    CHECK(strncmp(seen->texts[i], "{\"type\":\"ORDER_CREATED\",\"elapsedTime\":", 38) == 0 &&
+              strstr(seen->texts[i], "\"locationName\":\"9\",\"state\":\"located\"") != NULL,
+          "order change text: %s", seen->texts[i]);
+    CHECK(seen->on_main_thread == 0, "a callback ran on the caller's thread");
+    pthread_mutex_unlock(&seen->lock);
+    char *listed = orders_active(fb);
+    CHECK(strstr(listed, "\"name\":\"501\"") != NULL, "the HTTP order is not active: %s", listed);
+    floorbell_string_free(listed);
+    size_t cleared = 0;
+    CHECK_STATUS(floorbell_engine_orders_clear_all(fb, &cleared), FLOORBELL_STATUS_OK);
+    CHECK(cleared == 1, "cleared %zu", cleared);
+}
+
+/* Submitted without waiting: each reaches the subscriber after its commit. */
+static void submit_without_waiting(floorbell_engine *fb, struct changes *seen) {
+    CHECK_STATUS(floorbell_engine_submit_event(fb, "{\"code\":\"waiter_call\",\"table\":31}"), FLOORBELL_STATUS_OK);
+    CHECK_STATUS(floorbell_engine_submit_event(fb, "{\"code\":\"waiter_call\",\"table\":32}"), FLOORBELL_STATUS_OK);
+    CHECK_STATUS(floorbell_engine_submit_event(fb, "{\"code\":"), FLOORBELL_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(floorbell_engine_submit_event(NULL, "{}"), FLOORBELL_STATUS_NULL_POINTER);
+    int a = wait_for_change(seen, FLOORBELL_CHANGE_EVENT, "\"table\":31,");
+    int b = wait_for_change(seen, FLOORBELL_CHANGE_EVENT, "\"table\":32,");
+    CHECK(a >= 0 && b > a, "submitted events heard at %d, %d", a, b);
+    char *all = events_since(fb, NULL);
+    CHECK(strstr(all, "\"table\":31,") != NULL && strstr(all, "\"table\":32,") != NULL, "submitted events: %s", all);
+    floorbell_string_free(all);
+}
+
 /* Sends one command and checks the reply exactly; returns 1 when it matched. */
 static int command_is(floorbell_engine *fb, uint64_t session, const char *command, const char *want) {
     char *reply = NULL;
@@ -463,6 +673,9 @@ int main(void) {
     seen.main_thread = pthread_self();
     uint64_t sub = 0;
     callback_for_http_publish(fb, port, &seen, &sub);
+    orders_through_the_abi(fb, &seen);
+    button_and_http_order(fb, port, &seen);
+    submit_without_waiting(fb, &seen);
     ticket_through_sessions(fb, &seen);
     unsubscribe_stops_callbacks(fb, &seen, sub);
 

@@ -8,6 +8,9 @@
 //         ushort port = fb.Serve("127.0.0.1:0");
 //         using (var kiosk = fb.OpenSession("kiosk"))
 //             Console.WriteLine(kiosk.Command("new guest@example.com Anna"));
+//         string order = fb.StartOrder("{\"name\":\"66\",\"orderType\":\"TO_GO\"}");
+//         fb.PageOrder("66");
+//         fb.ClearOrder("66");
 //     }
 //
 // Every failed call throws FloorbellException, carrying the C status and
@@ -127,6 +130,32 @@ namespace Floorbell
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         public static extern Status floorbell_engine_publish_event(EngineHandle engine, byte[] eventJson, byte[] outHash);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Status floorbell_engine_submit_event(EngineHandle engine, byte[] eventJson);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Status floorbell_engine_press_button(EngineHandle engine);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Status floorbell_engine_order_start(EngineHandle engine, byte[] orderJson, out IntPtr order);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Status floorbell_engine_order_modify(EngineHandle engine, byte[] key, byte[] changesJson, out IntPtr order);
+
+        // C's bool is one byte: without I1 the marshaller passes a 4-byte BOOL.
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Status floorbell_engine_order_page(EngineHandle engine, byte[] key,
+            [MarshalAs(UnmanagedType.I1)] bool tracking, out IntPtr order);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Status floorbell_engine_order_clear(EngineHandle engine, byte[] key, out IntPtr order);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Status floorbell_engine_orders_clear_all(EngineHandle engine, out UIntPtr count);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Status floorbell_engine_orders_active(EngineHandle engine, out IntPtr json);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         public static extern Status floorbell_engine_events_since(EngineHandle engine, byte[] hash, out IntPtr json, out UIntPtr length);
@@ -313,6 +342,82 @@ namespace Floorbell
             var hash = new byte[11];
             Run(h => Native.floorbell_engine_publish_event(h, json, hash));
             return Encoding.ASCII.GetString(hash, 0, 10);
+        }
+
+        /// <summary>Validates a QR event and queues it for the store without
+        /// waiting for the commit (floorbell_engine_submit_event): published
+        /// with the next group commit, heard by subscribers (with its hash)
+        /// only then. A bad event throws at once and queues nothing.</summary>
+        public void SubmitEvent(string eventJson) =>
+            Run(h => Native.floorbell_engine_submit_event(h, Native.Utf8(eventJson)));
+
+        // --- table-tracking gateway (SPEC §3) --------------------------------
+        // Orders are addressed by name (while active) or uuid. Each write
+        // returns after the change is on disk, with the HTTP API's answer as
+        // JSON text ({"status":201,"activeorder":{…}}). Refusals throw
+        // FloorbellException: InvalidArgument (HTTP 400), NotFound (404),
+        // Conflict (409), with the HTTP message.
+
+        /// <summary>Presses the gateway button: for 120 s, one
+        /// GET /api/v2/accesstoken/generate gets a token.</summary>
+        public void PressButton() => Run(h => Native.floorbell_engine_press_button(h));
+
+        /// <summary>Starts an order: {"name":"66","orderType":"TO_GO","locationName":"22"}
+        /// (locationName optional), as POST /api/v2/activeorders.</summary>
+        public string StartOrder(string orderJson) => Start(Native.Utf8(orderJson));
+
+        /// <summary>As StartOrder, with the body's bytes as given (not
+        /// re-encoded): floorbell checks they are UTF-8.</summary>
+        public string StartOrderBytes(byte[] orderJson) => Start(Native.Terminated(orderJson));
+
+        string Start(byte[] json)
+        {
+            IntPtr order = IntPtr.Zero;
+            Run(h => Native.floorbell_engine_order_start(h, json, out order));
+            return Native.Take(order);
+        }
+
+        /// <summary>Changes an active order's orderType and/or locationName, as
+        /// PUT /api/v2/activeorders/{key}.</summary>
+        public string ModifyOrder(string key, string changesJson)
+        {
+            IntPtr order = IntPtr.Zero;
+            Run(h => Native.floorbell_engine_order_modify(h, Native.Utf8(key), Native.Utf8(changesJson), out order));
+            return Native.Take(order);
+        }
+
+        /// <summary>Pages the order's guest (POST /api/v2/activeorders/{key}/page).</summary>
+        public string PageOrder(string key, bool tracking = true)
+        {
+            IntPtr order = IntPtr.Zero;
+            Run(h => Native.floorbell_engine_order_page(h, Native.Utf8(key), tracking, out order));
+            return Native.Take(order);
+        }
+
+        /// <summary>Clears an order (DELETE /api/v2/activeorders/{key}); the answer
+        /// shows it "cleared".</summary>
+        public string ClearOrder(string key)
+        {
+            IntPtr order = IntPtr.Zero;
+            Run(h => Native.floorbell_engine_order_clear(h, Native.Utf8(key), out order));
+            return Native.Take(order);
+        }
+
+        /// <summary>Clears every active order in one commit; returns how many.</summary>
+        public ulong ClearAllOrders()
+        {
+            UIntPtr count = UIntPtr.Zero;
+            Run(h => Native.floorbell_engine_orders_clear_all(h, out count));
+            return (ulong)count;
+        }
+
+        /// <summary>The active orders, oldest first, as the JSON text of
+        /// GET /api/v2/activeorders ({"status":200,"count":N,"items":[…]}).</summary>
+        public string ActiveOrders()
+        {
+            IntPtr json = IntPtr.Zero;
+            Run(h => Native.floorbell_engine_orders_active(h, out json));
+            return Native.Take(json);
         }
 
         /// <summary>The retained events after hash (null, "none" or an unknown

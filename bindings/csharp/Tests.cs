@@ -49,6 +49,10 @@ static class Tests
         Run("callback for an HTTP publish", TestCallbackForHttpPublish);
         Run("callback survives GC, stops after unsubscribe", TestCallbackLifetime);
         Run("a ticket through sessions", TestTicketThroughSessions);
+        Run("an order through the binding", TestOrderThroughBinding);
+        Run("bad order calls throw and change nothing", TestBadOrderCalls);
+        Run("callback for an order changed over HTTP, the button", TestOrderOverHttp);
+        Run("submitted events reach subscribers", TestSubmitEvent);
         Run("durable after kill -9", TestDurableAfterKill);
 
         watchdog.Dispose();
@@ -283,6 +287,14 @@ static class Tests
             Throws(Status.Closed, () => fb.OpenSession("kiosk"), "closed");
             Throws(Status.Closed, () => fb.Subscribe((k, t) => { }), "closed");
             Throws(Status.Closed, () => session.Command("new a@b.c Anna"), "closed");
+            Throws(Status.Closed, () => fb.PressButton(), "closed");
+            Throws(Status.Closed, () => fb.StartOrder("{\"name\":\"1\",\"orderType\":\"TO_GO\"}"), "closed");
+            Throws(Status.Closed, () => fb.ModifyOrder("1", "{}"), "closed");
+            Throws(Status.Closed, () => fb.PageOrder("1"), "closed");
+            Throws(Status.Closed, () => fb.ClearOrder("1"), "closed");
+            Throws(Status.Closed, () => fb.ClearAllOrders(), "closed");
+            Throws(Status.Closed, () => fb.ActiveOrders(), "closed");
+            Throws(Status.Closed, () => fb.SubmitEvent("{\"code\":\"waiter_call\"}"), "closed");
             session.Dispose(); // after the engine: nothing to do
         });
     }
@@ -418,6 +430,132 @@ static class Tests
             fb.RemoveStaff("Anna");
             using (var staff = fb.OpenSession("staff"))
                 Equal("error pick the provided token does not belong to any staff member", staff.Command("pick 1 " + token), "removed staff");
+        });
+    }
+
+    const string NoOrders = "{\"status\":200,\"count\":0,\"items\":[]}";
+
+    static string Field(string json, string name)
+    {
+        var m = Regex.Match(json, "\"" + name + "\":(\"[^\"]*\"|[0-9]+)");
+        Check(m.Success, "no " + name + " in " + json);
+        return m.Groups[1].Value.Trim('"');
+    }
+
+    /// <summary>The JSON without its elapsedTime (which ticks between reads).</summary>
+    static string Timeless(string json) => Regex.Replace(json, "\"elapsedTime\":[0-9]+,", "");
+
+    static void TestOrderThroughBinding()
+    {
+        WithEngine(fb =>
+        {
+            var seen = new Collector();
+            fb.Subscribe(seen.OnChange);
+            Equal(NoOrders, fb.ActiveOrders(), "fresh orders");
+
+            string started = fb.StartOrder("{\"name\":\"66\",\"orderType\":\"TO_GO\"}");
+            Check(Regex.IsMatch(started, "^\\{\"status\":201,\"activeorder\":\\{\"elapsedTime\":[0-9]+,\"uuid\":\"[0-9a-f-]{36}\",\"seq\":[0-9]+," +
+                                         "\"created\":\"[0-9T:-]{19}\",\"orderType\":\"TO_GO\",\"locationName\":\"\",\"state\":\"started\"," +
+                                         "\"stateStarted\":\"[0-9T:-]{19}\",\"name\":\"66\"\\}\\}$"), "start: " + started);
+            string uuid = Field(started, "uuid");
+            long seq = long.Parse(Field(started, "seq"));
+
+            string located = fb.ModifyOrder(uuid, "{\"locationName\":\"22\"}");
+            Check(located.StartsWith("{\"status\":200,\"activeorder\":") && located.Contains("\"locationName\":\"22\",\"state\":\"located\""), "modify: " + located);
+            Equal((seq + 1).ToString(), Field(located, "seq"), "seq after modify");
+            Equal((seq + 2).ToString(), Field(fb.PageOrder("66"), "seq"), "seq after page");
+            Equal((seq + 3).ToString(), Field(fb.PageOrder(uuid, false), "seq"), "seq after page (no tracking)");
+            Equal("1", Field(fb.ActiveOrders(), "count"), "active count");
+            Check(fb.ActiveOrders().Contains(uuid), "active orders list the order");
+
+            string cleared = fb.ClearOrder("66");
+            Equal("cleared", Field(cleared, "state"), "state after clear");
+            Equal(NoOrders, fb.ActiveOrders(), "orders after clear");
+
+            fb.StartOrder("{\"name\":\"1\",\"orderType\":\"ON_PREMISE\",\"locationName\":\"3\"}");
+            fb.StartOrder("{\"name\":\"2\",\"orderType\":\"ON_PREMISE\"}");
+            Equal(2UL, fb.ClearAllOrders(), "cleared by clear-all");
+            Equal(0UL, fb.ClearAllOrders(), "clear-all of nothing");
+
+            seen.WaitFor((k, t) => seen.Texts(ChangeKind.Order).Count >= 9);
+            var types = seen.Texts(ChangeKind.Order).Select(t => Field(t, "type")).ToArray();
+            Equal("ORDER_CREATED ORDER_MODIFIED ORDER_PAGED ORDER_PAGED ORDER_MODIFIED ORDER_CREATED ORDER_CREATED ORDER_MODIFIED ORDER_MODIFIED",
+                  string.Join(" ", types), "order changes");
+            Check(seen.Texts(ChangeKind.Order).All(t => t.StartsWith("{\"type\":\"ORDER_") && t.EndsWith("\"}")), "change shape");
+        });
+    }
+
+    static void TestBadOrderCalls()
+    {
+        WithEngine(fb =>
+        {
+            string uuid = Field(fb.StartOrder("{\"name\":\"66\",\"orderType\":\"TO_GO\",\"locationName\":\"4\"}"), "uuid");
+            string before = Timeless(fb.ActiveOrders());
+            Throws(Status.Conflict, () => fb.StartOrder("{\"name\":\"66\",\"orderType\":\"TO_GO\"}"), "66");
+            Throws(Status.InvalidArgument, () => fb.StartOrder("{\"name\":\"67\","), "JSON");
+            Throws(Status.InvalidArgument, () => fb.StartOrder("{\"name\":\"67\"}"), "orderType");
+            Throws(Status.InvalidArgument, () => fb.StartOrder("{\"name\":\"abcdefg\",\"orderType\":\"TO_GO\"}"), "name");
+            Throws(Status.InvalidArgument, () => fb.ModifyOrder("66", "{\"orderType\":\"TAKEAWAY\"}"), "orderType");
+            const string unknown = "3f2c1b0a-9d8e-4f7a-8b6c-5d4e3f2a1b0c";
+            Throws(Status.NotFound, () => fb.ModifyOrder(unknown, "{\"locationName\":\"1\"}"));
+            Throws(Status.NotFound, () => fb.PageOrder(unknown));
+            Throws(Status.NotFound, () => fb.ClearOrder(unknown));
+            Throws(Status.NotFound, () => fb.ClearOrder("999"));
+            Throws(Status.NullPointer, () => fb.ClearOrder(null), "key");
+            Throws(Status.NullPointer, () => fb.StartOrder(null), "order_json");
+            var badUtf8 = Encoding.ASCII.GetBytes("{\"name\":\"68\",\"orderType\":\"TO_GO\",\"x\":\"??\"}");
+            badUtf8[badUtf8.Length - 3] = 0xff;
+            Throws(Status.InvalidUtf8, () => fb.StartOrderBytes(badUtf8), "UTF-8");
+            Equal(before, Timeless(fb.ActiveOrders()), "orders after bad calls");
+
+            fb.ClearOrder(uuid);
+            Throws(Status.NotFound, () => fb.PageOrder("66"));
+            Throws(Status.Conflict, () => fb.ModifyOrder(uuid, "{\"locationName\":\"5\"}"));
+        });
+    }
+
+    static void TestOrderOverHttp()
+    {
+        WithEngine(fb =>
+        {
+            var seen = new Collector();
+            fb.Subscribe(seen.OnChange);
+            int port = fb.Serve();
+            var admin = new[] { "Authorization", "Bearer " + AdminToken };
+            var posted = Http("POST", port, "/api/v2/activeorders", admin,
+                              "{\"name\":\"501\",\"orderType\":\"ON_PREMISE\",\"locationName\":\"9\"}");
+            Equal(201, posted.Status, "POST status (" + posted.Body + ")");
+            string uuid = Field(posted.Body, "uuid");
+            var change = seen.WaitFor((k, t) => k == ChangeKind.Order && t.Contains(uuid));
+            Check(change.Item2.StartsWith("{\"type\":\"ORDER_CREATED\",") && change.Item2.Contains("\"state\":\"located\""), change.Item2);
+            Check(change.Item3 != Thread.CurrentThread.ManagedThreadId, "callback ran on the caller's thread");
+            Check(fb.ActiveOrders().Contains(uuid), "the HTTP order is active");
+
+            var put = Http("PUT", port, "/api/v2/activeorders/501", admin, "{\"orderType\":\"TO_GO\"}");
+            Equal(200, put.Status, "PUT status (" + put.Body + ")");
+            seen.WaitFor((k, t) => k == ChangeKind.Order && t.Contains("\"orderType\":\"TO_GO\""));
+
+            Equal(403, Http("GET", port, "/api/v2/accesstoken/generate", new string[0]).Status, "token before the button");
+            fb.PressButton();
+            var token = Http("GET", port, "/api/v2/accesstoken/generate", new string[0]);
+            Equal(201, token.Status, "token after the button (" + token.Body + ")");
+            Check(Regex.IsMatch(token.Body, "\"token\":\"[0-9a-f]{48}\""), token.Body);
+        });
+    }
+
+    static void TestSubmitEvent()
+    {
+        WithEngine(fb =>
+        {
+            var seen = new Collector();
+            fb.Subscribe(seen.OnChange);
+            for (int table = 0; table < 10; table++)
+                fb.SubmitEvent("{\"code\":\"waiter_call\",\"table\":" + table + "}");
+            Throws(Status.InvalidArgument, () => fb.SubmitEvent("{\"code\":"), "JSON");
+            seen.WaitFor((k, t) => seen.Texts(ChangeKind.Event).Count >= 10);
+            var tables = seen.Texts(ChangeKind.Event).Select(t => Regex.Match(t, "\"table\":([0-9]+)").Groups[1].Value);
+            Equal("0,1,2,3,4,5,6,7,8,9", string.Join(",", tables), "submission order");
+            Equal(10, Hashes(fb.EventsSince()).Length, "events stored");
         });
     }
 

@@ -13,24 +13,32 @@
 //! with [`floorbell_string_free`]. Every function may be called from any
 //! thread, concurrently, except [`floorbell_engine_close`] (once, when no
 //! other call on that engine is running).
+//!
+//! Modules: [`gateway`] holds the table-tracking gateway's calls (SPEC §3:
+//! orders and the button), this file the engine, QR events, tickets and
+//! subscribers.
 
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod boundary;
+pub mod gateway;
 pub mod status;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CString};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use floorbell_core::qr;
+use crossbeam_channel::{Receiver, Sender};
+use floorbell_core::qr::{self, JsonBuffers, PreparedEvent};
 use floorbell_core::ring::{format_hash, parse_hash, Cursor};
 use floorbell_server::config::Config;
 use floorbell_server::engine::{
-    now_ms, Engine, EngineError, LocalSession, Outcome, TicketChange, WriteRequest,
+    now_ms, Engine, EngineError, Job, LocalSession, Outcome, Reply, TicketChange, WriteRequest,
 };
 use floorbell_server::fanout::WsRole;
 use floorbell_server::local::Change;
@@ -38,6 +46,11 @@ use floorbell_server::server::Server;
 use parking_lot::Mutex;
 
 use boundary::{c_str, guard, non_null, Failure};
+pub use gateway::{
+    floorbell_engine_order_clear, floorbell_engine_order_modify, floorbell_engine_order_page,
+    floorbell_engine_order_start, floorbell_engine_orders_active,
+    floorbell_engine_orders_clear_all, floorbell_engine_press_button,
+};
 pub use status::{floorbell_last_error_length, floorbell_last_error_message, FloorbellStatus};
 
 /// The library version, `MAJOR.MINOR.PATCH`, NUL-terminated.
@@ -52,6 +65,102 @@ pub struct FloorbellEngine {
     server: Mutex<Option<Server>>,
     sessions: Mutex<HashMap<u64, Arc<LocalSession>>>,
     next_session: AtomicU64,
+    submitted: Submitted,
+}
+
+/// Most events [`floorbell_engine_submit_event`] lets wait for their commit
+/// (per engine) before a submit waits too: the writer's queue, and the
+/// memory it holds, stay bounded however fast a host submits.
+const MAX_SUBMITTED: usize = 65_536;
+
+/// How long a submit waits for the writer to make room before it gives up.
+const SUBMIT_WAIT: Duration = Duration::from_secs(30);
+
+/// The events submitted without waiting, counted until their commit is
+/// reported: every submit's outcome comes back on `rx`, which is drained
+/// only when `in_flight` reaches [`MAX_SUBMITTED`] (no work per call
+/// otherwise).
+struct Submitted {
+    tx: Sender<Outcome>,
+    rx: Receiver<Outcome>,
+    /// Submitted, minus outcomes taken off `rx` (an upper bound on the
+    /// events still waiting for the writer).
+    in_flight: AtomicUsize,
+}
+
+impl Submitted {
+    fn new() -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Submitted {
+            tx,
+            rx,
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    /// Waits until fewer than [`MAX_SUBMITTED`] events wait for the writer.
+    fn make_room(&self) -> Result<(), Failure> {
+        while self.rx.try_recv().is_ok() {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+        let deadline = std::time::Instant::now() + SUBMIT_WAIT;
+        while self.in_flight.load(Ordering::Relaxed) >= MAX_SUBMITTED {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(_) => {
+                    self.in_flight.fetch_sub(1, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    return Err(Failure::new(
+                        FloorbellStatus::Store,
+                        format!(
+                            "{MAX_SUBMITTED} submitted events have waited for the store \
+                             for {} s; nothing was queued",
+                            SUBMIT_WAIT.as_secs()
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+thread_local! {
+    /// The JSON parser's working memory, kept per calling thread between
+    /// publishes (as each reactor keeps its own): allocating it per event
+    /// would double the cost of a publish.
+    static JSON_BUFFERS: RefCell<JsonBuffers> = RefCell::new(JsonBuffers::default());
+}
+
+/// Bodies larger than this are parsed with buffers of their own, so one huge
+/// event does not leave a huge buffer behind on the calling thread.
+const REUSED_BUFFER_LIMIT: usize = 64 * 1024;
+
+/// Validates and serializes a QR event (SPEC §1.2) as `POST /api/v4/events`
+/// does: everything a publish does before the store.
+fn prepare_event(handle: &FloorbellEngine, json: &str) -> Result<PreparedEvent, Failure> {
+    let mut body = json.as_bytes().to_vec();
+    let tables = handle.engine.tables();
+    // The thread's buffers when they can be had (not while the thread is
+    // being torn down, and not for a huge body), fresh ones otherwise.
+    let reused = (body.len() <= REUSED_BUFFER_LIMIT)
+        .then(|| {
+            JSON_BUFFERS
+                .try_with(|buffers| {
+                    buffers.try_borrow_mut().ok().map(|mut buffers| {
+                        tables.with(|t| qr::prepare_event_with(&mut body, t, &mut buffers))
+                    })
+                })
+                .ok()
+                .flatten()
+        })
+        .flatten();
+    let prepared = match reused {
+        Some(prepared) => prepared,
+        None => tables.with(|t| qr::prepare_event(&mut body, t)),
+    };
+    prepared.map_err(|e| Failure::new(FloorbellStatus::InvalidArgument, e.to_string()))
 }
 
 /// What a subscriber callback is told about.
@@ -179,6 +288,7 @@ pub unsafe extern "C" fn floorbell_engine_open(
             server: Mutex::new(None),
             sessions: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
+            submitted: Submitted::new(),
         });
         // SAFETY: checked non-NULL above.
         unsafe { *out_engine = Box::into_raw(handle) };
@@ -299,6 +409,9 @@ pub unsafe extern "C" fn floorbell_engine_stop_serving(
 /// event is on disk. `FLOORBELL_STATUS_INVALID_ARGUMENT` (with the reason in
 /// the last error) for a bad event; nothing is queued then.
 ///
+/// Threads: any, concurrently (concurrent publishers share group commits), a
+/// subscriber callback included.
+///
 /// # Safety
 ///
 /// `engine` is a live handle; `event_json` is NUL-terminated; `out_hash` is
@@ -313,12 +426,7 @@ pub unsafe extern "C" fn floorbell_engine_publish_event(
         let handle = engine_ref(engine)?;
         // SAFETY: per this function's contract.
         let json = unsafe { c_str(event_json, "event_json") }?;
-        let mut body = json.as_bytes().to_vec();
-        let prepared = handle
-            .engine
-            .tables()
-            .with(|t| qr::prepare_event(&mut body, t))
-            .map_err(|e| Failure::new(FloorbellStatus::InvalidArgument, e.to_string()))?;
+        let prepared = prepare_event(handle, json)?;
         match handle
             .engine
             .write_blocking(WriteRequest::PublishEvent(prepared))
@@ -337,6 +445,54 @@ pub unsafe extern "C" fn floorbell_engine_publish_event(
             }
             other => Err(outcome_failure(other)),
         }
+    })
+}
+
+/// Submits a QR event without waiting for the store: validates and
+/// serializes it exactly as [`floorbell_engine_publish_event`] does, hands it
+/// to the store writer, and returns. The event is committed with the next
+/// group commit, and only then gets its hash, becomes visible to pollers and
+/// reaches subscribers (`FLOORBELL_CHANGE_EVENT`, whose JSON carries the
+/// hash): that callback is the way to learn it is on disk. Events submitted
+/// by one thread are published in the order submitted; everything submitted
+/// is committed by [`floorbell_engine_close`] before it returns.
+///
+/// `FLOORBELL_STATUS_INVALID_ARGUMENT` (with the reason in the last error)
+/// for a bad event; nothing is queued then. A failure of the later commit is
+/// not reported to the caller (it is logged, and no callback comes): use
+/// [`floorbell_engine_publish_event`] when the caller must know. When 65,536
+/// submitted events still wait for their commit, the call waits for room
+/// (`FLOORBELL_STATUS_STORE` if none comes within 30 s), so a fast host
+/// cannot make the queue grow without bound.
+///
+/// Threads: any, concurrently, a subscriber callback included.
+///
+/// # Safety
+///
+/// `engine` is a live handle; `event_json` is NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn floorbell_engine_submit_event(
+    engine: *const FloorbellEngine,
+    event_json: *const c_char,
+) -> FloorbellStatus {
+    guard(|| {
+        let handle = engine_ref(engine)?;
+        // SAFETY: per this function's contract.
+        let json = unsafe { c_str(event_json, "event_json") }?;
+        let prepared = prepare_event(handle, json)?;
+        let submitted = &handle.submitted;
+        if submitted.in_flight.load(Ordering::Relaxed) >= MAX_SUBMITTED {
+            submitted.make_room()?;
+        }
+        submitted.in_flight.fetch_add(1, Ordering::Relaxed);
+        let job = Job {
+            request: WriteRequest::PublishEvent(prepared),
+            reply: Reply::Channel(submitted.tx.clone()),
+        };
+        handle.engine.submit(job).map_err(|_| {
+            submitted.in_flight.fetch_sub(1, Ordering::Relaxed);
+            engine_failure(EngineError::Closed)
+        })
     })
 }
 
@@ -575,7 +731,7 @@ unsafe impl Send for UserData {}
 unsafe impl Sync for UserData {}
 
 /// Subscribes `callback` to every committed change (QR events, ticket
-/// broadcasts), with `user_data` passed back on each call, and writes the
+/// broadcasts, order changes), with `user_data` passed back on each call, and writes the
 /// subscription id to `*out_subscription` (may be NULL). See
 /// [`FloorbellCallback`] for the thread that runs it.
 ///

@@ -157,3 +157,460 @@ fn a_second_open_of_the_same_directory_is_refused() {
         assert_eq!(floorbell_engine_close(a), FloorbellStatus::Ok);
     }
 }
+
+/// What a test subscriber heard, and a way to wait for it.
+#[derive(Default)]
+struct Sink {
+    changes: parking_lot::Mutex<Vec<(FloorbellChange, String)>>,
+    arrived: parking_lot::Condvar,
+}
+
+impl Sink {
+    /// Waits (10 s at most) until `pred` holds for the changes heard so far.
+    fn wait_for(&self, what: &str, pred: impl Fn(&[(FloorbellChange, String)]) -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut changes = self.changes.lock();
+        while !pred(&changes) {
+            if self.arrived.wait_until(&mut changes, deadline).timed_out() {
+                panic!("no {what} within 10 s; heard {:?}", *changes);
+            }
+        }
+    }
+
+    fn orders(&self) -> Vec<String> {
+        self.changes
+            .lock()
+            .iter()
+            .filter(|(k, _)| *k == FloorbellChange::Order)
+            .map(|(_, t)| t.clone())
+            .collect()
+    }
+}
+
+unsafe extern "C" fn record(
+    user: *mut c_void,
+    kind: FloorbellChange,
+    data: *const c_char,
+    length: usize,
+) {
+    // SAFETY: `user` is the test's Sink, alive until unsubscribe returns;
+    // `data` holds `length` bytes for the call.
+    let (sink, bytes) = unsafe {
+        (
+            &*(user as *const Sink),
+            std::slice::from_raw_parts(data.cast::<u8>(), length),
+        )
+    };
+    sink.changes
+        .lock()
+        .push((kind, String::from_utf8(bytes.to_vec()).unwrap()));
+    sink.arrived.notify_all();
+}
+
+/// Takes a string floorbell handed out.
+unsafe fn take(ptr: *mut c_char) -> String {
+    assert!(!ptr.is_null());
+    // SAFETY: a NUL-terminated string from floorbell, freed once here.
+    let s = unsafe { CStr::from_ptr(ptr) }.to_str().unwrap().to_owned();
+    // SAFETY: as above.
+    unsafe { floorbell_string_free(ptr) };
+    s
+}
+
+/// One HTTP/1.1 request over a plain socket (`Connection: close`): the
+/// status and the body.
+fn http(port: u16, method: &str, path: &str, auth: Option<&str>, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let auth = auth
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+const CONFIG: &str = "admin-token = \"ta\"\nqr-token = \"tq\"\nno-mdns = true\n";
+
+#[test]
+fn orders_button_and_order_callbacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = cs(dir.path().to_str().unwrap());
+    let config = cs(CONFIG);
+    let mut engine = std::ptr::null_mut();
+    let sink = Sink::default();
+    // SAFETY: valid arguments throughout; `sink` outlives the subscription.
+    unsafe {
+        assert_eq!(
+            floorbell_engine_open(path.as_ptr(), config.as_ptr(), &mut engine),
+            FloorbellStatus::Ok
+        );
+        let mut sub = 0u64;
+        assert_eq!(
+            floorbell_engine_subscribe(
+                engine,
+                Some(record),
+                &sink as *const Sink as *mut c_void,
+                &mut sub
+            ),
+            FloorbellStatus::Ok
+        );
+        let active = || {
+            let mut out = std::ptr::null_mut();
+            assert_eq!(
+                floorbell_engine_orders_active(engine, &mut out),
+                FloorbellStatus::Ok
+            );
+            take(out)
+        };
+        assert_eq!(active(), r#"{"status":200,"count":0,"items":[]}"#);
+
+        // Start: the HTTP answer, byte for byte in shape.
+        let mut out = std::ptr::null_mut();
+        let start = cs(r#"{"name":"66","orderType":"TO_GO"}"#);
+        assert_eq!(
+            floorbell_engine_order_start(engine, start.as_ptr(), &mut out),
+            FloorbellStatus::Ok
+        );
+        let started = take(out);
+        assert!(
+            started.starts_with(r#"{"status":201,"activeorder":{"elapsedTime":"#)
+                && started.contains(r#""orderType":"TO_GO","locationName":"","state":"started""#)
+                && started.ends_with(r#""name":"66"}}"#),
+            "{started}"
+        );
+        let uuid = started.split(r#""uuid":""#).nth(1).unwrap()[..36].to_owned();
+
+        // Modify by uuid: located.
+        let mut out = std::ptr::null_mut();
+        let modify = cs(r#"{"locationName":"22"}"#);
+        assert_eq!(
+            floorbell_engine_order_modify(engine, cs(&uuid).as_ptr(), modify.as_ptr(), &mut out),
+            FloorbellStatus::Ok
+        );
+        let modified = take(out);
+        assert!(
+            modified.starts_with(r#"{"status":200,"activeorder":"#)
+                && modified.contains(r#""locationName":"22","state":"located""#),
+            "{modified}"
+        );
+        // Page by name, tracking off; NULL out: not wanted.
+        assert_eq!(
+            floorbell_engine_order_page(engine, cs("66").as_ptr(), false, std::ptr::null_mut()),
+            FloorbellStatus::Ok
+        );
+        assert!(active().contains(&uuid));
+
+        // Bad calls: a status, the HTTP message, nothing changed.
+        let before = active();
+        let mut untouched = std::ptr::null_mut();
+        for (json, want, says) in [
+            (
+                r#"{"name":"66","orderType":"TO_GO"}"#,
+                FloorbellStatus::Conflict,
+                "66",
+            ),
+            (r#"{"name":"67""#, FloorbellStatus::InvalidArgument, "JSON"),
+            (
+                r#"{"name":"abc","orderType":"TO_GO"}"#,
+                FloorbellStatus::InvalidArgument,
+                "name",
+            ),
+            (
+                r#"{"name":"68"}"#,
+                FloorbellStatus::InvalidArgument,
+                "orderType",
+            ),
+        ] {
+            assert_eq!(
+                floorbell_engine_order_start(engine, cs(json).as_ptr(), &mut untouched),
+                want,
+                "{json}"
+            );
+            assert!(last_error().contains(says), "{json}: {}", last_error());
+            assert!(untouched.is_null(), "out written on failure");
+        }
+        let unknown = cs("00000000-0000-4000-8000-000000000000");
+        assert_eq!(
+            floorbell_engine_order_modify(
+                engine,
+                unknown.as_ptr(),
+                modify.as_ptr(),
+                &mut untouched
+            ),
+            FloorbellStatus::NotFound
+        );
+        assert!(!last_error().is_empty());
+        assert_eq!(
+            floorbell_engine_order_page(engine, unknown.as_ptr(), true, &mut untouched),
+            FloorbellStatus::NotFound
+        );
+        assert_eq!(
+            floorbell_engine_order_clear(engine, unknown.as_ptr(), &mut untouched),
+            FloorbellStatus::NotFound
+        );
+        assert_eq!(
+            floorbell_engine_order_modify(
+                engine,
+                cs("66").as_ptr(),
+                cs("[1]").as_ptr(),
+                &mut untouched
+            ),
+            FloorbellStatus::InvalidArgument
+        );
+        assert_eq!(
+            floorbell_engine_order_modify(
+                engine,
+                cs("66").as_ptr(),
+                cs(r#"{"orderType":"TAKEAWAY"}"#).as_ptr(),
+                &mut untouched
+            ),
+            FloorbellStatus::InvalidArgument
+        );
+        assert!(last_error().contains("orderType"), "{}", last_error());
+        assert_eq!(
+            floorbell_engine_order_clear(engine, std::ptr::null(), &mut untouched),
+            FloorbellStatus::NullPointer
+        );
+        assert_eq!(
+            floorbell_engine_order_start(std::ptr::null(), start.as_ptr(), &mut untouched),
+            FloorbellStatus::NullPointer
+        );
+        assert!(last_error().contains("engine"), "{}", last_error());
+        let not_utf8 = [b'6', 0xff, 0];
+        assert_eq!(
+            floorbell_engine_order_clear(engine, not_utf8.as_ptr().cast(), &mut untouched),
+            FloorbellStatus::InvalidUtf8
+        );
+        assert_eq!(
+            floorbell_engine_orders_active(engine, std::ptr::null_mut()),
+            FloorbellStatus::NullPointer
+        );
+        assert!(untouched.is_null());
+        assert_eq!(active(), before, "a bad call changed the orders");
+
+        // Clear by name; then the name is free (404) and the uuid is history (409).
+        let mut out = std::ptr::null_mut();
+        assert_eq!(
+            floorbell_engine_order_clear(engine, cs("66").as_ptr(), &mut out),
+            FloorbellStatus::Ok
+        );
+        assert!(take(out).contains(r#""state":"cleared""#));
+        assert_eq!(
+            floorbell_engine_order_page(engine, cs("66").as_ptr(), true, std::ptr::null_mut()),
+            FloorbellStatus::NotFound
+        );
+        assert_eq!(
+            floorbell_engine_order_modify(
+                engine,
+                cs(&uuid).as_ptr(),
+                modify.as_ptr(),
+                std::ptr::null_mut()
+            ),
+            FloorbellStatus::Conflict
+        );
+
+        // Clear-all counts.
+        for name in ["1", "2", "3"] {
+            let json = cs(&format!(r#"{{"name":"{name}","orderType":"ON_PREMISE"}}"#));
+            assert_eq!(
+                floorbell_engine_order_start(engine, json.as_ptr(), std::ptr::null_mut()),
+                FloorbellStatus::Ok
+            );
+        }
+        let mut count = 99usize;
+        assert_eq!(
+            floorbell_engine_orders_clear_all(engine, &mut count),
+            FloorbellStatus::Ok
+        );
+        assert_eq!(count, 3);
+        assert_eq!(
+            floorbell_engine_orders_clear_all(engine, std::ptr::null_mut()),
+            FloorbellStatus::Ok
+        );
+        assert_eq!(active(), r#"{"status":200,"count":0,"items":[]}"#);
+
+        // Every change reached the subscriber, in seq order, as §3.4 spells it.
+        sink.wait_for("10 order changes", |c| {
+            c.iter()
+                .filter(|(k, _)| *k == FloorbellChange::Order)
+                .count()
+                >= 10
+        });
+        let kinds: Vec<String> = sink
+            .orders()
+            .iter()
+            .map(|t| t.split('"').nth(3).unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "ORDER_CREATED",
+                "ORDER_MODIFIED",
+                "ORDER_PAGED",
+                "ORDER_MODIFIED",
+                "ORDER_CREATED",
+                "ORDER_CREATED",
+                "ORDER_CREATED",
+                "ORDER_MODIFIED",
+                "ORDER_MODIFIED",
+                "ORDER_MODIFIED",
+            ]
+        );
+
+        let seqs: Vec<u64> = sink
+            .orders()
+            .iter()
+            .map(|t| {
+                t.split(r#""seq":"#)
+                    .nth(1)
+                    .unwrap()
+                    .split(',')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+
+        // Served: the button opens the token window; an order started over
+        // HTTP reaches the callback.
+        let mut port = 0u16;
+        assert_eq!(
+            floorbell_engine_serve(engine, cs("127.0.0.1:0").as_ptr(), &mut port),
+            FloorbellStatus::Ok
+        );
+        assert_eq!(
+            http(port, "GET", "/api/v2/accesstoken/generate", None, "").0,
+            403
+        );
+        assert_eq!(floorbell_engine_press_button(engine), FloorbellStatus::Ok);
+        let (status, body) = http(port, "GET", "/api/v2/accesstoken/generate", None, "");
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(
+            floorbell_engine_press_button(std::ptr::null()),
+            FloorbellStatus::NullPointer
+        );
+        let (status, body) = http(
+            port,
+            "POST",
+            "/api/v2/activeorders",
+            Some("ta"),
+            r#"{"name":"501","orderType":"ON_PREMISE","locationName":"9"}"#,
+        );
+        assert_eq!(status, 201, "{body}");
+        sink.wait_for("the HTTP order", |c| {
+            c.iter().any(|(k, t)| {
+                *k == FloorbellChange::Order
+                    && t.starts_with(r#"{"type":"ORDER_CREATED""#)
+                    && t.ends_with(r#""name":"501"}"#)
+            })
+        });
+        assert!(active().contains(r#""name":"501""#));
+
+        assert_eq!(
+            floorbell_engine_unsubscribe(engine, sub),
+            FloorbellStatus::Ok
+        );
+        assert_eq!(floorbell_engine_close(engine), FloorbellStatus::Ok);
+    }
+}
+
+#[test]
+fn submitted_events_are_committed_in_order_and_reach_subscribers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = cs(dir.path().to_str().unwrap());
+    let mut engine = std::ptr::null_mut();
+    let sink = Sink::default();
+    // SAFETY: valid arguments; `sink` outlives the subscription.
+    unsafe {
+        assert_eq!(
+            floorbell_engine_open(path.as_ptr(), std::ptr::null(), &mut engine),
+            FloorbellStatus::Ok
+        );
+        assert_eq!(
+            floorbell_engine_subscribe(
+                engine,
+                Some(record),
+                &sink as *const Sink as *mut c_void,
+                std::ptr::null_mut()
+            ),
+            FloorbellStatus::Ok
+        );
+        for table in 0..100 {
+            let ev = cs(&format!(r#"{{"code":"waiter_call","table":{table}}}"#));
+            assert_eq!(
+                floorbell_engine_submit_event(engine, ev.as_ptr()),
+                FloorbellStatus::Ok
+            );
+        }
+        assert_eq!(
+            floorbell_engine_submit_event(engine, cs(r#"{"code":"Bad"}"#).as_ptr()),
+            FloorbellStatus::InvalidArgument
+        );
+        assert!(last_error().contains("code"), "{}", last_error());
+        assert_eq!(
+            floorbell_engine_submit_event(engine, std::ptr::null()),
+            FloorbellStatus::NullPointer
+        );
+        assert_eq!(
+            floorbell_engine_submit_event(std::ptr::null(), cs("{}").as_ptr()),
+            FloorbellStatus::NullPointer
+        );
+        sink.wait_for("100 events", |c| c.len() >= 100);
+        let tables: Vec<String> = sink
+            .changes
+            .lock()
+            .iter()
+            .map(|(k, t)| {
+                assert_eq!(*k, FloorbellChange::Event);
+                t.split(r#""table":"#)
+                    .nth(1)
+                    .unwrap()
+                    .split(',')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        let want: Vec<String> = (0..100).map(|t| t.to_string()).collect();
+        assert_eq!(tables, want, "submission order");
+        // Submitted and not waited for: committed by close all the same.
+        for table in 100..110 {
+            let ev = cs(&format!(r#"{{"code":"waiter_call","table":{table}}}"#));
+            assert_eq!(
+                floorbell_engine_submit_event(engine, ev.as_ptr()),
+                FloorbellStatus::Ok
+            );
+        }
+        assert_eq!(floorbell_engine_close(engine), FloorbellStatus::Ok);
+        assert_eq!(
+            floorbell_engine_open(path.as_ptr(), std::ptr::null(), &mut engine),
+            FloorbellStatus::Ok
+        );
+        let mut out = std::ptr::null_mut();
+        assert_eq!(
+            floorbell_engine_events_since(engine, std::ptr::null(), &mut out, std::ptr::null_mut()),
+            FloorbellStatus::Ok
+        );
+        let all = take(out);
+        assert_eq!(all.matches(r#""code":"waiter_call""#).count(), 110);
+        assert!(all.contains(r#""table":109,"#) && !all.contains("Bad"));
+        assert_eq!(floorbell_engine_close(engine), FloorbellStatus::Ok);
+    }
+}

@@ -12,6 +12,9 @@ The API mirrors the C ABI call for call::
         port = fb.serve("127.0.0.1:0")
         with fb.session("kiosk") as kiosk:
             print(kiosk.command("new guest@example.com Anna"))
+        order = fb.start_order({"name": "66", "orderType": "TO_GO"})
+        fb.page_order(order["uuid"])
+        fb.clear_order("66")
 
 Every failed call raises :class:`FloorbellError`, whose ``status`` is the
 C status (:class:`Status`) and whose message is floorbell's last error.
@@ -129,6 +132,7 @@ def load_library() -> ctypes.CDLL:
     sig("floorbell_engine_serve", [c_void_p, c_char_p, P(ctypes.c_uint16)])
     sig("floorbell_engine_stop_serving", [c_void_p])
     sig("floorbell_engine_publish_event", [c_void_p, c_char_p, c_char_p])
+    sig("floorbell_engine_submit_event", [c_void_p, c_char_p])
     # Strings handed out are read through c_void_p (so ctypes does not copy
     # and lose the pointer) and freed with floorbell_string_free.
     sig("floorbell_engine_events_since", [c_void_p, c_char_p, P(c_void_p), P(ctypes.c_size_t)])
@@ -139,6 +143,13 @@ def load_library() -> ctypes.CDLL:
     sig("floorbell_session_close", [c_void_p, ctypes.c_uint64])
     sig("floorbell_engine_subscribe", [c_void_p, _CALLBACK, c_void_p, P(ctypes.c_uint64)])
     sig("floorbell_engine_unsubscribe", [c_void_p, ctypes.c_uint64])
+    sig("floorbell_engine_press_button", [c_void_p])
+    sig("floorbell_engine_order_start", [c_void_p, c_char_p, P(c_void_p)])
+    sig("floorbell_engine_order_modify", [c_void_p, c_char_p, c_char_p, P(c_void_p)])
+    sig("floorbell_engine_order_page", [c_void_p, c_char_p, ctypes.c_bool, P(c_void_p)])
+    sig("floorbell_engine_order_clear", [c_void_p, c_char_p, P(c_void_p)])
+    sig("floorbell_engine_orders_clear_all", [c_void_p, P(ctypes.c_size_t)])
+    sig("floorbell_engine_orders_active", [c_void_p, P(c_void_p)])
     sig("floorbell_string_free", [c_void_p], None)
     sig("floorbell_last_error_length", [], ctypes.c_size_t)
     sig("floorbell_last_error_message", [c_char_p, ctypes.c_size_t], ctypes.c_size_t)
@@ -188,6 +199,12 @@ def _take_string(lib: ctypes.CDLL, ptr: ctypes.c_void_p, length: Optional[int] =
         lib.floorbell_string_free(ptr)
 
 
+def _json_text(value: Union[dict, str, bytes]) -> Union[str, bytes]:
+    """A JSON body: a dict is serialized (UTF-8, not ASCII-escaped); text and
+    bytes pass through as given, so a caller can hand floorbell bad JSON."""
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value
+
+
 def _utf8(text: Union[str, bytes], what: str) -> bytes:
     """Strings in: UTF-8 bytes (``bytes`` pass through unchanged, so a caller
     can hand floorbell bytes it will reject)."""
@@ -228,7 +245,10 @@ class Engine:
         self._handle: Optional[int] = None
         # Calls in progress, so close waits for them (the C contract: close
         # only when no other call on the engine runs).
-        self._state = threading.Condition()
+        # A plain Lock (entered from C, cheaply, on every call) under the
+        # Condition that close waits on.
+        self._lock = threading.Lock()
+        self._state = threading.Condition(self._lock)
         self._busy = 0
         self._closed = False
         # Subscription id → [callback object, still wanted]. The ctypes
@@ -293,16 +313,17 @@ class Engine:
             pass
 
     def _enter(self) -> int:
-        with self._state:
+        with self._lock:
             if self._closed or not self._handle:
                 raise FloorbellError(Status.CLOSED, "the engine is closed")
             self._busy += 1
             return self._handle
 
     def _leave(self) -> None:
-        with self._state:
+        with self._lock:
             self._busy -= 1
-            if self._busy == 0:
+            # Only close waits on the condition, and it sets _closed first.
+            if self._busy == 0 and self._closed:
                 self._state.notify_all()
 
     def _call(self, fn: Callable[..., int], *args: Any) -> None:
@@ -317,10 +338,16 @@ class Engine:
     def publish_event(self, event: Union[dict, str, bytes]) -> str:
         """Publishes a QR event and returns its hash (``0x`` + 8 hex
         digits) once it is on disk."""
-        text = json.dumps(event, ensure_ascii=False) if isinstance(event, dict) else event
         out = ctypes.create_string_buffer(11)
-        self._call(self._lib.floorbell_engine_publish_event, _utf8(text, "event"), out)
+        self._call(self._lib.floorbell_engine_publish_event, _utf8(_json_text(event), "event"), out)
         return out.value.decode("ascii")
+
+    def submit_event(self, event: Union[dict, str, bytes]) -> None:
+        """Validates a QR event and queues it for the store without waiting
+        for the commit (``floorbell_engine_submit_event``). It is published
+        with the next group commit; a subscriber hears it (with its hash)
+        only then. A bad event raises at once and queues nothing."""
+        self._call(self._lib.floorbell_engine_submit_event, _utf8(_json_text(event), "event"))
 
     def events_since(self, hash: Optional[str] = None) -> dict:
         """The retained events after ``hash`` (None, ``"none"`` or an unknown
@@ -362,6 +389,59 @@ class Engine:
         sid = ctypes.c_uint64()
         self._call(self._lib.floorbell_session_open, _utf8(role, "role"), ctypes.byref(sid))
         return Session(self, sid.value, role)
+
+    # -- table-tracking gateway (SPEC §3) -----------------------------------
+    #
+    # Orders are addressed by ``name`` (while active) or ``uuid``. Each write
+    # returns after the change is on disk, with the order as the HTTP API
+    # shows it (``{"elapsedTime": …, "uuid": …, "seq": …, "created": …,
+    # "orderType": …, "locationName": …, "state": …, "stateStarted": …,
+    # "name": …}``). Refusals raise FloorbellError: INVALID_ARGUMENT (HTTP
+    # 400), NOT_FOUND (404), CONFLICT (409), with the HTTP message.
+
+    def press_button(self) -> None:
+        """Presses the gateway button: for 120 s, one
+        ``GET /api/v2/accesstoken/generate`` gets a token."""
+        self._call(self._lib.floorbell_engine_press_button)
+
+    def _order_call(self, fn: Callable[..., int], *args: Any) -> dict:
+        ptr = ctypes.c_void_p()
+        self._call(fn, *args, ctypes.byref(ptr))
+        return json.loads(_take_string(self._lib, ptr))["activeorder"]
+
+    def start_order(self, order: Union[dict, str, bytes]) -> dict:
+        """Starts an order: ``{"name": "66", "orderType": "TO_GO",
+        "locationName": "22"}`` (``locationName`` optional), as
+        ``POST /api/v2/activeorders``. Returns the new order."""
+        return self._order_call(self._lib.floorbell_engine_order_start, _utf8(_json_text(order), "order"))
+
+    def modify_order(self, key: str, changes: Union[dict, str, bytes]) -> dict:
+        """Changes an active order's ``orderType`` and/or ``locationName``
+        (``""`` un-locates it), as ``PUT /api/v2/activeorders/{key}``."""
+        return self._order_call(
+            self._lib.floorbell_engine_order_modify, _utf8(key, "key"), _utf8(_json_text(changes), "changes")
+        )
+
+    def page_order(self, key: str, tracking: bool = True) -> dict:
+        """Pages the order's guest (``POST /api/v2/activeorders/{key}/page``)."""
+        return self._order_call(self._lib.floorbell_engine_order_page, _utf8(key, "key"), bool(tracking))
+
+    def clear_order(self, key: str) -> dict:
+        """Clears an order (``DELETE /api/v2/activeorders/{key}``); returns
+        it, ``state`` now ``"cleared"``."""
+        return self._order_call(self._lib.floorbell_engine_order_clear, _utf8(key, "key"))
+
+    def clear_orders(self) -> int:
+        """Clears every active order in one commit; returns how many."""
+        count = ctypes.c_size_t()
+        self._call(self._lib.floorbell_engine_orders_clear_all, ctypes.byref(count))
+        return count.value
+
+    def active_orders(self) -> list:
+        """The active orders, oldest first (``GET /api/v2/activeorders``'s items)."""
+        ptr = ctypes.c_void_p()
+        self._call(self._lib.floorbell_engine_orders_active, ctypes.byref(ptr))
+        return json.loads(_take_string(self._lib, ptr))["items"]
 
     # -- subscribers -------------------------------------------------------
 

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use floorbell_core::access::{TokenRecord, TokenRegistry};
+use floorbell_core::access::{TokenError, TokenRecord, TokenRegistry};
 use floorbell_core::orders::{
     wire, Change, ModifyOrder, OrderError, OrderTracker, Settings, SettingsChange, StartOrder,
 };
@@ -188,65 +188,33 @@ impl Engine {
                 // in the other order.
                 let zone = self.gateway.lock().settings.zone.clone();
                 let mut access = self.access.lock();
-                match access.generate(&token, now) {
-                    Ok((entry, record)) => {
-                        let body = serde_json::to_vec(&serde_json::json!({
-                            "status": 201,
-                            "token": {
-                                "name": entry.name,
-                                "token": token,
-                                "creation_date": zone.local_naive(entry.created_ms),
-                                "last_used": null,
-                                "ip_address": null,
-                            }
-                        }))
-                        .unwrap_or_default();
-                        self.send_applied(AppliedJob {
-                            records: vec![token_op(record)],
-                            delivery: None,
-                            reply: Some((reply, Outcome::Respond { status: 201, body })),
-                            order_seq: None,
-                        });
-                    }
-                    Err(e) => {
-                        drop(access);
-                        answer_now(
-                            Some(reply),
-                            Outcome::Rejected {
-                                status: e.status(),
-                                message: e.to_string(),
-                            },
-                        );
-                    }
-                }
+                let result = access.generate(&token, now).map(|(entry, record)| {
+                    let body = serde_json::to_vec(&serde_json::json!({
+                        "status": 201,
+                        "token": {
+                            "name": entry.name,
+                            "token": token,
+                            "creation_date": zone.local_naive(entry.created_ms),
+                            "last_used": null,
+                            "ip_address": null,
+                        }
+                    }))
+                    .unwrap_or_default();
+                    (record, 201, body)
+                });
+                self.finish_token_change(access, result, reply);
             }
             GatewayChange::RevokeToken(name) => {
                 let mut access = self.access.lock();
-                match access.revoke(&name) {
-                    Ok(record) => {
-                        let body = serde_json::to_vec(&serde_json::json!({
-                            "status": 200,
-                            "message": format!("Access token {name} revoked."),
-                        }))
-                        .unwrap_or_default();
-                        self.send_applied(AppliedJob {
-                            records: vec![token_op(record)],
-                            delivery: None,
-                            reply: Some((reply, Outcome::Respond { status: 200, body })),
-                            order_seq: None,
-                        });
-                    }
-                    Err(e) => {
-                        drop(access);
-                        answer_now(
-                            Some(reply),
-                            Outcome::Rejected {
-                                status: e.status(),
-                                message: e.to_string(),
-                            },
-                        );
-                    }
-                }
+                let result = access.revoke(&name).map(|record| {
+                    let body = serde_json::to_vec(&serde_json::json!({
+                        "status": 200,
+                        "message": format!("Access token {name} revoked."),
+                    }))
+                    .unwrap_or_default();
+                    (record, 200, body)
+                });
+                self.finish_token_change(access, result, reply);
             }
             GatewayChange::Settings(change) => {
                 let mut gw = self.gateway.lock();
@@ -283,6 +251,37 @@ impl Engine {
             }
             GatewayChange::Unregister(url) => self.webhooks.unregister(&url, reply, &self.writer),
             order_change => self.order_change(order_change, reply, now),
+        }
+    }
+
+    /// Hands a token change to the writer while the registry's lock is
+    /// still held (commit order is application order), or refuses it.
+    fn finish_token_change(
+        &self,
+        access: parking_lot::MutexGuard<'_, TokenRegistry>,
+        result: Result<(TokenRecord, u16, Vec<u8>), TokenError>,
+        reply: Reply,
+    ) {
+        match result {
+            Ok((record, status, body)) => {
+                self.send_applied(AppliedJob {
+                    records: vec![token_op(record)],
+                    delivery: None,
+                    reply: Some((reply, Outcome::Respond { status, body })),
+                    order_seq: None,
+                });
+                drop(access);
+            }
+            Err(e) => {
+                drop(access);
+                answer_now(
+                    Some(reply),
+                    Outcome::Rejected {
+                        status: e.status(),
+                        message: e.to_string(),
+                    },
+                );
+            }
         }
     }
 

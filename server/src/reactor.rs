@@ -826,7 +826,12 @@ impl Reactor {
             .and_then(|v| v.get("accesstoken")?.as_str().map(str::to_owned));
         let ip = conn.peer.map(|p| p.to_string());
         match token {
-            Some(t) if self.engine.gateway_token_ok(t.as_bytes(), ip.as_deref()) => {
+            Some(t)
+                if self
+                    .engine
+                    .gateway_principal(t.as_bytes(), ip.as_deref())
+                    .is_some() =>
+            {
                 self.engine.orders_subscribe(id);
             }
             Some(_) => queue_close(conn, close_code::POLICY, "invalid access token"),

@@ -130,21 +130,20 @@ impl Engine {
     /// Authenticates a [SECURED] request by its `Authorization` value: the
     /// admin token or a gateway token (whose use is recorded with `ip`).
     pub fn gateway_auth(&self, authorization: &[u8], ip: Option<&str>) -> Option<Principal> {
-        let token = presented_token(authorization)?;
+        self.gateway_principal(&presented_token(authorization)?, ip)
+    }
+
+    /// Who `token` is (the admin token, or a gateway token whose use is
+    /// recorded with `ip`), or `None`; also the check of the first frame
+    /// `{"accesstoken":…}` on `/api/v2/websocket`.
+    pub fn gateway_principal(&self, token: &[u8], ip: Option<&str>) -> Option<Principal> {
         if bool::from(token.ct_eq(self.tokens.admin.as_bytes())) {
             return Some(Principal::Admin);
         }
         self.access
             .lock()
-            .verify(&token, now_ms(), ip)
+            .verify(token, now_ms(), ip)
             .map(|_| Principal::Token)
-    }
-
-    /// Whether `token` (the text of `{"accesstoken":…}`) is a gateway token
-    /// or the admin token; records the use.
-    pub fn gateway_token_ok(&self, token: &[u8], ip: Option<&str>) -> bool {
-        bool::from(token.ct_eq(self.tokens.admin.as_bytes()))
-            || self.access.lock().verify(token, now_ms(), ip).is_some()
     }
 
     /// The gateway's button (`POST /api/v2/button`, the C ABI): a token may

@@ -6,15 +6,15 @@
 //!   committed — hash, timestamp, write the hash into the serialized bytes,
 //!   make it visible. Input: a prepared 300-byte event.
 //! * `publish/prepare+push`: the same plus validating and serializing the
-//!   JSON body with simd-json, its buffers reused as a reactor does (done on
-//!   the reactor thread in the server).
+//!   JSON body as a reactor does (`qr::prepare_event`; done on the reactor
+//!   thread in the server).
 //! * `since_hash/{retained}/{k}`: read the k newest events by hash, with 1,000
 //!   and 10,000 events retained: flat in `retained`, linear in `k`.
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use floorbell_benches::payment_event;
-use floorbell_core::qr::{prepare_event, prepare_event_with, JsonBuffers, PreparedEvent, TableSet};
+use floorbell_core::qr::{prepare_event, PreparedEvent, TableSet};
 use floorbell_core::ring::{Cursor, EventQueue, HashKey, Publisher, QueuedEvent};
 
 const KEY: u128 = 0x0123_4567_89ab_cdef_0011_2233_4455_6677;
@@ -45,7 +45,7 @@ fn publish(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     let key = HashKey::from_secret(KEY);
     let (_q, mut p) = EventQueue::new(1 << 16, 300_000, key, 0);
-    let prepared = prepare_event(&mut body.clone().into_bytes(), &tables).unwrap();
+    let prepared = prepare_event(body.as_bytes(), &tables).unwrap();
     g.bench_function("push", |b| {
         b.iter_batched(
             || prepared.clone(),
@@ -55,16 +55,11 @@ fn publish(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
-    let mut buffers = JsonBuffers::default();
     g.bench_function("prepare+push", |b| {
-        b.iter_batched(
-            || body.clone().into_bytes(),
-            |mut bytes| {
-                let prepared = prepare_event_with(&mut bytes, &tables, &mut buffers).unwrap();
-                push(&mut p, prepared);
-            },
-            BatchSize::SmallInput,
-        )
+        b.iter(|| {
+            let prepared = prepare_event(body.as_bytes(), &tables).unwrap();
+            push(&mut p, prepared);
+        })
     });
     g.finish();
 }

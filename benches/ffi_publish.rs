@@ -10,7 +10,7 @@
 //! * `ffi_publish/submit (store excluded)`: `floorbell_engine_submit_event`,
 //!   which does everything `floorbell_engine_publish_event` does except wait
 //!   for the store: the boundary (guard, NUL scan, UTF-8 check), the copy of
-//!   the body, simd-json validation and serialization, and the hand-off to
+//!   the body, validation and serialization, and the hand-off to
 //!   the store writer. The writer commits concurrently on the other core.
 //!   Timed in runs of [`SUBMIT_RUN`] calls; between runs (untimed) a
 //!   blocking publish waits until the writer has committed everything, so
@@ -18,8 +18,8 @@
 //!   the store.
 //! * `ffi_publish/prepare in core (reference)`: the part of the submit that
 //!   is `floorbell-core`'s, without the C ABI or the hand-off: validating and
-//!   serializing the same events with `qr::prepare_event_with` and reused
-//!   buffers (what `floorbell_engine_submit_event` calls).
+//!   serializing the same events with `qr::prepare_event` (what
+//!   `floorbell_engine_submit_event` calls).
 //! * `ffi_publish/publish 1 caller (store included)`:
 //!   `floorbell_engine_publish_event` from one thread: each call waits for
 //!   its own commit (one transaction and one fsync per call).
@@ -39,7 +39,7 @@ use floorbell::{
     floorbell_engine_submit_event, FloorbellEngine, FloorbellStatus,
 };
 use floorbell_benches::payment_event;
-use floorbell_core::qr::{prepare_event_with, JsonBuffers, TableSet};
+use floorbell_core::qr::{prepare_event, TableSet};
 
 /// Submits timed back to back before the writer is allowed to catch up.
 const SUBMIT_RUN: u64 = 2_000;
@@ -178,12 +178,11 @@ fn ffi_publish(c: &mut Criterion) {
 
     g.bench_function("prepare in core (reference)", |b| {
         let tables = TableSet::default();
-        let mut buffers = JsonBuffers::default();
         let mut next = 0usize;
         b.iter(|| {
-            let mut body = events[next % EVENTS].as_bytes().to_vec();
+            let body = events[next % EVENTS].as_bytes();
             next += 1;
-            prepare_event_with(&mut body, &tables, &mut buffers).unwrap()
+            prepare_event(body, &tables).unwrap()
         })
     });
 

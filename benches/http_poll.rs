@@ -26,8 +26,7 @@ fn poll(c: &mut Criterion) {
     let (engine, _) = Engine::open(Config::from_args(&args).unwrap()).unwrap();
     let mut hashes = Vec::new();
     for i in 0..1_000 {
-        let prepared =
-            prepare_event(&mut payment_event(i).into_bytes(), &TableSet::default()).unwrap();
+        let prepared = prepare_event(payment_event(i).as_bytes(), &TableSet::default()).unwrap();
         match engine
             .write_blocking(WriteRequest::PublishEvent(prepared))
             .unwrap()

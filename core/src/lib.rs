@@ -7,7 +7,8 @@
 //! * [`access`] — SPEC §3.2's access tokens: the button window, one token
 //!   per press, hashes only, constant-time checks, uses kept in memory.
 //! * [`qr`] — SPEC §1's wire format: validating a published event
-//!   (simd-json), serializing it once, registered tables, the exact answers.
+//!   (one checking pass, `qr::fields`), serializing it once, registered
+//!   tables, the exact answers.
 //! * [`tickets`] — SPEC §2's service-ticket board: a sans-I/O state machine
 //!   that takes staff, kiosk and display frames and returns the frames to
 //!   send (each serialized once) and the records to persist first.

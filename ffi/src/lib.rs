@@ -25,7 +25,6 @@ pub mod boundary;
 pub mod gateway;
 pub mod status;
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CString};
 use std::path::Path;
@@ -33,8 +32,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
-use floorbell_core::qr::{self, JsonBuffers, PreparedEvent};
+use floorbell_core::qr::{self, PreparedEvent};
 use floorbell_core::ring::{format_hash, parse_hash, Cursor};
 use floorbell_server::config::Config;
 use floorbell_server::engine::{
@@ -76,91 +74,50 @@ const MAX_SUBMITTED: usize = 65_536;
 /// How long a submit waits for the writer to make room before it gives up.
 const SUBMIT_WAIT: Duration = Duration::from_secs(30);
 
-/// The events submitted without waiting, counted until their commit is
-/// reported: every submit's outcome comes back on `rx`, which is drained
-/// only when `in_flight` reaches [`MAX_SUBMITTED`] (no work per call
-/// otherwise).
+/// The events submitted without waiting, counted until the writer has
+/// committed them (the writer lowers the count: [`Reply::Counted`]).
 struct Submitted {
-    tx: Sender<Outcome>,
-    rx: Receiver<Outcome>,
-    /// Submitted, minus outcomes taken off `rx` (an upper bound on the
-    /// events still waiting for the writer).
-    in_flight: AtomicUsize,
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl Submitted {
     fn new() -> Self {
-        let (tx, rx) = crossbeam_channel::unbounded();
         Submitted {
-            tx,
-            rx,
-            in_flight: AtomicUsize::new(0),
+            in_flight: Arc::new(AtomicUsize::new(0)),
         }
     }
 
-    /// Waits until fewer than [`MAX_SUBMITTED`] events wait for the writer.
+    /// Waits until fewer than [`MAX_SUBMITTED`] events wait for the writer
+    /// (a host submitting faster than the disk commits, for a while).
     fn make_room(&self) -> Result<(), Failure> {
-        while self.rx.try_recv().is_ok() {
-            self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        }
         let deadline = std::time::Instant::now() + SUBMIT_WAIT;
-        while self.in_flight.load(Ordering::Relaxed) >= MAX_SUBMITTED {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.rx.recv_timeout(left) {
-                Ok(_) => {
-                    self.in_flight.fetch_sub(1, Ordering::Relaxed);
-                }
-                Err(_) => {
-                    return Err(Failure::new(
-                        FloorbellStatus::Store,
-                        format!(
-                            "{MAX_SUBMITTED} submitted events have waited for the store \
-                             for {} s; nothing was queued",
-                            SUBMIT_WAIT.as_secs()
-                        ),
-                    ))
-                }
+        while self.in_flight.load(Ordering::Acquire) >= MAX_SUBMITTED {
+            if std::time::Instant::now() >= deadline {
+                return Err(Failure::new(
+                    FloorbellStatus::Store,
+                    format!(
+                        "{MAX_SUBMITTED} submitted events have waited for the store \
+                         for {} s; nothing was queued",
+                        SUBMIT_WAIT.as_secs()
+                    ),
+                ));
             }
+            // A commit takes about a millisecond; polling at a fraction of
+            // that costs nothing and needs no wake-up from the writer.
+            std::thread::sleep(Duration::from_micros(200));
         }
         Ok(())
     }
 }
 
-thread_local! {
-    /// The JSON parser's working memory, kept per calling thread between
-    /// publishes (as each reactor keeps its own): allocating it per event
-    /// would double the cost of a publish.
-    static JSON_BUFFERS: RefCell<JsonBuffers> = RefCell::new(JsonBuffers::default());
-}
-
-/// Bodies larger than this are parsed with buffers of their own, so one huge
-/// event does not leave a huge buffer behind on the calling thread.
-const REUSED_BUFFER_LIMIT: usize = 64 * 1024;
-
 /// Validates and serializes a QR event (SPEC §1.2) as `POST /api/v4/events`
 /// does: everything a publish does before the store.
 fn prepare_event(handle: &FloorbellEngine, json: &str) -> Result<PreparedEvent, Failure> {
-    let mut body = json.as_bytes().to_vec();
-    let tables = handle.engine.tables();
-    // The thread's buffers when they can be had (not while the thread is
-    // being torn down, and not for a huge body), fresh ones otherwise.
-    let reused = (body.len() <= REUSED_BUFFER_LIMIT)
-        .then(|| {
-            JSON_BUFFERS
-                .try_with(|buffers| {
-                    buffers.try_borrow_mut().ok().map(|mut buffers| {
-                        tables.with(|t| qr::prepare_event_with(&mut body, t, &mut buffers))
-                    })
-                })
-                .ok()
-                .flatten()
-        })
-        .flatten();
-    let prepared = match reused {
-        Some(prepared) => prepared,
-        None => tables.with(|t| qr::prepare_event(&mut body, t)),
-    };
-    prepared.map_err(|e| Failure::new(FloorbellStatus::InvalidArgument, e.to_string()))
+    handle
+        .engine
+        .tables()
+        .with(|t| qr::prepare_event_str(json, t))
+        .map_err(|e| Failure::new(FloorbellStatus::InvalidArgument, e.to_string()))
 }
 
 /// What a subscriber callback is told about.
@@ -487,7 +444,7 @@ pub unsafe extern "C" fn floorbell_engine_submit_event(
         submitted.in_flight.fetch_add(1, Ordering::Relaxed);
         let job = Job {
             request: WriteRequest::PublishEvent(prepared),
-            reply: Reply::Channel(submitted.tx.clone()),
+            reply: Reply::Counted(Arc::clone(&submitted.in_flight)),
         };
         handle.engine.submit(job).map_err(|_| {
             submitted.in_flight.fetch_sub(1, Ordering::Relaxed);

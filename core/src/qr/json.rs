@@ -1,26 +1,15 @@
-//! Compact JSON output: a writer over simd-json's tape that keeps key order,
-//! duplicate-free objects as given, and non-ASCII text as it came (SPEC §1.1:
-//! Cyrillic text passes through unchanged), plus the string escaper used by
-//! every JSON producer in floorbell.
-
-use simd_json::{tape::Node, StaticNode};
+//! JSON output: the string escaper used by every JSON producer in floorbell,
+//! and the compactor that passes a publisher's `invoice` / `order` through
+//! with its key order, numbers and text unchanged (SPEC §1.1: Cyrillic text
+//! passes through unchanged) and only its insignificant whitespace dropped.
 
 /// Deepest nesting accepted inside `invoice` / `order` (arrays and objects).
-/// The seed's documents nest five levels; 128 leaves room for any POS while
-/// keeping the writer's explicit stack small.
+/// The seed's documents nest five levels; 128 leaves room for any POS.
 pub const MAX_DEPTH: usize = 128;
 
-/// Why a value could not be written.
+/// A value nests deeper than [`MAX_DEPTH`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteError {
-    /// Nesting deeper than [`MAX_DEPTH`].
-    TooDeep,
-    /// A number that JSON cannot carry (NaN or infinity).
-    BadNumber,
-    /// The tape ended early or had a non-string key (a parser bug, never
-    /// expected from simd-json).
-    Malformed,
-}
+pub struct TooDeep;
 
 /// Appends `s` as a JSON string literal (quotes included).
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
@@ -60,125 +49,86 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// Appends a static node (number, bool, null).
-pub fn write_static(out: &mut Vec<u8>, node: &StaticNode) -> Result<(), WriteError> {
-    match *node {
-        StaticNode::I64(v) => out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
-        StaticNode::U64(v) => out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
-        StaticNode::F64(v) => {
-            if !v.is_finite() {
-                return Err(WriteError::BadNumber);
-            }
-            out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
-        }
-        StaticNode::Bool(true) => out.extend_from_slice(b"true"),
-        StaticNode::Bool(false) => out.extend_from_slice(b"false"),
-        StaticNode::Null => out.extend_from_slice(b"null"),
-    }
-    Ok(())
-}
-
-/// Appends the value that starts at `nodes[0]` compactly and returns how many
-/// tape nodes it spans. Iterative (an explicit stack), so hostile nesting
-/// cannot overflow the thread's stack.
-pub fn write_value(out: &mut Vec<u8>, nodes: &[Node<'_>]) -> Result<usize, WriteError> {
-    /// An open container.
-    struct Frame {
-        /// Members (pairs, for an object) not yet written.
-        remaining: usize,
-        /// Object (keys and values) or array.
-        is_object: bool,
-        /// No member written yet (so no ',' before the next one).
-        first: bool,
-    }
-    let mut stack: Vec<Frame> = Vec::new();
+/// Appends `raw`, a JSON value the parser has already validated, without its
+/// insignificant whitespace: key order, numbers and string contents (escapes
+/// included) exactly as the publisher wrote them.
+///
+/// # Errors
+///
+/// [`TooDeep`] when arrays and objects nest deeper than [`MAX_DEPTH`];
+/// nothing is appended then.
+pub fn write_compact(out: &mut Vec<u8>, raw: &str) -> Result<(), TooDeep> {
+    let bytes = raw.as_bytes();
+    let mark = out.len();
+    let mut depth = 0usize;
+    // `bytes[run..i]` is copied when whitespace (or the end) interrupts it.
+    let mut run = 0;
     let mut i = 0;
-    loop {
-        if let Some(top) = stack.last_mut() {
-            if top.remaining == 0 {
-                out.push(if top.is_object { b'}' } else { b']' });
-                stack.pop();
-                if stack.is_empty() {
-                    return Ok(i);
-                }
-                continue;
-            }
-            if !top.first {
-                out.push(b',');
-            }
-            top.first = false;
-            top.remaining -= 1;
-            if top.is_object {
-                let Some(Node::String(key)) = nodes.get(i) else {
-                    return Err(WriteError::Malformed);
-                };
-                write_str(out, key);
-                out.push(b':');
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'"' => {
+                // Skip the string: its end is the next quote not escaped.
                 i += 1;
-            }
-        }
-        let Some(node) = nodes.get(i) else {
-            return Err(WriteError::Malformed);
-        };
-        i += 1;
-        match node {
-            Node::String(s) => write_str(out, s),
-            Node::Static(s) => write_static(out, s)?,
-            Node::Object { len, .. } | Node::Array { len, .. } => {
-                if stack.len() >= MAX_DEPTH {
-                    return Err(WriteError::TooDeep);
+                loop {
+                    let rest = bytes.get(i..).unwrap_or_default();
+                    match memchr::memchr2(b'"', b'\\', rest) {
+                        Some(at) if rest[at] == b'"' => {
+                            i += at;
+                            break;
+                        }
+                        Some(at) => i += at + 2,
+                        None => {
+                            i = bytes.len();
+                            break;
+                        }
+                    }
                 }
-                let is_object = matches!(node, Node::Object { .. });
-                out.push(if is_object { b'{' } else { b'[' });
-                stack.push(Frame {
-                    remaining: *len,
-                    is_object,
-                    first: true,
-                });
-                continue;
             }
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    out.truncate(mark);
+                    return Err(TooDeep);
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b' ' | b'\t' | b'\n' | b'\r' => {
+                out.extend_from_slice(&bytes[run..i]);
+                run = i + 1;
+            }
+            _ => {}
         }
-        if stack.is_empty() {
-            return Ok(i);
-        }
+        i += 1;
     }
+    out.extend_from_slice(&bytes[run.min(bytes.len())..]);
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn round_trip(input: &str) -> String {
-        let mut bytes = input.as_bytes().to_vec();
-        let tape = simd_json::to_tape(&mut bytes).unwrap();
-        let mut out = Vec::new();
-        let used = write_value(&mut out, &tape.0).unwrap();
-        assert_eq!(used, tape.0.len());
-        String::from_utf8(out).unwrap()
+    fn compact(raw: &str) -> String {
+        let mut out = b"x".to_vec();
+        write_compact(&mut out, raw).unwrap();
+        String::from_utf8(out[1..].to_vec()).unwrap()
     }
 
     #[test]
-    fn keeps_order_and_text() {
+    fn drops_only_insignificant_whitespace() {
         assert_eq!(
-            round_trip(r#" { "z" : 1, "a" : [ 1.5, -2, true, null, "Блюдо" ], "m":{}, "e":[] } "#),
-            r#"{"z":1,"a":[1.5,-2,true,null,"Блюдо"],"m":{},"e":[]}"#
+            compact(" { \"z\" : 1,\n\t\"a\" : [ 1.50, -2e3, true, null, \"Блюдо 2\" ], \"m\":{ }, \"e\":[] }\r\n"),
+            r#"{"z":1,"a":[1.50,-2e3,true,null,"Блюдо 2"],"m":{},"e":[]}"#
         );
     }
 
     #[test]
-    fn numbers_as_json_writes_them() {
+    fn strings_pass_through_with_their_escapes() {
         assert_eq!(
-            round_trip("[186.0,12,1e300,18446744073709551615]"),
-            "[186.0,12,1e300,18446744073709551615]"
+            compact(r#"{"a b":"x \" y \\", "c":"\u0041 \/\n"}"#),
+            r#"{"a b":"x \" y \\","c":"\u0041 \/\n"}"#
         );
-    }
-
-    #[test]
-    fn nested_containers_close_in_order() {
-        assert_eq!(
-            round_trip(r#"{"a":{"b":[{"c":[[]]},{}],"d":"x"},"e":[[1],[2,{"f":null}]]}"#),
-            r#"{"a":{"b":[{"c":[[]]},{}],"d":"x"},"e":[[1],[2,{"f":null}]]}"#
-        );
+        assert_eq!(compact(r#"["\\", " "]"#), r#"["\\"," "]"#);
     }
 
     #[test]
@@ -186,17 +136,18 @@ mod tests {
         let mut out = Vec::new();
         write_str(&mut out, "a\"b\\c\nd\u{1}é");
         assert_eq!(String::from_utf8(out).unwrap(), r#""a\"b\\c\nd\u0001é""#);
-        assert_eq!(round_trip(r#"["\u0041\n\"\\\/"]"#), r#"["A\n\"\\/"]"#);
     }
 
     #[test]
-    fn refuses_hostile_nesting() {
+    fn refuses_hostile_nesting_and_leaves_the_output_alone() {
+        let ok = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
+        assert_eq!(compact(&ok), ok);
         let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
-        let mut bytes = deep.into_bytes();
-        let tape = simd_json::to_tape(&mut bytes).unwrap();
-        assert_eq!(
-            write_value(&mut Vec::new(), &tape.0),
-            Err(WriteError::TooDeep)
-        );
+        let mut out = b"kept".to_vec();
+        assert_eq!(write_compact(&mut out, &deep), Err(TooDeep));
+        assert_eq!(out, b"kept");
+        // Brackets inside strings are text, not nesting.
+        let text = format!(r#"["{}"]"#, "[".repeat(MAX_DEPTH * 2));
+        assert_eq!(compact(&text), text);
     }
 }

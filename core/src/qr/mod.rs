@@ -5,19 +5,16 @@
 //! No sockets, no clock: the caller passes the body bytes and the registered
 //! tables, and gets back a [`PreparedEvent`] whose bytes only lack the hash.
 
+mod fields;
 pub mod json;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use bytes::{Bytes, BytesMut};
-use simd_json::{tape::Node, StaticNode};
-
-/// The JSON parser's reusable working memory (simd-json's `Buffers`).
-pub use simd_json::Buffers as JsonBuffers;
-
-use json::{write_str, write_value, WriteError};
+use bytes::Bytes;
+use fields::{integer, is_null, is_object, read_object, string, Raw};
+use json::{write_compact, write_str};
 
 /// Longest `code` (SPEC §1.1: `[a-z][a-z0-9_]{0,63}`).
 pub const MAX_CODE_LEN: usize = 64;
@@ -63,9 +60,6 @@ pub enum QrError {
     /// `invoice` or `order` nests deeper than [`json::MAX_DEPTH`].
     #[error("field \"{0}\" is nested too deeply")]
     TooDeep(&'static str),
-    /// A number JSON cannot carry.
-    #[error("field \"{0}\" holds a number out of range")]
-    BadNumber(&'static str),
     /// A table name longer than [`MAX_TABLE_NAME_LEN`].
     #[error("field \"name\" is longer than {MAX_TABLE_NAME_LEN} bytes")]
     NameTooLong,
@@ -99,7 +93,7 @@ impl TableRepr {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreparedEvent {
     /// The whole event object with `0x00000000` in place of the hash.
-    bytes: BytesMut,
+    bytes: Vec<u8>,
 }
 
 impl PreparedEvent {
@@ -107,16 +101,16 @@ impl PreparedEvent {
     /// event's final JSON, shared from then on without copying.
     pub fn finish(mut self, hash: u32) -> Bytes {
         let text = crate::ring::format_hash(hash);
-        self.bytes[HASH_DIGITS].copy_from_slice(&text[2..]);
-        self.bytes.freeze()
+        if let Some(digits) = self.bytes.get_mut(HASH_DIGITS) {
+            digits.copy_from_slice(&text[2..]);
+        }
+        Bytes::from(self.bytes)
     }
 
     /// A placeholder left behind when the writer takes an event out of its
     /// job (`std::mem::replace`).
     pub fn empty() -> Self {
-        PreparedEvent {
-            bytes: BytesMut::new(),
-        }
+        PreparedEvent { bytes: Vec::new() }
     }
 
     /// The JSON without its hash (tests, diagnostics).
@@ -125,106 +119,66 @@ impl PreparedEvent {
     }
 }
 
+/// The keys of a published event, in the order SPEC §1.1 writes them.
+const EVENT_FIELDS: [&str; 5] = ["code", "table", "invoice", "order", "table_repr"];
+
 /// Validates a `POST /api/v4/events` body (SPEC §1.2) and serializes the event
-/// with exactly the keys of §1.1, in order. `body` is parsed in place (simd-json
-/// rewrites it). A missing `table_repr` is filled from `tables` when `table`
-/// names a registered table, else it is `null`.
+/// with exactly the keys of §1.1, in order. `invoice` and `order` pass through
+/// as the publisher wrote them (key order, numbers, text and its escapes),
+/// only their insignificant whitespace dropped. A missing `table_repr` is
+/// filled from `tables` when `table` names a registered table, else it is
+/// `null`.
 ///
 /// # Errors
 ///
 /// Any [`QrError`]; nothing is kept on error.
-pub fn prepare_event(body: &mut [u8], tables: &TableSet) -> Result<PreparedEvent, QrError> {
-    prepare_event_with(body, tables, &mut JsonBuffers::new(body.len()))
+pub fn prepare_event(body: &[u8], tables: &TableSet) -> Result<PreparedEvent, QrError> {
+    prepare_event_str(utf8(body)?, tables)
 }
 
-/// [`prepare_event`] with the parser's working memory supplied by the caller,
-/// who keeps it between calls (a reactor parses many bodies: allocating the
-/// parser's buffers once instead of per body halves the cost of a publish).
+/// [`prepare_event`] for a body already known to be UTF-8 (the C ABI's
+/// strings are checked at the boundary).
 ///
 /// # Errors
 ///
 /// Any [`QrError`]; nothing is kept on error.
-pub fn prepare_event_with(
-    body: &mut [u8],
-    tables: &TableSet,
-    buffers: &mut JsonBuffers,
-) -> Result<PreparedEvent, QrError> {
-    let tape = simd_json::to_tape_with_buffers(body, buffers)
-        .map_err(|e| QrError::InvalidJson(e.to_string()))?;
-    let nodes = &tape.0;
-    let Some(Node::Object { len, .. }) = nodes.first() else {
-        return Err(QrError::NotAnObject);
-    };
-    // Where each known field's value starts in the tape.
-    let mut code = None;
-    let mut table = None;
-    let mut invoice = None;
-    let mut order = None;
-    let mut table_repr = None;
-    let mut i = 1;
-    for _ in 0..*len {
-        let Some(Node::String(key)) = nodes.get(i) else {
-            return Err(QrError::InvalidJson("object key expected".into()));
-        };
-        let value_at = i + 1;
-        let slot = match *key {
-            "code" => &mut code,
-            "table" => &mut table,
-            "invoice" => &mut invoice,
-            "order" => &mut order,
-            "table_repr" => &mut table_repr,
-            other => return Err(QrError::UnknownField(truncate(other))),
-        };
-        if slot.replace(value_at).is_some() {
-            return Err(QrError::DuplicateField((*key).to_string()));
-        }
-        i = value_at + span(&nodes[value_at..]);
-    }
-
-    let mut out = Vec::with_capacity(body_len_hint(nodes));
+pub fn prepare_event_str(body: &str, tables: &TableSet) -> Result<PreparedEvent, QrError> {
+    let [code, table, invoice, order, table_repr] = read_object(body, &EVENT_FIELDS)?;
+    let mut out = Vec::with_capacity(EVENT_PREFIX.len() + body.len() + 64);
     out.extend_from_slice(EVENT_PREFIX);
     // code
-    let code_at = code.ok_or(QrError::MissingField("code"))?;
-    let Node::String(code) = nodes[code_at] else {
-        return Err(QrError::WrongType {
-            field: "code",
-            expected: "a string",
-        });
-    };
-    if !valid_code(code) {
+    let code = string(code.ok_or(QrError::MissingField("code"))?, "code")?;
+    if !valid_code(&code) {
         return Err(QrError::BadCode);
     }
-    write_str(&mut out, code);
+    write_str(&mut out, &code);
     // table
     out.extend_from_slice(b",\"table\":");
-    let table_id = match table.map(|at| &nodes[at]) {
-        None | Some(Node::Static(StaticNode::Null)) => None,
-        Some(Node::Static(StaticNode::I64(v))) => Some(*v),
-        Some(Node::Static(StaticNode::U64(v))) if *v <= i64::MAX as u64 => Some(*v as i64),
-        Some(_) => {
-            return Err(QrError::WrongType {
-                field: "table",
-                expected: "an integer or null",
-            })
-        }
+    let table_id = match table {
+        Some(raw) if !is_null(raw) => Some(integer(raw, "table", "an integer or null")?),
+        _ => None,
     };
     match table_id {
         Some(id) => out.extend_from_slice(itoa::Buffer::new().format(id).as_bytes()),
         None => out.extend_from_slice(b"null"),
     }
-    // invoice, order: objects passed through, key order and text kept.
-    for (field, at) in [("invoice", invoice), ("order", order)] {
+    // invoice, order: objects passed through.
+    for (field, raw) in [("invoice", invoice), ("order", order)] {
         out.extend_from_slice(b",\"");
         out.extend_from_slice(field.as_bytes());
         out.extend_from_slice(b"\":");
-        match at.map(|at| (at, &nodes[at])) {
-            None | Some((_, Node::Static(StaticNode::Null))) => out.extend_from_slice(b"null"),
-            Some((at, Node::Object { .. })) => {
-                write_value(&mut out, &nodes[at..]).map_err(|e| match e {
-                    WriteError::TooDeep => QrError::TooDeep(field),
-                    WriteError::BadNumber => QrError::BadNumber(field),
-                    WriteError::Malformed => QrError::InvalidJson("truncated".into()),
-                })?;
+        match raw {
+            None => out.extend_from_slice(b"null"),
+            Some(raw) if is_null(raw) => out.extend_from_slice(b"null"),
+            Some(raw) if is_object(raw) => {
+                if raw.depth > json::MAX_DEPTH {
+                    return Err(QrError::TooDeep(field));
+                }
+                if raw.spaced {
+                    write_compact(&mut out, raw.text).map_err(|_| QrError::TooDeep(field))?;
+                } else {
+                    out.extend_from_slice(raw.text.as_bytes());
+                }
             }
             Some(_) => {
                 return Err(QrError::WrongType {
@@ -237,38 +191,26 @@ pub fn prepare_event_with(
     // table_repr
     out.extend_from_slice(b",\"table_repr\":");
     match table_repr {
-        Some(at) => match &nodes[at] {
-            Node::Static(StaticNode::Null) => out.extend_from_slice(b"null"),
-            Node::Object { .. } => parse_table_repr(&nodes[at..], None)?.write_json(&mut out),
-            _ => {
-                return Err(QrError::WrongType {
-                    field: "table_repr",
-                    expected: "an object or null",
-                })
-            }
-        },
+        Some(raw) if is_null(raw) => out.extend_from_slice(b"null"),
+        Some(raw) if is_object(raw) => parse_table_repr(raw)?.write_json(&mut out),
+        Some(_) => {
+            return Err(QrError::WrongType {
+                field: "table_repr",
+                expected: "an object or null",
+            })
+        }
         None => match table_id.and_then(|id| tables.get(id)) {
             Some(repr) => repr.write_json(&mut out),
             None => out.extend_from_slice(b"null"),
         },
     }
     out.push(b'}');
-    Ok(PreparedEvent {
-        bytes: BytesMut::from(&out[..]),
-    })
+    Ok(PreparedEvent { bytes: out })
 }
 
-/// A guess at the serialized size, so that the output is allocated once.
-fn body_len_hint(nodes: &[Node<'_>]) -> usize {
-    64 + nodes.len() * 16
-}
-
-/// Number of tape nodes the value at `nodes[0]` spans.
-fn span(nodes: &[Node<'_>]) -> usize {
-    match nodes.first() {
-        Some(Node::Object { count, .. }) | Some(Node::Array { count, .. }) => count + 1,
-        _ => 1,
-    }
+/// The body as text: JSON is UTF-8 (RFC 8259 §8.1).
+fn utf8(body: &[u8]) -> Result<&str, QrError> {
+    std::str::from_utf8(body).map_err(|e| QrError::InvalidJson(e.to_string()))
 }
 
 /// Keeps an echoed unknown key short: it goes back to the client in `error`.
@@ -287,84 +229,49 @@ pub fn valid_code(code: &str) -> bool {
             .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
 }
 
-/// Reads `{"id","name","max_guests"}` (all three required) from a tape that
-/// starts with the object. With `fixed_id`, the object must not carry `id`
-/// (the path gives it: `PUT /api/v4/tables/{id}`).
-fn parse_table_repr(nodes: &[Node<'_>], fixed_id: Option<i64>) -> Result<TableRepr, QrError> {
-    let Some(Node::Object { len, .. }) = nodes.first() else {
-        return Err(QrError::NotAnObject);
-    };
-    let (mut id, mut name, mut max_guests) = (fixed_id, None, None);
-    let mut seen_id = false;
-    let mut i = 1;
-    for _ in 0..*len {
-        let Some(Node::String(key)) = nodes.get(i) else {
-            return Err(QrError::InvalidJson("object key expected".into()));
-        };
-        let v = &nodes[i + 1];
-        match *key {
-            "id" if fixed_id.is_none() => {
-                if std::mem::replace(&mut seen_id, true) {
-                    return Err(QrError::DuplicateField("id".into()));
-                }
-                id = Some(int(v, "id")?);
-            }
-            "name" => {
-                let Node::String(s) = v else {
-                    return Err(QrError::WrongType {
-                        field: "name",
-                        expected: "a string",
-                    });
-                };
-                if s.len() > MAX_TABLE_NAME_LEN {
-                    return Err(QrError::NameTooLong);
-                }
-                if name.replace(s.to_string()).is_some() {
-                    return Err(QrError::DuplicateField("name".into()));
-                }
-            }
-            "max_guests" => {
-                let n = int(v, "max_guests")?;
-                if n < 0 {
-                    return Err(QrError::WrongType {
-                        field: "max_guests",
-                        expected: "a non-negative integer",
-                    });
-                }
-                if max_guests.replace(n).is_some() {
-                    return Err(QrError::DuplicateField("max_guests".into()));
-                }
-            }
-            other => return Err(QrError::UnknownField(truncate(other))),
-        }
-        i += 1 + span(&nodes[i + 1..]);
-    }
-    Ok(TableRepr {
-        id: id.ok_or(QrError::MissingField("id"))?,
-        name: name.ok_or(QrError::MissingField("name"))?,
-        max_guests: max_guests.ok_or(QrError::MissingField("max_guests"))?,
-    })
+/// Reads an event's `table_repr`: `{"id","name","max_guests"}`, all three
+/// required.
+fn parse_table_repr(raw: Raw<'_>) -> Result<TableRepr, QrError> {
+    let [id, name, max_guests] = read_object(raw.text, &["id", "name", "max_guests"])?;
+    let id = integer(id.ok_or(QrError::MissingField("id"))?, "id", "an integer")?;
+    table(id, name, max_guests)
 }
 
-fn int(node: &Node<'_>, field: &'static str) -> Result<i64, QrError> {
-    match node {
-        Node::Static(StaticNode::I64(v)) => Ok(*v),
-        Node::Static(StaticNode::U64(v)) if *v <= i64::MAX as u64 => Ok(*v as i64),
-        _ => Err(QrError::WrongType {
-            field,
-            expected: "an integer",
-        }),
-    }
-}
-
-/// Validates a `PUT /api/v4/tables/{id}` body: `{"name":"6","max_guests":50}`.
+/// Validates a `PUT /api/v4/tables/{id}` body: `{"name":"6","max_guests":50}`
+/// (the path gives the id; the body must not).
 ///
 /// # Errors
 ///
 /// Any [`QrError`].
-pub fn parse_table_body(id: i64, body: &mut [u8]) -> Result<TableRepr, QrError> {
-    let tape = simd_json::to_tape(body).map_err(|e| QrError::InvalidJson(e.to_string()))?;
-    parse_table_repr(&tape.0, Some(id))
+pub fn parse_table_body(id: i64, body: &[u8]) -> Result<TableRepr, QrError> {
+    let [name, max_guests] = read_object(utf8(body)?, &["name", "max_guests"])?;
+    table(id, name, max_guests)
+}
+
+/// A table from its id and the raw `name` and `max_guests`.
+fn table(
+    id: i64,
+    name: Option<Raw<'_>>,
+    max_guests: Option<Raw<'_>>,
+) -> Result<TableRepr, QrError> {
+    let name = string(name.ok_or(QrError::MissingField("name"))?, "name")?;
+    if name.len() > MAX_TABLE_NAME_LEN {
+        return Err(QrError::NameTooLong);
+    }
+    let wrong_guests = QrError::WrongType {
+        field: "max_guests",
+        expected: "a non-negative integer",
+    };
+    let max_guests = max_guests.ok_or(QrError::MissingField("max_guests"))?;
+    let max_guests = integer(max_guests, "max_guests", "a non-negative integer")?;
+    if max_guests < 0 {
+        return Err(wrong_guests);
+    }
+    Ok(TableRepr {
+        id,
+        name: name.into_owned(),
+        max_guests,
+    })
 }
 
 /// The registered tables: an immutable snapshot swapped on every change, so

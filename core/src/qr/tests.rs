@@ -4,8 +4,8 @@ use super::*;
 use proptest::prelude::Strategy;
 
 fn prep(body: &str, tables: &TableSet) -> Result<String, QrError> {
-    let mut b = body.as_bytes().to_vec();
-    prepare_event(&mut b, tables).map(|p| String::from_utf8(p.finish(0xd8833dd3).to_vec()).unwrap())
+    let b = body.as_bytes().to_vec();
+    prepare_event(&b, tables).map(|p| String::from_utf8(p.finish(0xd8833dd3).to_vec()).unwrap())
 }
 
 #[test]
@@ -106,8 +106,8 @@ fn refusals_name_the_problem() {
 
 #[test]
 fn table_bodies() {
-    let mut b = br#"{"name":"6","max_guests":50}"#.to_vec();
-    let t = parse_table_body(1000028, &mut b).unwrap();
+    let b = br#"{"name":"6","max_guests":50}"#.to_vec();
+    let t = parse_table_body(1000028, &b).unwrap();
     assert_eq!(
         t,
         TableRepr {
@@ -120,13 +120,13 @@ fn table_bodies() {
         String::from_utf8(table_put_json(&t)).unwrap(),
         r#"{"result":true,"data":{"table":{"id":1000028,"name":"6","max_guests":50}}}"#
     );
-    let mut b = br#"{"id":5,"name":"6","max_guests":50}"#.to_vec();
+    let b = br#"{"id":5,"name":"6","max_guests":50}"#.to_vec();
     assert_eq!(
-        parse_table_body(1, &mut b),
+        parse_table_body(1, &b),
         Err(QrError::UnknownField("id".into()))
     );
-    let mut b = br#"{"name":"6","max_guests":-1}"#.to_vec();
-    assert!(parse_table_body(1, &mut b).is_err());
+    let b = br#"{"name":"6","max_guests":-1}"#.to_vec();
+    assert!(parse_table_body(1, &b).is_err());
 }
 
 #[test]
@@ -179,8 +179,8 @@ proptest::proptest! {
         "\\{\"code\":\"[a-z]{1,5}\",\"table\":(null|-?[0-9]{1,20}|\"x\"),\"order\":(null|\\{\"a\":\\[1,2\\]\\}|\\[\\])\\}"
             .prop_map(|s: String| s.into_bytes()),
     ]) {
-        let mut b = body.clone();
-        if let Ok(p) = prepare_event(&mut b, &TableSet::default()) {
+        let b = body.clone();
+        if let Ok(p) = prepare_event(&b, &TableSet::default()) {
             let json = p.finish(1);
             let v: serde_json::Value = serde_json::from_slice(&json).expect("valid JSON");
             let keys: Vec<&String> = v.as_object().unwrap().keys().collect();

@@ -47,21 +47,12 @@ pub struct Scratch {
     /// The events of the poll being answered; emptied after each answer so
     /// no event outlives its read.
     pub events: Vec<Bytes>,
-    /// The JSON parser's buffers.
-    pub json: qr::JsonBuffers,
-}
-
-impl Scratch {
-    /// Parser memory kept after a body up to this size; a larger body's is
-    /// released (bodies may be up to 1 MiB, events are ~100 B – 10 KiB).
-    pub const KEEP_JSON_BUFFERS: usize = 64 * 1024;
 }
 
 impl Default for Scratch {
     fn default() -> Self {
         Scratch {
             events: Vec::with_capacity(64),
-            json: qr::JsonBuffers::new(4096),
         }
     }
 }
@@ -257,11 +248,7 @@ pub fn handle(
         (Route::Events, Method::Post) => {
             let prepared = engine
                 .tables()
-                .with(|t: &TableSet| qr::prepare_event_with(body, t, &mut scratch.json));
-            if body.len() > Scratch::KEEP_JSON_BUFFERS {
-                // Do not keep a huge body's worth of parser memory.
-                scratch.json = qr::JsonBuffers::default();
-            }
+                .with(|t: &TableSet| qr::prepare_event(body, t));
             match prepared {
                 Ok(prepared) => Action::Write(WriteRequest::PublishEvent(prepared)),
                 Err(e) => error(400, path, &e.to_string()),

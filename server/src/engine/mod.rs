@@ -10,6 +10,7 @@
 //! commit, so no poller ever sees an event that a crash could undo.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
@@ -160,6 +161,10 @@ pub enum Reply {
     },
     /// A blocking caller (the C ABI, tests).
     Channel(Sender<Outcome>),
+    /// A caller that does not wait (the C ABI's submit): the outcome is
+    /// dropped and this count of the caller's changes still waiting for the
+    /// store goes down by one once the change is committed (or refused).
+    Counted(Arc<AtomicUsize>),
 }
 
 /// A change and where to report it.
@@ -772,6 +777,10 @@ fn post_outcome(reply: Reply, outcome: Outcome) -> Option<Arc<Mailbox>> {
             let _ = tx.send(outcome);
             None
         }
+        Reply::Counted(waiting) => {
+            waiting.fetch_sub(1, Ordering::Release);
+            None
+        }
         Reply::Reactor {
             mailbox,
             token,
@@ -1011,6 +1020,9 @@ impl Writer {
         }
         let mut hashes = hashes.into_iter();
         let mut woken: Vec<Arc<Mailbox>> = Vec::new();
+        // Non-waiting callers' counts, lowered once per batch (each is an
+        // atomic their threads touch on every submit).
+        let mut counted: Vec<(Arc<AtomicUsize>, usize)> = Vec::new();
         let reactors = self.reactors.read().clone();
         let mut wake_all = false;
         let mut committed_order_seq: Option<u64> = None;
@@ -1054,11 +1066,24 @@ impl Writer {
                     }
                 }
             };
-            if let Some(mailbox) = reply.and_then(|r| post_outcome(r, outcome)) {
-                if !woken.iter().any(|m| Arc::ptr_eq(m, &mailbox)) {
-                    woken.push(mailbox);
+            match reply {
+                Some(Reply::Counted(waiting)) => {
+                    match counted.iter_mut().find(|(c, _)| Arc::ptr_eq(c, &waiting)) {
+                        Some((_, n)) => *n += 1,
+                        None => counted.push((waiting, 1)),
+                    }
+                }
+                reply => {
+                    if let Some(mailbox) = reply.and_then(|r| post_outcome(r, outcome)) {
+                        if !woken.iter().any(|m| Arc::ptr_eq(m, &mailbox)) {
+                            woken.push(mailbox);
+                        }
+                    }
                 }
             }
+        }
+        for (waiting, n) in counted {
+            waiting.fetch_sub(n, Ordering::Release);
         }
         self.local.notify(changes);
         if let Some(seq) = committed_order_seq {

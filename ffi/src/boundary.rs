@@ -54,7 +54,7 @@ pub unsafe fn c_str<'a>(ptr: *const c_char, what: &str) -> Result<&'a str, Failu
     }
     // SAFETY: non-NULL and NUL-terminated per the caller's contract.
     let bytes = unsafe { CStr::from_ptr(ptr) }.to_bytes();
-    std::str::from_utf8(bytes)
+    simdutf8::basic::from_utf8(bytes)
         .map_err(|_| Failure::new(FloorbellStatus::InvalidUtf8, format!("{what} is not UTF-8")))
 }
 

@@ -28,7 +28,7 @@ pub mod status;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CString};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,7 +36,7 @@ use floorbell_core::qr::{self, PreparedEvent};
 use floorbell_core::ring::{format_hash, parse_hash, Cursor};
 use floorbell_server::config::Config;
 use floorbell_server::engine::{
-    now_ms, Engine, EngineError, Job, LocalSession, Outcome, Reply, TicketChange, WriteRequest,
+    now_ms, Engine, EngineError, LocalSession, Outcome, TicketChange, WriteRequest,
 };
 use floorbell_server::fanout::WsRole;
 use floorbell_server::local::Change;
@@ -63,7 +63,6 @@ pub struct FloorbellEngine {
     server: Mutex<Option<Server>>,
     sessions: Mutex<HashMap<u64, Arc<LocalSession>>>,
     next_session: AtomicU64,
-    submitted: Submitted,
 }
 
 /// Most events [`floorbell_engine_submit_event`] lets wait for their commit
@@ -74,40 +73,26 @@ const MAX_SUBMITTED: usize = 65_536;
 /// How long a submit waits for the writer to make room before it gives up.
 const SUBMIT_WAIT: Duration = Duration::from_secs(30);
 
-/// The events submitted without waiting, counted until the writer has
-/// committed them (the writer lowers the count: [`Reply::Counted`]).
-struct Submitted {
-    in_flight: Arc<AtomicUsize>,
-}
-
-impl Submitted {
-    fn new() -> Self {
-        Submitted {
-            in_flight: Arc::new(AtomicUsize::new(0)),
+/// Waits until fewer than [`MAX_SUBMITTED`] submitted events wait for the
+/// writer (a host submitting faster than the disk commits, for a while).
+fn make_room(engine: &Engine) -> Result<(), Failure> {
+    let deadline = std::time::Instant::now() + SUBMIT_WAIT;
+    while engine.submitted_waiting() >= MAX_SUBMITTED {
+        if std::time::Instant::now() >= deadline {
+            return Err(Failure::new(
+                FloorbellStatus::Store,
+                format!(
+                    "{MAX_SUBMITTED} submitted events have waited for the store \
+                     for {} s; nothing was queued",
+                    SUBMIT_WAIT.as_secs()
+                ),
+            ));
         }
+        // A commit takes about a millisecond; polling at a fraction of that
+        // costs nothing and needs no wake-up from the writer.
+        std::thread::sleep(Duration::from_micros(200));
     }
-
-    /// Waits until fewer than [`MAX_SUBMITTED`] events wait for the writer
-    /// (a host submitting faster than the disk commits, for a while).
-    fn make_room(&self) -> Result<(), Failure> {
-        let deadline = std::time::Instant::now() + SUBMIT_WAIT;
-        while self.in_flight.load(Ordering::Acquire) >= MAX_SUBMITTED {
-            if std::time::Instant::now() >= deadline {
-                return Err(Failure::new(
-                    FloorbellStatus::Store,
-                    format!(
-                        "{MAX_SUBMITTED} submitted events have waited for the store \
-                         for {} s; nothing was queued",
-                        SUBMIT_WAIT.as_secs()
-                    ),
-                ));
-            }
-            // A commit takes about a millisecond; polling at a fraction of
-            // that costs nothing and needs no wake-up from the writer.
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// Validates and serializes a QR event (SPEC §1.2) as `POST /api/v4/events`
@@ -245,7 +230,6 @@ pub unsafe extern "C" fn floorbell_engine_open(
             server: Mutex::new(None),
             sessions: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
-            submitted: Submitted::new(),
         });
         // SAFETY: checked non-NULL above.
         unsafe { *out_engine = Box::into_raw(handle) };
@@ -437,19 +421,10 @@ pub unsafe extern "C" fn floorbell_engine_submit_event(
         // SAFETY: per this function's contract.
         let json = unsafe { c_str(event_json, "event_json") }?;
         let prepared = prepare_event(handle, json)?;
-        let submitted = &handle.submitted;
-        if submitted.in_flight.load(Ordering::Relaxed) >= MAX_SUBMITTED {
-            submitted.make_room()?;
+        if handle.engine.submitted_waiting() >= MAX_SUBMITTED {
+            make_room(&handle.engine)?;
         }
-        submitted.in_flight.fetch_add(1, Ordering::Relaxed);
-        let job = Job {
-            request: WriteRequest::PublishEvent(prepared),
-            reply: Reply::Counted(Arc::clone(&submitted.in_flight)),
-        };
-        handle.engine.submit(job).map_err(|_| {
-            submitted.in_flight.fetch_sub(1, Ordering::Relaxed);
-            engine_failure(EngineError::Closed)
-        })
+        handle.engine.submit_event(prepared).map_err(engine_failure)
     })
 }
 

@@ -207,6 +207,10 @@ impl<'a> Scanner<'a> {
     }
 
     fn ws(&mut self) {
+        // Compact JSON has none: one look decides.
+        if !matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            return;
+        }
         let start = self.i;
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
             self.i += 1;

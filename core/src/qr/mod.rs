@@ -210,7 +210,7 @@ pub fn prepare_event_str(body: &str, tables: &TableSet) -> Result<PreparedEvent,
 
 /// The body as text: JSON is UTF-8 (RFC 8259 §8.1).
 fn utf8(body: &[u8]) -> Result<&str, QrError> {
-    std::str::from_utf8(body).map_err(|e| QrError::InvalidJson(e.to_string()))
+    simdutf8::compat::from_utf8(body).map_err(|e| QrError::InvalidJson(e.to_string()))
 }
 
 /// Keeps an echoed unknown key short: it goes back to the client in `error`.

@@ -161,10 +161,10 @@ pub enum Reply {
     },
     /// A blocking caller (the C ABI, tests).
     Channel(Sender<Outcome>),
-    /// A caller that does not wait (the C ABI's submit): the outcome is
-    /// dropped and this count of the caller's changes still waiting for the
-    /// store goes down by one once the change is committed (or refused).
-    Counted(Arc<AtomicUsize>),
+    /// A caller that does not wait ([`Engine::submit_event`]): the outcome
+    /// is dropped, and the engine's count of submitted events still waiting
+    /// for the store goes down once the writer has committed the event.
+    Counted,
 }
 
 /// A change and where to report it.
@@ -252,6 +252,8 @@ pub struct Engine {
     gateway: Arc<Mutex<GatewayState>>,
     /// Webhook receivers, the outbox and its delivery threads (SPEC §3.6).
     webhooks: Arc<Webhooks>,
+    /// Events given to [`Engine::submit_event`] and not committed yet.
+    submitted: Arc<AtomicUsize>,
 }
 
 /// SHA-256 of a staff token: what the store and the board keep.
@@ -431,7 +433,9 @@ impl Engine {
 
         let (tx, rx) = crossbeam_channel::unbounded();
         let local = Arc::new(Local::default());
+        let submitted = Arc::new(AtomicUsize::new(0));
         let writer = Writer {
+            submitted: Arc::clone(&submitted),
             local: Arc::clone(&local),
             reactors: Arc::clone(&reactors),
             expired_before: 0,
@@ -463,6 +467,7 @@ impl Engine {
             access,
             gateway,
             webhooks,
+            submitted,
         };
         Ok((Arc::new(engine), generated))
     }
@@ -532,6 +537,31 @@ impl Engine {
                     _ => unreachable!("only jobs are sent here"),
                 }),
         }
+    }
+
+    /// Publishes a prepared event without waiting for its commit (the C
+    /// ABI's submit): subscribers hear it once it is on disk. Events
+    /// submitted by one thread are published in the order submitted.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::Closed`] when the writer has stopped.
+    pub fn submit_event(&self, prepared: PreparedEvent) -> Result<(), EngineError> {
+        self.submitted.fetch_add(1, Ordering::Relaxed);
+        let job = Job {
+            request: WriteRequest::PublishEvent(prepared),
+            reply: Reply::Counted,
+        };
+        self.writer.send(WriterMsg::Job(job)).map_err(|_| {
+            self.submitted.fetch_sub(1, Ordering::Relaxed);
+            EngineError::Closed
+        })
+    }
+
+    /// How many events given to [`Engine::submit_event`] still wait for the
+    /// store (an upper bound: the writer lowers it after each commit).
+    pub fn submitted_waiting(&self) -> usize {
+        self.submitted.load(Ordering::Acquire)
     }
 
     /// Feeds the ticket board an input from a WebSocket connection; its
@@ -777,10 +807,9 @@ fn post_outcome(reply: Reply, outcome: Outcome) -> Option<Arc<Mailbox>> {
             let _ = tx.send(outcome);
             None
         }
-        Reply::Counted(waiting) => {
-            waiting.fetch_sub(1, Ordering::Release);
-            None
-        }
+        // Only store-writer jobs are counted, and the writer lowers the
+        // count itself, once per batch.
+        Reply::Counted => None,
         Reply::Reactor {
             mailbox,
             token,
@@ -863,6 +892,8 @@ struct Writer {
     history_days: u32,
     /// Told the highest committed order `seq`, so deliveries may go.
     webhooks: Arc<Webhooks>,
+    /// [`Engine::submit_event`]'s count of events waiting for the store.
+    submitted: Arc<AtomicUsize>,
 }
 
 impl Writer {
@@ -1020,9 +1051,9 @@ impl Writer {
         }
         let mut hashes = hashes.into_iter();
         let mut woken: Vec<Arc<Mailbox>> = Vec::new();
-        // Non-waiting callers' counts, lowered once per batch (each is an
-        // atomic their threads touch on every submit).
-        let mut counted: Vec<(Arc<AtomicUsize>, usize)> = Vec::new();
+        // Submitted events committed in this batch: the count is lowered
+        // once per batch (submitting threads touch it on every submit).
+        let mut counted = 0usize;
         let reactors = self.reactors.read().clone();
         let mut wake_all = false;
         let mut committed_order_seq: Option<u64> = None;
@@ -1067,12 +1098,7 @@ impl Writer {
                 }
             };
             match reply {
-                Some(Reply::Counted(waiting)) => {
-                    match counted.iter_mut().find(|(c, _)| Arc::ptr_eq(c, &waiting)) {
-                        Some((_, n)) => *n += 1,
-                        None => counted.push((waiting, 1)),
-                    }
-                }
+                Some(Reply::Counted) => counted += 1,
                 reply => {
                     if let Some(mailbox) = reply.and_then(|r| post_outcome(r, outcome)) {
                         if !woken.iter().any(|m| Arc::ptr_eq(m, &mailbox)) {
@@ -1082,8 +1108,8 @@ impl Writer {
                 }
             }
         }
-        for (waiting, n) in counted {
-            waiting.fetch_sub(n, Ordering::Release);
+        if counted > 0 {
+            self.submitted.fetch_sub(counted, Ordering::Release);
         }
         self.local.notify(changes);
         if let Some(seq) = committed_order_seq {

@@ -175,7 +175,7 @@ pub fn prepare_event_str(body: &str, tables: &TableSet) -> Result<PreparedEvent,
                     return Err(QrError::TooDeep(field));
                 }
                 if raw.spaced {
-                    write_compact(&mut out, raw.text).map_err(|_| QrError::TooDeep(field))?;
+                    write_compact(&mut out, raw.text);
                 } else {
                     out.extend_from_slice(raw.text.as_bytes());
                 }

@@ -105,6 +105,18 @@ fn refusals_name_the_problem() {
 }
 
 #[test]
+fn invoice_and_order_nest_at_most_128_deep() {
+    let t = TableSet::default();
+    let nest = |n: usize| format!("{}1{}", "{\"a\":".repeat(n), "}".repeat(n));
+    for field in ["invoice", "order"] {
+        let ok = format!(r#"{{"code":"a","{field}": {} }}"#, nest(json::MAX_DEPTH));
+        assert!(prep(&ok, &t).unwrap().contains(&nest(json::MAX_DEPTH)));
+        let deep = format!(r#"{{"code":"a","{field}":{}}}"#, nest(json::MAX_DEPTH + 1));
+        assert_eq!(prep(&deep, &t), Err(QrError::TooDeep(field)));
+    }
+}
+
+#[test]
 fn table_bodies() {
     let b = br#"{"name":"6","max_guests":50}"#.to_vec();
     let t = parse_table_body(1000028, &b).unwrap();

@@ -1,26 +1,33 @@
 -- wrk script: durable publishes (POST /api/v4/events), the issue's
 -- "64 concurrent connections, at least 50,000 events/s with group commit".
--- Environment: ADMIN_TOKEN. Prints one RESULT line; non-201 answers count
--- as errors (wrk's status errors).
+-- Environment: ADMIN_TOKEN. Prints one RESULT line.
+--
+-- The 40 requests (one per table) are formatted once, in init: building
+-- each request in Lua cost wrk ~6 µs of CPU per request, on the same two
+-- cores as the server. There is no `response` callback either (wrk then
+-- skips handing headers and bodies to Lua); wrk still counts answers of
+-- 400 and above in err_status, and publish.sh checks that the store holds
+-- every acknowledged event.
 local token = os.getenv("ADMIN_TOKEN") or "benchadmin"
+local requests = {}
 local counter = 0
+
+init = function(args)
+  for i = 0, 39 do
+    local body = string.format(
+      '{"code":"waiter_call","table":%d,"invoice":null,"order":null,' ..
+      '"table_repr":{"id":%d,"name":"Стол %d","max_guests":4}}',
+      1000000 + i, 1000000 + i, i)
+    requests[i] = wrk.format("POST", "/api/v4/events", {
+      ["Authorization"] = "Bearer " .. token,
+      ["Content-Type"] = "application/json",
+    }, body)
+  end
+end
 
 request = function()
   counter = counter + 1
-  local body = string.format(
-    '{"code":"waiter_call","table":%d,"invoice":null,"order":null,' ..
-    '"table_repr":{"id":%d,"name":"Стол %d","max_guests":4}}',
-    1000000 + counter % 40, 1000000 + counter % 40, counter % 40)
-  return wrk.format("POST", "/api/v4/events", {
-    ["Authorization"] = "Bearer " .. token,
-    ["Content-Type"] = "application/json",
-  }, body)
-end
-
-response = function(status, headers, body)
-  if status ~= 201 then
-    io.stderr:write("unexpected status " .. status .. "\n")
-  end
+  return requests[counter % 40]
 end
 
 done = function(summary, latency, requests)

@@ -146,27 +146,50 @@ pub fn prepare_event_str(body: &str, tables: &TableSet) -> Result<PreparedEvent,
     let [code, table, invoice, order, table_repr] = read_object(body, &EVENT_FIELDS)?;
     let mut out = Vec::with_capacity(EVENT_PREFIX.len() + body.len() + 64);
     out.extend_from_slice(EVENT_PREFIX);
-    // code
-    let code = string(code.ok_or(QrError::MissingField("code"))?, "code")?;
-    if !valid_code(&code) {
-        return Err(QrError::BadCode);
+    // code: a literal that is a valid code as written holds no escape, so it
+    // is its own serialization; anything else is decoded, checked, escaped.
+    let code = code.ok_or(QrError::MissingField("code"))?;
+    if code
+        .text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .is_some_and(valid_code)
+    {
+        out.extend_from_slice(code.text.as_bytes());
+    } else {
+        let code = string(code, "code")?;
+        if !valid_code(&code) {
+            return Err(QrError::BadCode);
+        }
+        write_str(&mut out, &code);
     }
-    write_str(&mut out, &code);
     // table
     out.extend_from_slice(b",\"table\":");
     let table_id = match table {
-        Some(raw) if !is_null(raw) => Some(integer(raw, "table", "an integer or null")?),
-        _ => None,
+        Some(raw) if !is_null(raw) => {
+            let id = integer(raw, "table", "an integer or null")?;
+            // The scanner let through only JSON's integer syntax (no `+`, no
+            // leading zero), so the text is what itoa would write, but for
+            // `-0`.
+            if id == 0 {
+                out.push(b'0');
+            } else {
+                out.extend_from_slice(raw.text.as_bytes());
+            }
+            Some(id)
+        }
+        _ => {
+            out.extend_from_slice(b"null");
+            None
+        }
     };
-    match table_id {
-        Some(id) => out.extend_from_slice(itoa::Buffer::new().format(id).as_bytes()),
-        None => out.extend_from_slice(b"null"),
-    }
     // invoice, order: objects passed through.
-    for (field, raw) in [("invoice", invoice), ("order", order)] {
-        out.extend_from_slice(b",\"");
-        out.extend_from_slice(field.as_bytes());
-        out.extend_from_slice(b"\":");
+    let passed_through = [
+        ("invoice", &b",\"invoice\":"[..], invoice),
+        ("order", b",\"order\":", order),
+    ];
+    for (field, key, raw) in passed_through {
+        out.extend_from_slice(key);
         match raw {
             None => out.extend_from_slice(b"null"),
             Some(raw) if is_null(raw) => out.extend_from_slice(b"null"),
@@ -221,12 +244,38 @@ fn truncate(key: &str) -> String {
 /// `[a-z][a-z0-9_]{0,63}` (SPEC §1.1).
 pub fn valid_code(code: &str) -> bool {
     let b = code.as_bytes();
-    !b.is_empty()
-        && b.len() <= MAX_CODE_LEN
-        && b[0].is_ascii_lowercase()
-        && b[1..]
-            .iter()
-            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+    match b.split_first() {
+        Some((first, rest)) if b.len() <= MAX_CODE_LEN && first.is_ascii_lowercase() => {
+            code_tail(rest)
+        }
+        _ => false,
+    }
+}
+
+/// Every byte is `[a-z0-9_]`: eight at a time, the last eight overlapping
+/// the words before them.
+fn code_tail(rest: &[u8]) -> bool {
+    let is_code_byte = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_';
+    match rest.last_chunk::<8>() {
+        None => rest.iter().all(is_code_byte),
+        Some(last) => {
+            let (words, _) = rest.as_chunks::<8>();
+            words
+                .iter()
+                .chain([last])
+                .all(|w| code_word(u64::from_le_bytes(*w)))
+        }
+    }
+}
+
+/// Whether eight bytes read little-endian are all `[a-z0-9_]`. With every
+/// high bit clear, adding `0x80 - lo` to a byte sets its high bit exactly
+/// when the byte is at least `lo`, and carries into no other byte.
+fn code_word(x: u64) -> bool {
+    use fields::{HIGH, ONES};
+    let at_least = |lo: u8| x.wrapping_add(ONES * u64::from(0x80 - lo)) & HIGH;
+    let within = |lo: u8, hi: u8| at_least(lo) & !at_least(hi + 1);
+    (x & HIGH) == 0 && (within(b'a', b'z') | within(b'0', b'9') | within(b'_', b'_')) == HIGH
 }
 
 /// Reads an event's `table_repr`: `{"id","name","max_guests"}`, all three

@@ -104,6 +104,126 @@ fn refusals_name_the_problem() {
     assert_eq!(prep(&too_long, &t), Err(QrError::BadCode));
 }
 
+/// The `code` of the serialized event, quotes included.
+fn code_of(body: &str) -> Result<String, QrError> {
+    let json = prep(body, &TableSet::default())?;
+    let rest = json
+        .strip_prefix(r#"{"hash":"0xd8833dd3","code":"#)
+        .unwrap();
+    Ok(rest[..rest.find(r#","table":"#).unwrap()].to_string())
+}
+
+#[test]
+fn a_plain_code_is_copied_and_an_escaped_one_decoded_first() {
+    // Around the eight-byte words of `valid_code`, and the longest.
+    for n in [1, 2, 7, 8, 9, 15, 16, 17, 63, 64] {
+        let code: String = "a_1z9".chars().cycle().take(n).collect();
+        let body = format!(r#"{{"code":"{code}"}}"#);
+        assert_eq!(code_of(&body), Ok(format!("\"{code}\"")), "{code}");
+    }
+    assert_eq!(code_of(r#"{"code":"\u0061bc"}"#), Ok(r#""abc""#.into()));
+    assert_eq!(code_of(r#"{"code":"a\u005fb"}"#), Ok(r#""a_b""#.into()));
+    assert_eq!(code_of(r#"{"code": "abc" }"#), Ok(r#""abc""#.into()));
+    let long = format!(r#""a{}""#, "b".repeat(64));
+    for bad in [
+        r#""a\n""#,
+        r#""\u0041bc""#,
+        r#""Abc""#,
+        r#""1a""#,
+        r#""_a""#,
+        r#""a-b""#,
+        r#""a b""#,
+        r#""aé""#,
+        r#""блюдо""#,
+        r#""""#,
+        &long,
+    ] {
+        let body = format!(r#"{{"code":{bad}}}"#);
+        assert_eq!(code_of(&body), Err(QrError::BadCode), "{bad}");
+    }
+    assert!(matches!(
+        code_of(r#"{"code":"\ud800"}"#),
+        Err(QrError::InvalidJson(_))
+    ));
+}
+
+#[test]
+fn valid_code_is_the_spec_pattern() {
+    let pattern = |code: &str| {
+        let b = code.as_bytes();
+        !b.is_empty()
+            && b.len() <= MAX_CODE_LEN
+            && b[0].is_ascii_lowercase()
+            && b[1..]
+                .iter()
+                .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+    };
+    let odd = ['é', 'Ж', '€', '😀'];
+    for len in 1..=MAX_CODE_LEN + 2 {
+        for at in 0..len {
+            for c in (0u8..0x80).map(char::from).chain(odd) {
+                let mut code: Vec<char> = vec!['a'; len];
+                code[at] = c;
+                let code: String = code.into_iter().collect();
+                assert_eq!(valid_code(&code), pattern(&code), "{code:?}");
+            }
+        }
+    }
+    assert!(!valid_code(""));
+}
+
+#[test]
+fn table_is_written_as_its_integer() {
+    let t = TableSet::default();
+    let table_of = |value: &str| {
+        let json = prep(&format!(r#"{{"code":"a","table":{value}}}"#), &t)?;
+        let rest = &json[json.find(r#""table":"#).unwrap() + 8..];
+        Ok::<_, QrError>(rest[..rest.find(',').unwrap()].to_string())
+    };
+    for (value, written) in [
+        ("0", "0"),
+        ("-0", "0"),
+        ("7", "7"),
+        ("-5", "-5"),
+        (" 42 ", "42"),
+        ("null", "null"),
+        ("123456789012345678", "123456789012345678"),
+        ("1234567890123456789", "1234567890123456789"),
+        ("9223372036854775807", "9223372036854775807"),
+        ("-9223372036854775808", "-9223372036854775808"),
+    ] {
+        assert_eq!(table_of(value), Ok(written.to_string()), "{value}");
+    }
+    for bad in [
+        "1.0",
+        "-0.0",
+        "1e3",
+        "9223372036854775808",
+        "-9223372036854775809",
+        "\"1\"",
+        "true",
+        "[]",
+    ] {
+        assert_eq!(
+            table_of(bad),
+            Err(QrError::WrongType {
+                field: "table",
+                expected: "an integer or null"
+            }),
+            "{bad}"
+        );
+    }
+    // `-0` names table 0.
+    let tables = Tables::new([TableRepr {
+        id: 0,
+        name: "bar".into(),
+        max_guests: 2,
+    }]);
+    assert!(prep(r#"{"code":"a","table":-0}"#, &tables.snapshot())
+        .unwrap()
+        .ends_with(r#""table":0,"invoice":null,"order":null,"table_repr":{"id":0,"name":"bar","max_guests":2}}"#));
+}
+
 #[test]
 fn invoice_and_order_nest_at_most_128_deep() {
     let t = TableSet::default();

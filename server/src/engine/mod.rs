@@ -946,7 +946,8 @@ impl Writer {
             }
             let mut expire_before = None;
             let mut extra = Vec::new();
-            if std::time::Instant::now() >= next_expiry.min(next_housekeeping) || stopping {
+            let due = Instant::now() >= next_expiry.min(next_housekeeping) || stopping;
+            if due {
                 let now = std::time::Instant::now();
                 self.stats.log_and_reset();
                 if now >= next_housekeeping || stopping {
@@ -967,6 +968,11 @@ impl Writer {
                     }
                 }
                 next_expiry = std::time::Instant::now() + EXPIRY_TICK;
+            }
+            // Expired and evicted events leave the store with the next
+            // transaction: a flood evicts ~35k events a second from the full
+            // ring, and deleting them once a second made a 30 ms commit.
+            if due || !batch.is_empty() {
                 let tail = self.publisher.expire(now_ms());
                 // Only a tail that moved is worth a transaction (an idle
                 // server does not fsync every second).

@@ -346,3 +346,35 @@ fn registered_tables_survive_sigkill() {
         )]
     );
 }
+
+/// Expired events leave the store (with the once-a-second tick), and a
+/// restart on a store without a single event row still numbers on past them:
+/// an old hash a client kept never names a new event.
+#[test]
+fn after_every_event_expired_a_restart_numbers_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let launch = || {
+        Launch::new()
+            .data_dir(dir.path())
+            .arg("--event-retention")
+            .arg("1")
+    };
+    let mut server = launch().start();
+    let first: Vec<String> = (0..5)
+        .map(|i| server.publish_ok(&event_body(&format!("first_{i}"))))
+        .collect();
+    let rows_gone = wait_until(Duration::from_secs(15), || {
+        floorbell_core::store::Store::open_read_only(dir.path())
+            .and_then(|s| s.load_events(0))
+            .is_ok_and(|rows| rows.is_empty())
+    });
+    assert!(rows_gone, "expired events are still in the store");
+    server.kill();
+
+    let server = launch().start();
+    assert_eq!(server.poll_hashes("none"), Vec::<String>::new());
+    for i in 0..5 {
+        let h = server.publish_ok(&event_body(&format!("after_{i}")));
+        assert!(!first.contains(&h), "hash {h} of an expired event reused");
+    }
+}

@@ -43,6 +43,9 @@ pub use gateway::{GatewayChange, GatewayState, Principal};
 /// adds for the changes queued behind it; at 64 concurrent publishers a
 /// batch is ~64 anyway.
 pub const MAX_BATCH: usize = 4096;
+/// Evicted events are deleted from the store once this many have gathered
+/// (or at the once-a-second expiry tick).
+const EXPIRE_CHUNK: u64 = 2048;
 /// How often the writer drops expired events when idle.
 pub const EXPIRY_TICK: Duration = Duration::from_secs(1);
 /// How often token uses (`last_used`, `ip_address`) are written to disk.
@@ -969,14 +972,18 @@ impl Writer {
                 }
                 next_expiry = std::time::Instant::now() + EXPIRY_TICK;
             }
-            // Expired and evicted events leave the store with the next
-            // transaction: a flood evicts ~35k events a second from the full
-            // ring, and deleting them once a second made a 30 ms commit.
+            // Expired and evicted events leave the store in chunks of
+            // EXPIRE_CHUNK, or with the once-a-second tick: a flood evicts
+            // ~35k events a second from the full ring. Deleting them once a
+            // second made a 30 ms commit; deleting them with every batch
+            // rewrote the same pages (the oldest leaf, its parents, the free
+            // list) in every transaction.
             if due || !batch.is_empty() {
                 let tail = self.publisher.expire(now_ms());
                 // Only a tail that moved is worth a transaction (an idle
                 // server does not fsync every second).
-                if tail > self.expired_before {
+                if tail > self.expired_before && (due || tail - self.expired_before >= EXPIRE_CHUNK)
+                {
                     expire_before = Some(tail);
                 }
             }
@@ -1033,10 +1040,10 @@ impl Writer {
                 Pending::Applied(job) => ops.append(&mut job.records),
             }
         }
-        if !visible.is_empty() {
-            ops.push(StoreOp::PutMeta(META_NEXT_SEQ.into(), seq.to_string()));
-        }
         if let Some(tail) = expire_before {
+            // A restart numbers on from the newest stored event, or from
+            // this if the rows are all gone: written only when rows go.
+            ops.push(StoreOp::PutMeta(META_NEXT_SEQ.into(), seq.to_string()));
             ops.push(StoreOp::ExpireEventsBefore(tail));
         }
         ops.extend(extra);

@@ -6,6 +6,9 @@
 #   bash benches/load/publish.sh            # C=64 D=10s
 #   C=16 D=5s bash benches/load/publish.sh
 #   LOG_LEVEL=debug …                       # the writer logs its batch sizes
+#   FLOOR_BIN=…/bench/floor-mio/target/release/floor-mio bash …
+#       # then also the floor: the team harness's floor-mio answering every
+#       # POST with the bytes of a real floorbell answer, same wrk command
 #
 # Only 127.0.0.1; wrk stops by itself after D.
 set -euo pipefail
@@ -16,13 +19,17 @@ bin=${FLOORBELL_BIN:-$root/target/release/floorbell}
 command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)" >&2; exit 1; }
 data=$(mktemp -d)
 out=$(mktemp)
-trap 'kill "$pid" 2>/dev/null || true; rm -rf "$data" "$out"' EXIT
+floor_pid=
+trap 'kill "$pid" $floor_pid 2>/dev/null || true; rm -rf "$data" "$data.log" "$out" "$out.body"' EXIT
 "$bin" serve --listen 127.0.0.1:0 --data-dir "$data" --qr-token benchqr \
     --admin-token benchadmin --no-mdns --log-level "${LOG_LEVEL:-info}" >"$out" 2>"$data.log" &
 pid=$!
 for _ in $(seq 100); do grep -q listening "$out" && break; sleep 0.1; done
 url=$(sed -n 's/^listening on //p' "$out")
 [ -n "$url" ] || { echo "floorbell did not start" >&2; cat "$data.log" >&2; exit 1; }
+# One real answer, for the floor's body (and a check that publishing works).
+curl -sf -X POST -H "Authorization: Bearer benchadmin" -H "Content-Type: application/json" \
+    --data '{"code":"waiter_call","table":1}' "$url/api/v4/events" >"$out.body"
 cpu0=$(awk '{print $14+$15}' "/proc/$pid/stat")
 result=$(ADMIN_TOKEN=benchadmin wrk -t"$THREADS" -c"$C" -d"$D" -s "$root/benches/load/publish.lua" "$url" | grep '^RESULT')
 cpu1=$(awk '{print $14+$15}' "/proc/$pid/stat")
@@ -44,3 +51,17 @@ top = db.execute('select max(seq) from qr_events').fetchone()[0]
 print(max(int(meta[0]) if meta else 0, top + 1 if top is not None else 0))" "$data/floorbell.db")
 echo "events committed: $stored (wrk counted $requests completed requests)"
 [ "$stored" -ge "$requests" ] || { echo "fewer events committed than acknowledged" >&2; exit 1; }
+if [ -n "${FLOOR_BIN:-}" ]; then
+    "$FLOOR_BIN" --listen 127.0.0.1:0 --body "$out.body" >"$out" 2>/dev/null &
+    floor_pid=$!
+    for _ in $(seq 100); do grep -q listening "$out" && break; sleep 0.1; done
+    floor_url=$(sed -n 's/^listening on //p' "$out" | head -n 1)
+    [ -n "$floor_url" ] || { echo "floor-mio did not start" >&2; exit 1; }
+    cpu0=$(awk '{print $14+$15}' "/proc/$floor_pid/stat")
+    result=$(ADMIN_TOKEN=benchadmin wrk -t"$THREADS" -c"$C" -d"$D" -s "$root/benches/load/publish.lua" "$floor_url" | grep '^RESULT')
+    cpu1=$(awk '{print $14+$15}' "/proc/$floor_pid/stat")
+    echo "floor: $result"
+    requests=$(echo "$result" | sed 's/.*requests=\([0-9]*\).*/\1/')
+    awk -v c=$((cpu1 - cpu0)) -v t="$ticks" -v n="$requests" \
+        'BEGIN { printf "floor CPU per request: %.1f us\n", c / t * 1e6 / n }'
+fi

@@ -21,23 +21,36 @@ data=$(mktemp -d)
 out=$(mktemp)
 floor_pid=
 trap 'kill "$pid" $floor_pid 2>/dev/null || true; rm -rf "$data" "$data.log" "$out" "$out.body"' EXIT
+ticks=$(getconf CLK_TCK)
+
+# The URL a just-started server printed to $out ("listening on URL").
+listening() {
+    for _ in $(seq 100); do grep -q listening "$out" && break; sleep 0.1; done
+    sed -n 's/^listening on //p' "$out" | head -n 1
+}
+
+# wrk on URL for D, then the CPU the process PID used per request
+# (LABEL names it); leaves wrk's count of completed requests in $requests.
+load() { # PID URL LABEL
+    local cpu0 cpu1 result
+    cpu0=$(awk '{print $14+$15}' "/proc/$1/stat")
+    result=$(ADMIN_TOKEN=benchadmin wrk -t"$THREADS" -c"$C" -d"$D" -s "$root/benches/load/publish.lua" "$2" | grep '^RESULT')
+    cpu1=$(awk '{print $14+$15}' "/proc/$1/stat")
+    echo "$result"
+    requests=$(echo "$result" | sed 's/.*requests=\([0-9]*\).*/\1/')
+    awk -v c=$((cpu1 - cpu0)) -v t="$ticks" -v n="$requests" -v label="$3" \
+        'BEGIN { printf "%s: %.1f us\n", label, c / t * 1e6 / n }'
+}
+
 "$bin" serve --listen 127.0.0.1:0 --data-dir "$data" --qr-token benchqr \
     --admin-token benchadmin --no-mdns --log-level "${LOG_LEVEL:-info}" >"$out" 2>"$data.log" &
 pid=$!
-for _ in $(seq 100); do grep -q listening "$out" && break; sleep 0.1; done
-url=$(sed -n 's/^listening on //p' "$out")
+url=$(listening)
 [ -n "$url" ] || { echo "floorbell did not start" >&2; cat "$data.log" >&2; exit 1; }
 # One real answer, for the floor's body (and a check that publishing works).
 curl -sf -X POST -H "Authorization: Bearer benchadmin" -H "Content-Type: application/json" \
     --data '{"code":"waiter_call","table":1}' "$url/api/v4/events" >"$out.body"
-cpu0=$(awk '{print $14+$15}' "/proc/$pid/stat")
-result=$(ADMIN_TOKEN=benchadmin wrk -t"$THREADS" -c"$C" -d"$D" -s "$root/benches/load/publish.lua" "$url" | grep '^RESULT')
-cpu1=$(awk '{print $14+$15}' "/proc/$pid/stat")
-echo "$result"
-requests=$(echo "$result" | sed 's/.*requests=\([0-9]*\).*/\1/')
-ticks=$(getconf CLK_TCK)
-awk -v c=$((cpu1 - cpu0)) -v t="$ticks" -v n="$requests" \
-    'BEGIN { printf "server CPU per durable publish: %.1f us\n", c / t * 1e6 / n }'
+load "$pid" "$url" "server CPU per durable publish"
 kill -TERM "$pid"; wait "$pid" || true
 # The ring keeps the newest 2^18 events (older ones leave the store with
 # them), so the check is on what was ever committed: the store's next
@@ -54,14 +67,8 @@ echo "events committed: $stored (wrk counted $requests completed requests)"
 if [ -n "${FLOOR_BIN:-}" ]; then
     "$FLOOR_BIN" --listen 127.0.0.1:0 --body "$out.body" >"$out" 2>/dev/null &
     floor_pid=$!
-    for _ in $(seq 100); do grep -q listening "$out" && break; sleep 0.1; done
-    floor_url=$(sed -n 's/^listening on //p' "$out" | head -n 1)
+    floor_url=$(listening)
     [ -n "$floor_url" ] || { echo "floor-mio did not start" >&2; exit 1; }
-    cpu0=$(awk '{print $14+$15}' "/proc/$floor_pid/stat")
-    result=$(ADMIN_TOKEN=benchadmin wrk -t"$THREADS" -c"$C" -d"$D" -s "$root/benches/load/publish.lua" "$floor_url" | grep '^RESULT')
-    cpu1=$(awk '{print $14+$15}' "/proc/$floor_pid/stat")
-    echo "floor: $result"
-    requests=$(echo "$result" | sed 's/.*requests=\([0-9]*\).*/\1/')
-    awk -v c=$((cpu1 - cpu0)) -v t="$ticks" -v n="$requests" \
-        'BEGIN { printf "floor CPU per request: %.1f us\n", c / t * 1e6 / n }'
+    echo -n "floor: "
+    load "$floor_pid" "$floor_url" "floor CPU per request"
 fi

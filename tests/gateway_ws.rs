@@ -229,6 +229,15 @@ fn a_wrong_token_invalid_json_or_no_accesstoken_is_closed_with_1008() {
         send_text(&mut ws, frame);
         assert_closed_1008(&mut ws, &format!("first frame {frame:?}"));
     }
+    // A binary frame is not the token frame either (not 1003).
+    let mut ws = s.ws(GW_WS);
+    ws.send(Message::Binary(
+        format!(r#"{{"accesstoken":"{}"}}"#, t.token)
+            .into_bytes()
+            .into(),
+    ))
+    .expect("send a binary frame");
+    assert_closed_1008(&mut ws, "a binary first frame");
     // The server is unharmed, and the good token still works both ways.
     let mut ws = s.gw_ws_frame(&t.token);
     assert!(recv_snapshot(&mut ws).is_empty());

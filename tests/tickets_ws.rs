@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::thread;
@@ -1505,6 +1506,47 @@ fn fragmented_message_over_64_kib_is_closed_with_1009() {
 }
 
 #[test]
+fn a_continuation_claiming_2_pow_64_bytes_is_closed_with_1009() {
+    let s = Launch::new().start();
+    let mut kiosk = s.ws("/ws/kiosk");
+    send_frame(&mut kiosk, OpCode::Data(Data::Text), b"query ", false);
+    // A masked continuation header claiming u64::MAX bytes, and a few of
+    // them: the size check must not wrap and let it through.
+    let mut raw = vec![0x00, 0x80 | 127];
+    raw.extend_from_slice(&u64::MAX.to_be_bytes());
+    raw.extend_from_slice(&[1, 2, 3, 4]);
+    raw.extend_from_slice(&[b'a'; 64]);
+    kiosk.get_mut().write_all(&raw).expect("write the header");
+    let (code, _, texts) = recv_close(&mut kiosk);
+    assert_eq!(code, 1009, "close code; texts before: {texts:?}");
+    assert_kiosk_answers(&s);
+}
+
+#[test]
+fn a_close_code_the_rfc_forbids_is_not_echoed() {
+    let s = Launch::new().start();
+    // 1005 and 1006 must never be sent (RFC 6455 §7.4.1), 999 is no code,
+    // a one-byte payload has no room for one: all protocol errors.
+    for payload in [&b"\x03\xed"[..], b"\x03\xee", b"\x03\xe7", b"\x03"] {
+        let mut kiosk = s.ws("/ws/kiosk");
+        let mut raw = vec![0x88, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+        raw.extend_from_slice(payload);
+        kiosk.get_mut().write_all(&raw).expect("write the close");
+        let (code, _, _) = recv_close(&mut kiosk);
+        assert_eq!(code, 1002, "answer to close payload {payload:?}");
+    }
+    // A good code is echoed.
+    let mut kiosk = s.ws("/ws/kiosk");
+    kiosk
+        .get_mut()
+        .write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x0f, 0xa0])
+        .expect("write the close");
+    let (code, _, _) = recv_close(&mut kiosk);
+    assert_eq!(code, 4000);
+    assert_kiosk_answers(&s);
+}
+
+#[test]
 fn binary_frame_is_closed_with_1003() {
     let s = Launch::new().start();
     for path in ["/ws/kiosk", "/ws/staff"] {
@@ -1660,6 +1702,49 @@ fn stingy_socket(addr: SocketAddr) -> TcpStream {
     sock.connect_timeout(&addr.into(), Duration::from_secs(5))
         .expect("connect");
     sock.into()
+}
+
+/// The replay of waiting tickets is the console's initial state, not a
+/// backlog: however many the kiosks made, a console that reads gets them
+/// all (SPEC §2.2), and the slow-consumer bound applies to what follows.
+#[test]
+fn a_replay_larger_than_the_queue_bound_is_delivered_whole() {
+    const WAITING: usize = 40;
+    let s = Launch::new().arg("--ws-max-queue").arg("4096").start();
+    let mut kiosk = s.ws("/ws/kiosk");
+    let mut made = Vec::new();
+    for i in 0..WAITING {
+        made.push(
+            new_ticket(
+                &mut kiosk,
+                &format!("guest{i}@example.com"),
+                &format!("Guest number {i} with a long name"),
+            )
+            .id,
+        );
+    }
+    for round in 0..2 {
+        let (mut staff, taken, news) = console_with_replay(&s, made.len());
+        assert_eq!(taken, "taken", "round {round}");
+        let replayed: Vec<u64> = news.iter().map(|m| ticket_after("new", m).id).collect();
+        assert_eq!(
+            replayed, made,
+            "round {round}: every waiting ticket, in order"
+        );
+        assert!(
+            news.iter().map(String::len).sum::<usize>() > 4096,
+            "the replay must exceed the bound for this test to mean anything"
+        );
+        // Changes after the replay still arrive.
+        let t = new_ticket(&mut kiosk, &format!("late{round}@example.com"), "Late");
+        assert_eq!(
+            ticket_after("new", &recv_text(&mut staff)).id,
+            t.id,
+            "round {round}"
+        );
+        made.push(t.id);
+        let _ = staff.close(None);
+    }
 }
 
 #[test]

@@ -193,6 +193,11 @@ struct Conn {
     queue: VecDeque<Bytes>,
     /// Bytes in `queue` (bounded by `--ws-max-queue`, SPEC §3.5).
     queued: usize,
+    /// Of `queued`, the bytes of the client's initial state (a staff
+    /// console's `taken` and one `new` per waiting ticket, a display's
+    /// board) not written yet: they do not count against the bound, which
+    /// is for a client that falls behind the changes after it.
+    initial: usize,
     /// The front frame of `queue` is partly written.
     queue_front_started: bool,
     /// Set once upgraded to WebSocket.
@@ -383,6 +388,7 @@ impl Reactor {
                 unread: true,
                 queue: VecDeque::new(),
                 queued: 0,
+                initial: 0,
                 queue_front_started: false,
                 ws: None,
             });
@@ -802,7 +808,22 @@ impl Reactor {
                 }
                 WsEvent::Fail(code, reason) => {
                     tracing::debug!(code, reason, "closing a WebSocket client");
-                    queue_close(&mut self.conns[key], code, reason);
+                    let conn = &mut self.conns[key];
+                    let authenticating = conn
+                        .ws
+                        .as_ref()
+                        .is_some_and(|ws| ws.auth_deadline.is_some());
+                    if authenticating && code == close_code::UNSUPPORTED {
+                        // Anything but the token frame fails authentication
+                        // (SPEC §3.4: 1008), a binary frame included.
+                        queue_close(
+                            conn,
+                            close_code::POLICY,
+                            "expected {\"accesstoken\":\"TOKEN\"}",
+                        );
+                    } else {
+                        queue_close(conn, code, reason);
+                    }
                 }
             }
         }
@@ -882,7 +903,11 @@ impl Reactor {
                         .get_mut(key)
                         .filter(|c| c.id as u32 == serial && c.ws.is_some())
                     {
-                        queue_frame(conn, frame.clone(), self.ws_max_queue);
+                        if delivery.activate == Some(id) {
+                            queue_initial(conn, frame.clone());
+                        } else {
+                            queue_frame(conn, frame.clone(), self.ws_max_queue);
+                        }
                         touched.push(key);
                     }
                 }
@@ -950,8 +975,9 @@ fn queue_frame(conn: &mut Conn, frame: Bytes, max_queue: usize) {
     // A frame that arrives when nothing is waiting is always taken, even if
     // it alone passes the bound (a large ACTIVE_ORDERS snapshot): only a
     // backlog says the client is slow, and refusing the snapshot would close
-    // every reconnect too.
-    if conn.queued > 0 && conn.queued + frame.len() > max_queue {
+    // every reconnect too. The initial state does not count either.
+    let backlog = conn.queued - conn.initial;
+    if backlog > 0 && backlog + frame.len() > max_queue {
         // Keep a partly written frame whole, drop the rest.
         let partial = !conn.queue.is_empty() && conn.queue_front_started;
         let front = if partial {
@@ -961,6 +987,7 @@ fn queue_frame(conn: &mut Conn, frame: Bytes, max_queue: usize) {
         };
         conn.queue.clear();
         conn.queued = 0;
+        conn.initial = 0;
         if let Some(f) = front {
             conn.queued += f.len();
             conn.queue.push_back(f);
@@ -973,6 +1000,18 @@ fn queue_frame(conn: &mut Conn, frame: Bytes, max_queue: usize) {
         return;
     }
     conn.queued += frame.len();
+    conn.queue.push_back(frame);
+}
+
+/// Queues a frame of the client's initial state: taken whatever its size
+/// (a console must get every waiting ticket, SPEC §2.2, however many the
+/// kiosks made), and outside the bound of [`queue_frame`].
+fn queue_initial(conn: &mut Conn, frame: Bytes) {
+    if conn.close_after_write {
+        return;
+    }
+    conn.queued += frame.len();
+    conn.initial += frame.len();
     conn.queue.push_back(frame);
 }
 
@@ -1012,6 +1051,8 @@ fn flush(conn: &mut Conn, now: Instant) -> io::Result<()> {
         };
         conn.last_active = now;
         conn.queued -= written;
+        // The initial state was queued before any change after it.
+        conn.initial = conn.initial.saturating_sub(written).min(conn.queued);
         let mut left = written;
         while left > 0 {
             let front = conn

@@ -75,7 +75,9 @@ impl WsReader {
             };
             let header_len = cursor.position() as usize;
             let so_far = self.fragments.as_ref().map_or(0, Vec::len) as u64;
-            if len + so_far > MAX_MESSAGE_BYTES as u64 {
+            // The length is the client's 64-bit claim: the sum must not wrap
+            // (a continuation claiming 2^64 - 1 once passed as small).
+            if len.saturating_add(so_far) > MAX_MESSAGE_BYTES as u64 {
                 events.push(WsEvent::Fail(
                     close_code::TOO_BIG,
                     "message larger than 64 KiB",
@@ -114,9 +116,7 @@ impl WsReader {
                         ))),
                         Control::Pong => {}
                         Control::Close => {
-                            let code = (payload.len() >= 2)
-                                .then(|| u16::from_be_bytes([payload[0], payload[1]]));
-                            events.push(WsEvent::Closed(code));
+                            events.push(close_event(payload));
                             return used;
                         }
                         Control::Reserved(_) => {
@@ -176,6 +176,26 @@ impl WsReader {
     /// Whether a fragmented message is being reassembled (so memory is held).
     pub fn is_reassembling(&self) -> bool {
         self.fragments.is_some()
+    }
+}
+
+/// What a client's close frame says (RFC 6455 §5.5.1, §7.4): its code, or
+/// the failure to answer with when the frame breaks the protocol (a code
+/// the RFC forbids on the wire, such as 1005, is never echoed back).
+fn close_event(payload: &[u8]) -> WsEvent {
+    match payload {
+        [] => WsEvent::Closed(None),
+        [_] => WsEvent::Fail(close_code::PROTOCOL, "close frame of one byte"),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) {
+                WsEvent::Fail(close_code::PROTOCOL, "invalid close code")
+            } else if std::str::from_utf8(reason).is_err() {
+                WsEvent::Fail(close_code::INVALID_DATA, "close reason is not UTF-8")
+            } else {
+                WsEvent::Closed(Some(code))
+            }
+        }
     }
 }
 
@@ -356,6 +376,52 @@ mod tests {
         );
         let exactly = client(0x1, true, &vec![b'a'; MAX_MESSAGE_BYTES]);
         assert!(matches!(decode_all(&exactly).1[0], WsEvent::Text(_)));
+    }
+
+    #[test]
+    fn a_length_that_would_wrap_is_too_big() {
+        let mut reader = WsReader::default();
+        let mut events = Vec::new();
+        let mut first = client(0x1, false, b"acc");
+        reader.decode(&mut first, &mut events);
+        assert!(events.is_empty());
+        // A continuation claiming 2^64 - 1 bytes, header only.
+        let mut huge = vec![0x80, 0x80 | 127];
+        huge.extend_from_slice(&u64::MAX.to_be_bytes());
+        huge.extend_from_slice(&[1, 2, 3, 4]);
+        reader.decode(&mut huge, &mut events);
+        assert_eq!(
+            events,
+            [WsEvent::Fail(
+                close_code::TOO_BIG,
+                "message larger than 64 KiB"
+            )]
+        );
+    }
+
+    #[test]
+    fn close_frames_are_checked() {
+        let close = |payload: &[u8]| decode_all(&client(0x8, true, payload)).1;
+        assert_eq!(close(b""), [WsEvent::Closed(None)]);
+        assert_eq!(close(b"\x03\xe8bye"), [WsEvent::Closed(Some(1000))]);
+        assert_eq!(close(b"\x0f\xa0"), [WsEvent::Closed(Some(4000))]);
+        for bad in [
+            &b"\x03"[..],
+            b"\x03\xed",
+            b"\x03\xee",
+            b"\x03\xe7",
+            b"\x03\xf7",
+            b"\x0b\xb7",
+        ] {
+            assert!(
+                matches!(close(bad)[..], [WsEvent::Fail(close_code::PROTOCOL, _)]),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            close(b"\x03\xe8\xff")[..],
+            [WsEvent::Fail(close_code::INVALID_DATA, _)]
+        ));
     }
 
     #[test]

@@ -26,17 +26,21 @@ typedef enum {
   FLOORBELL_STATUS_NOT_FOUND = 4,
   // It exists already (a staff name in use).
   FLOORBELL_STATUS_CONFLICT = 5,
-  // The data directory is held by another process.
+  // The data directory is held by another open engine (another process,
+  // or this one).
   FLOORBELL_STATUS_IN_USE = 6,
   // The store failed.
   FLOORBELL_STATUS_STORE = 7,
-  // The engine is shutting down or was closed.
+  // The engine is shutting down or was closed (or, for a session
+  // command, no reply came within 30 s).
   FLOORBELL_STATUS_CLOSED = 8,
   // An I/O error (binding an address, …).
   FLOORBELL_STATUS_IO = 9,
-  // The engine is already serving (or not serving, for stop).
+  // The engine is already serving (or not serving, for stop), or a
+  // session being closed has a command running.
   FLOORBELL_STATUS_WRONG_STATE = 10,
-  // A caller-supplied buffer is too small (the length needed is set).
+  // Reserved: no call returns it today (`floorbell_last_error_message`
+  // truncates instead; `floorbell_last_error_length` gives the size).
   FLOORBELL_STATUS_BUFFER_TOO_SMALL = 11,
   // A panic inside floorbell was caught at the boundary (a bug: report it).
   FLOORBELL_STATUS_PANIC = 99,
@@ -88,14 +92,16 @@ const char *floorbell_version(void);
 // ignored). Tokens are generated and stored on first open as by `floorbell
 // serve`; `floorbell tokens --data-dir DIR` prints them.
 //
-// Errors: `FLOORBELL_STATUS_IN_USE` when another process holds the
-// directory, `FLOORBELL_STATUS_INVALID_ARGUMENT` for bad config text,
-// `FLOORBELL_STATUS_STORE` when the store cannot be opened.
+// Errors: `FLOORBELL_STATUS_IN_USE` when an open engine (in this process
+// or another) holds the directory, `FLOORBELL_STATUS_INVALID_ARGUMENT` for
+// bad config text, `FLOORBELL_STATUS_STORE` when the store cannot be
+// opened, `FLOORBELL_STATUS_IO` when a thread cannot be started,
+// `FLOORBELL_STATUS_NULL_POINTER` when `data_dir` or `out_engine` is NULL.
 //
 // # Safety
 //
-// `data_dir` and `config_toml` are NULL or NUL-terminated; `out_engine` is
-// NULL or writable.
+// `data_dir` is NUL-terminated; `config_toml` is NULL or NUL-terminated;
+// `out_engine` is writable.
 floorbell_status floorbell_engine_open(const char *data_dir,
                                        const char *config_toml,
                                        floorbell_engine **out_engine);
@@ -103,7 +109,9 @@ floorbell_status floorbell_engine_open(const char *data_dir,
 // Closes an engine: stops serving, ends its sessions, commits what is
 // queued, stops the callback thread, releases the data directory. NULL does
 // nothing. Call it exactly once per engine, when no other call on it runs
-// and not from a callback.
+// and not from a callback. Callbacks it waits for (the changes committed
+// last) may still call the engine: `floorbell_engine_unsubscribe` works,
+// a subscribe or a session command returns `FLOORBELL_STATUS_CLOSED`.
 //
 // # Safety
 //
@@ -229,7 +237,10 @@ floorbell_status floorbell_session_open(const floorbell_engine *engine,
 // exactly as SPEC §2 gives it) to `*out_reply` (free it with
 // [`floorbell_string_free`]). Returns after the change is on disk. An
 // `error …` reply is still `FLOORBELL_STATUS_OK`: the call worked, the board
-// said no. `FLOORBELL_STATUS_NOT_FOUND` for an unknown session.
+// said no. `FLOORBELL_STATUS_NOT_FOUND` for an unknown session;
+// `FLOORBELL_STATUS_CLOSED` at once when the engine is closing, or after
+// 30 s without a reply (the store failing: the log says why). Calls on one
+// session from several threads run one at a time, each with its own reply.
 //
 // # Safety
 //
@@ -241,7 +252,9 @@ floorbell_status floorbell_session_command(const floorbell_engine *engine,
                                            char **out_reply);
 
 // Closes a session (a staff session's table is unpicked).
-// `FLOORBELL_STATUS_NOT_FOUND` for an unknown session.
+// `FLOORBELL_STATUS_NOT_FOUND` for an unknown session;
+// `FLOORBELL_STATUS_WRONG_STATE` while a command runs on it on another
+// thread (the session stays open: close it after that call returns).
 //
 // # Safety
 //
@@ -252,6 +265,8 @@ floorbell_status floorbell_session_close(const floorbell_engine *engine, uint64_
 // broadcasts, order changes), with `user_data` passed back on each call, and writes the
 // subscription id to `*out_subscription` (may be NULL). See
 // [`FloorbellCallback`] for the thread that runs it.
+// `FLOORBELL_STATUS_CLOSED` once the engine is closing (a callback that
+// runs during [`floorbell_engine_close`] may still unsubscribe).
 //
 // # Safety
 //

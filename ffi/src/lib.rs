@@ -198,14 +198,16 @@ pub extern "C" fn floorbell_version() -> *const c_char {
 /// ignored). Tokens are generated and stored on first open as by `floorbell
 /// serve`; `floorbell tokens --data-dir DIR` prints them.
 ///
-/// Errors: `FLOORBELL_STATUS_IN_USE` when another process holds the
-/// directory, `FLOORBELL_STATUS_INVALID_ARGUMENT` for bad config text,
-/// `FLOORBELL_STATUS_STORE` when the store cannot be opened.
+/// Errors: `FLOORBELL_STATUS_IN_USE` when an open engine (in this process
+/// or another) holds the directory, `FLOORBELL_STATUS_INVALID_ARGUMENT` for
+/// bad config text, `FLOORBELL_STATUS_STORE` when the store cannot be
+/// opened, `FLOORBELL_STATUS_IO` when a thread cannot be started,
+/// `FLOORBELL_STATUS_NULL_POINTER` when `data_dir` or `out_engine` is NULL.
 ///
 /// # Safety
 ///
-/// `data_dir` and `config_toml` are NULL or NUL-terminated; `out_engine` is
-/// NULL or writable.
+/// `data_dir` is NUL-terminated; `config_toml` is NULL or NUL-terminated;
+/// `out_engine` is writable.
 #[no_mangle]
 pub unsafe extern "C" fn floorbell_engine_open(
     data_dir: *const c_char,
@@ -240,7 +242,9 @@ pub unsafe extern "C" fn floorbell_engine_open(
 /// Closes an engine: stops serving, ends its sessions, commits what is
 /// queued, stops the callback thread, releases the data directory. NULL does
 /// nothing. Call it exactly once per engine, when no other call on it runs
-/// and not from a callback.
+/// and not from a callback. Callbacks it waits for (the changes committed
+/// last) may still call the engine: `floorbell_engine_unsubscribe` works,
+/// a subscribe or a session command returns `FLOORBELL_STATUS_CLOSED`.
 ///
 /// # Safety
 ///
@@ -587,7 +591,10 @@ pub unsafe extern "C" fn floorbell_session_open(
 /// exactly as SPEC §2 gives it) to `*out_reply` (free it with
 /// [`floorbell_string_free`]). Returns after the change is on disk. An
 /// `error …` reply is still `FLOORBELL_STATUS_OK`: the call worked, the board
-/// said no. `FLOORBELL_STATUS_NOT_FOUND` for an unknown session.
+/// said no. `FLOORBELL_STATUS_NOT_FOUND` for an unknown session;
+/// `FLOORBELL_STATUS_CLOSED` at once when the engine is closing, or after
+/// 30 s without a reply (the store failing: the log says why). Calls on one
+/// session from several threads run one at a time, each with its own reply.
 ///
 /// # Safety
 ///
@@ -622,7 +629,9 @@ pub unsafe extern "C" fn floorbell_session_command(
 }
 
 /// Closes a session (a staff session's table is unpicked).
-/// `FLOORBELL_STATUS_NOT_FOUND` for an unknown session.
+/// `FLOORBELL_STATUS_NOT_FOUND` for an unknown session;
+/// `FLOORBELL_STATUS_WRONG_STATE` while a command runs on it on another
+/// thread (the session stays open: close it after that call returns).
 ///
 /// # Safety
 ///
@@ -666,6 +675,8 @@ unsafe impl Sync for UserData {}
 /// broadcasts, order changes), with `user_data` passed back on each call, and writes the
 /// subscription id to `*out_subscription` (may be NULL). See
 /// [`FloorbellCallback`] for the thread that runs it.
+/// `FLOORBELL_STATUS_CLOSED` once the engine is closing (a callback that
+/// runs during [`floorbell_engine_close`] may still unsubscribe).
 ///
 /// # Safety
 ///
@@ -699,6 +710,8 @@ pub unsafe extern "C" fn floorbell_engine_subscribe(
             // come back through an extern "C" callback (it would abort).
             unsafe { callback(user.0, kind, c.as_ptr(), text.len()) };
         }));
+        let id =
+            id.ok_or_else(|| Failure::new(FloorbellStatus::Closed, "the engine is closing"))?;
         if !out_subscription.is_null() {
             // SAFETY: writable per the contract.
             unsafe { *out_subscription = id };

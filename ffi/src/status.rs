@@ -20,17 +20,21 @@ pub enum FloorbellStatus {
     NotFound = 4,
     /// It exists already (a staff name in use).
     Conflict = 5,
-    /// The data directory is held by another process.
+    /// The data directory is held by another open engine (another process,
+    /// or this one).
     InUse = 6,
     /// The store failed.
     Store = 7,
-    /// The engine is shutting down or was closed.
+    /// The engine is shutting down or was closed (or, for a session
+    /// command, no reply came within 30 s).
     Closed = 8,
     /// An I/O error (binding an address, …).
     Io = 9,
-    /// The engine is already serving (or not serving, for stop).
+    /// The engine is already serving (or not serving, for stop), or a
+    /// session being closed has a command running.
     WrongState = 10,
-    /// A caller-supplied buffer is too small (the length needed is set).
+    /// Reserved: no call returns it today (`floorbell_last_error_message`
+    /// truncates instead; `floorbell_last_error_length` gives the size).
     BufferTooSmall = 11,
     /// A panic inside floorbell was caught at the boundary (a bug: report it).
     Panic = 99,
@@ -43,19 +47,21 @@ thread_local! {
 /// Records the message of a failed call on this thread.
 pub fn set_last_error(message: impl Into<String>) {
     let message = message.into();
-    LAST_ERROR.with(|e| *e.borrow_mut() = message);
+    // `try_with`: a call from another thread-local's destructor, after
+    // this one is gone, must not panic across the boundary.
+    let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = message);
 }
 
 /// Clears it (every successful call does).
 pub fn clear_last_error() {
-    LAST_ERROR.with(|e| e.borrow_mut().clear());
+    let _ = LAST_ERROR.try_with(|e| e.borrow_mut().clear());
 }
 
 /// Bytes of the last error message on this thread, NUL excluded (0 when the
 /// last call succeeded).
 #[no_mangle]
 pub extern "C" fn floorbell_last_error_length() -> usize {
-    LAST_ERROR.with(|e| e.borrow().len())
+    LAST_ERROR.try_with(|e| e.borrow().len()).unwrap_or(0)
 }
 
 /// Copies the last error message of this thread into `buffer` (at most
@@ -72,8 +78,7 @@ pub unsafe extern "C" fn floorbell_last_error_message(buffer: *mut c_char, lengt
     if buffer.is_null() || length == 0 {
         return 0;
     }
-    LAST_ERROR.with(|e| {
-        let e = e.borrow();
+    let copy = |e: &str| {
         let mut n = e.len().min(length - 1);
         while !e.is_char_boundary(n) {
             n -= 1;
@@ -85,5 +90,8 @@ pub unsafe extern "C" fn floorbell_last_error_message(buffer: *mut c_char, lengt
             *buffer.add(n) = 0;
         }
         n
-    })
+    };
+    LAST_ERROR
+        .try_with(|e| copy(&e.borrow()))
+        .unwrap_or_else(|_| copy(""))
 }

@@ -614,3 +614,134 @@ fn submitted_events_are_committed_in_order_and_reach_subscribers() {
         assert_eq!(floorbell_engine_close(engine), FloorbellStatus::Ok);
     }
 }
+
+/// Two threads sharing one kiosk session: every call gets the reply to its
+/// own command (`Every function may be called from any thread`).
+#[test]
+fn two_threads_on_one_session_get_their_own_replies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = cs(dir.path().to_str().unwrap());
+    let mut engine = std::ptr::null_mut();
+    let mut kiosk = 0u64;
+    // SAFETY: valid arguments; the engine outlives the threads (joined).
+    unsafe {
+        assert_eq!(
+            floorbell_engine_open(path.as_ptr(), std::ptr::null(), &mut engine),
+            FloorbellStatus::Ok
+        );
+        assert_eq!(
+            floorbell_session_open(engine, cs("kiosk").as_ptr(), &mut kiosk),
+            FloorbellStatus::Ok
+        );
+    }
+    let shared = engine as usize;
+    let threads: Vec<_> = (0..2)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let engine = shared as *const FloorbellEngine;
+                for i in 0..100 {
+                    let email = format!("t{t}n{i}@example.com");
+                    let mut reply = std::ptr::null_mut();
+                    // SAFETY: a live engine and session, a C string.
+                    let status = unsafe {
+                        floorbell_session_command(
+                            engine,
+                            kiosk,
+                            cs(&format!("new {email} Guest")).as_ptr(),
+                            &mut reply,
+                        )
+                    };
+                    assert_eq!(status, FloorbellStatus::Ok, "thread {t} command {i}");
+                    // SAFETY: a string floorbell handed out.
+                    let reply = unsafe { take(reply) };
+                    assert!(
+                        reply.starts_with("success new ")
+                            && reply.contains(&format!(r#""email":"{email}""#)),
+                        "thread {t} command {i} got {reply}"
+                    );
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("no thread failed");
+    }
+    // SAFETY: no other call runs now.
+    unsafe { assert_eq!(floorbell_engine_close(engine), FloorbellStatus::Ok) };
+}
+
+/// The subscription id a self-removing callback reads, and what it saw.
+struct OneShot {
+    engine: *const FloorbellEngine,
+    id: std::sync::atomic::AtomicU64,
+    unsubscribed: std::sync::atomic::AtomicI32,
+}
+
+unsafe extern "C" fn unsubscribe_self(
+    user: *mut c_void,
+    _kind: FloorbellChange,
+    _data: *const c_char,
+    _length: usize,
+) {
+    // SAFETY: `user` is the test's OneShot, alive until close returns.
+    let me = unsafe { &*(user as *const OneShot) };
+    // Late enough that close is already waiting for this thread.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let id = me.id.load(std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: the engine is alive until close returns.
+    let status = unsafe { floorbell_engine_unsubscribe(me.engine, id) };
+    me.unsubscribed
+        .store(status as i32, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// A callback that unsubscribes itself while close commits the last
+/// change: close returns (it once waited forever).
+#[test]
+fn a_callback_may_unsubscribe_itself_while_the_engine_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = cs(dir.path().to_str().unwrap());
+    let mut engine = std::ptr::null_mut();
+    // SAFETY: valid arguments; `me` outlives the engine.
+    unsafe {
+        assert_eq!(
+            floorbell_engine_open(path.as_ptr(), std::ptr::null(), &mut engine),
+            FloorbellStatus::Ok
+        );
+        let me = Box::new(OneShot {
+            engine,
+            id: std::sync::atomic::AtomicU64::new(0),
+            unsubscribed: std::sync::atomic::AtomicI32::new(-1),
+        });
+        let mut id = 0;
+        assert_eq!(
+            floorbell_engine_subscribe(
+                engine,
+                Some(unsubscribe_self),
+                &*me as *const OneShot as *mut c_void,
+                &mut id
+            ),
+            FloorbellStatus::Ok
+        );
+        me.id.store(id, std::sync::atomic::Ordering::SeqCst);
+        let ev = cs(r#"{"code":"waiter_call","table":5}"#);
+        assert_eq!(
+            floorbell_engine_publish_event(engine, ev.as_ptr(), std::ptr::null_mut()),
+            FloorbellStatus::Ok
+        );
+        let handle = engine as usize;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let status = floorbell_engine_close(handle as *mut FloorbellEngine);
+            let _ = tx.send(status);
+        });
+        assert_eq!(
+            rx.recv_timeout(std::time::Duration::from_secs(10)),
+            Ok(FloorbellStatus::Ok),
+            "close returned"
+        );
+        assert_eq!(
+            me.unsubscribed.load(std::sync::atomic::Ordering::SeqCst),
+            FloorbellStatus::Ok as i32
+        );
+    }
+}

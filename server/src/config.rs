@@ -7,6 +7,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The most event loops: a connection id keeps its reactor's index in 8
+/// bits, and 255 names the C ABI's in-process sessions
+/// ([`crate::local::LOCAL_REACTOR`]).
+pub const MAX_REACTORS: usize = 254;
+const _: () = assert!(MAX_REACTORS < crate::local::LOCAL_REACTOR);
+
 use serde::Deserialize;
 
 /// `floorbell serve`'s flags. Each is also a key of the `--config` file,
@@ -263,10 +269,10 @@ impl Config {
             return Err(invalid("max-connections", "must be at least 1"));
         }
         let reactors = args.reactors.or(file.reactors).unwrap_or(0);
-        if reactors > 256 {
+        if reactors > MAX_REACTORS {
             return Err(invalid(
                 "reactors",
-                "must be between 0 (one per core) and 256",
+                "must be between 0 (one per core) and 254",
             ));
         }
         let qr_token = args.qr_token.clone().or(file.qr_token);
@@ -313,6 +319,7 @@ impl Config {
             std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1)
+                .min(MAX_REACTORS)
         }
     }
 }
@@ -392,6 +399,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn reactor_indices_stay_below_the_local_sessions_one() {
+        let dir = Path::new("/tmp/x");
+        let c = Config::from_toml_text("reactors = 254", dir).unwrap();
+        assert_eq!(c.reactor_count(), 254);
+        for n in [255, 256, 1000] {
+            let e = Config::from_toml_text(&format!("reactors = {n}"), dir)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("reactors"), "{e}");
+        }
+        let c = Config::from_toml_text("", dir).unwrap();
+        assert!((1..=MAX_REACTORS).contains(&c.reactor_count()));
     }
 
     #[test]

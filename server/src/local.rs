@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, ThreadId};
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
@@ -61,6 +61,12 @@ pub struct Local {
     has_subscribers: AtomicBool,
     /// The callback thread and its queue, started with the first subscriber.
     dispatcher: Mutex<Option<Dispatcher>>,
+    /// The callback thread's id, kept after [`Local::shutdown`] took the
+    /// dispatcher: a callback that unsubscribes while shutdown waits for its
+    /// thread must still be recognised (it holds its own gate).
+    callback_thread: Mutex<Option<ThreadId>>,
+    /// Set by [`Local::shutdown`]: no new subscriber, no new thread.
+    closed: AtomicBool,
 }
 
 /// The callback thread's queue and handle.
@@ -87,8 +93,15 @@ impl Local {
         split_conn_id(id).0 == LOCAL_REACTOR
     }
 
-    /// Adds a subscriber; returns its id for [`Local::unsubscribe`].
-    pub fn subscribe(&self, callback: Callback) -> u64 {
+    /// Adds a subscriber; returns its id for [`Local::unsubscribe`], or
+    /// `None` once [`Local::shutdown`] has begun.
+    pub fn subscribe(&self, callback: Callback) -> Option<u64> {
+        let mut dispatcher = self.dispatcher.lock();
+        // Checked under the dispatcher's lock, which shutdown takes after
+        // setting it: no thread is started that shutdown would not join.
+        if self.closed.load(Ordering::Acquire) {
+            return None;
+        }
         let id = self.next_subscription.fetch_add(1, Ordering::Relaxed) + 1;
         self.subscribers.write().push(Arc::new(Subscriber {
             id,
@@ -96,7 +109,6 @@ impl Local {
             active: AtomicBool::new(true),
             gate: Mutex::new(()),
         }));
-        let mut dispatcher = self.dispatcher.lock();
         if dispatcher.is_none() {
             let (tx, rx) = crossbeam_channel::unbounded::<Vec<Change>>();
             let subscribers = Arc::clone(&self.subscribers);
@@ -119,12 +131,15 @@ impl Local {
                     }
                 });
             match thread {
-                Ok(handle) => *dispatcher = Some((tx, handle)),
+                Ok(handle) => {
+                    *self.callback_thread.lock() = Some(handle.thread().id());
+                    *dispatcher = Some((tx, handle));
+                }
                 Err(e) => tracing::error!(error = %e, "cannot start the callback thread"),
             }
         }
         self.has_subscribers.store(true, Ordering::Release);
-        id
+        Some(id)
     }
 
     /// Removes a subscriber; false when the id is unknown. When it returns,
@@ -151,10 +166,7 @@ impl Local {
     }
 
     fn on_callback_thread(&self) -> bool {
-        self.dispatcher
-            .lock()
-            .as_ref()
-            .is_some_and(|(_, handle)| handle.thread().id() == std::thread::current().id())
+        *self.callback_thread.lock() == Some(std::thread::current().id())
     }
 
     /// Whether anyone listens (checked by the writer before building changes).
@@ -193,9 +205,13 @@ impl Local {
         }
     }
 
-    /// Stops the callback thread after it has run what is queued.
+    /// Stops the callback thread after it has run what is queued. The
+    /// callbacks it still runs may call [`Local::subscribe`] (refused) or
+    /// [`Local::unsubscribe`]: no lock is held while waiting for them.
     pub fn shutdown(&self) {
-        if let Some((tx, handle)) = self.dispatcher.lock().take() {
+        self.closed.store(true, Ordering::Release);
+        let dispatcher = self.dispatcher.lock().take();
+        if let Some((tx, handle)) = dispatcher {
             drop(tx);
             if handle.thread().id() != std::thread::current().id() {
                 let _ = handle.join();
@@ -251,7 +267,9 @@ mod tests {
         assert!(changes.is_empty(), "no subscriber, no changes");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&seen);
-        let sub = local.subscribe(Box::new(move |c| sink.lock().push(c.clone())));
+        let sub = local
+            .subscribe(Box::new(move |c| sink.lock().push(c.clone())))
+            .expect("open");
         local.deliver(&delivery, &mut changes);
         assert_eq!(changes, [Change::Ticket(Bytes::from_static(b"pick 1"))]);
         local.notify(changes);
@@ -269,11 +287,13 @@ mod tests {
         let calls = Arc::new(AtomicU64::new(0));
         let (started_tx, started_rx) = crossbeam_channel::bounded(8);
         let counter = Arc::clone(&calls);
-        let sub = local.subscribe(Box::new(move |_| {
-            let _ = started_tx.send(());
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            counter.fetch_add(1, Ordering::SeqCst);
-        }));
+        let sub = local
+            .subscribe(Box::new(move |_| {
+                let _ = started_tx.send(());
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                counter.fetch_add(1, Ordering::SeqCst);
+            }))
+            .expect("open");
         let change = Change::Event(Bytes::from_static(b"{}"));
         local.notify(vec![change.clone(), change.clone(), change]);
         started_rx
@@ -286,5 +306,39 @@ mod tests {
         // … and the two queued changes never reached the callback.
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert!(!local.unsubscribe(sub), "unknown the second time");
+    }
+
+    /// A callback that unsubscribes itself, or subscribes, while shutdown
+    /// waits for the callback thread: shutdown returns, the unsubscribe
+    /// returns at once, the subscribe is refused.
+    #[test]
+    fn callbacks_may_unsubscribe_and_subscribe_during_shutdown() {
+        let local = Arc::new(Local::default());
+        let (done_tx, done_rx) = crossbeam_channel::bounded(4);
+        let me = Arc::clone(&local);
+        let own_id = Arc::new(AtomicU64::new(0));
+        let own = Arc::clone(&own_id);
+        let sub = local
+            .subscribe(Box::new(move |_| {
+                // Late enough that shutdown is already waiting.
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                let unsubscribed = me.unsubscribe(own.load(Ordering::SeqCst));
+                let refused = me.subscribe(Box::new(|_| {})).is_none();
+                let _ = done_tx.send((unsubscribed, refused));
+            }))
+            .expect("open");
+        own_id.store(sub, Ordering::SeqCst);
+        local.notify(vec![Change::Event(Bytes::from_static(b"{}"))]);
+        let closer = Arc::clone(&local);
+        let (closed_tx, closed_rx) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || {
+            closer.shutdown();
+            let _ = closed_tx.send(());
+        });
+        closed_rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("shutdown returns");
+        assert_eq!(done_rx.try_recv(), Ok((true, true)));
+        assert!(local.subscribe(Box::new(|_| {})).is_none());
     }
 }

@@ -10,7 +10,7 @@
 //! commit, so no poller ever sees an event that a crash could undo.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -259,6 +259,9 @@ pub struct Engine {
     webhooks: Arc<Webhooks>,
     /// Events given to [`Engine::submit_event`] and not committed yet.
     submitted: Arc<AtomicUsize>,
+    /// Set by [`Engine::shutdown`] (under the board's lock): ticket changes
+    /// are refused from then on.
+    closed: AtomicBool,
 }
 
 /// SHA-256 of a staff token: what the store and the board keep.
@@ -474,6 +477,7 @@ impl Engine {
             gateway,
             webhooks,
             submitted,
+            closed: AtomicBool::new(false),
         };
         Ok((Arc::new(engine), generated))
     }
@@ -572,15 +576,24 @@ impl Engine {
 
     /// Feeds the ticket board an input from a WebSocket connection; its
     /// messages go out after the change is on disk.
-    pub fn ticket_change(&self, change: TicketChange) {
-        self.apply_ticket(change, None);
+    pub fn ticket_change(&self, change: TicketChange) -> bool {
+        self.apply_ticket(change, None)
     }
 
     /// Applies a change to the board and hands its records and messages to
     /// the writer, under the board's lock (see the `board` field).
-    fn apply_ticket(&self, change: TicketChange, reply: Option<Reply>) {
+    /// Returns false when the engine has shut down: nothing was applied,
+    /// and a caller waiting for a reply would wait in vain.
+    fn apply_ticket(&self, change: TicketChange, reply: Option<Reply>) -> bool {
         let now = now_ms().div_euclid(1000);
         let mut board = self.board.lock();
+        // Set under this lock before the writer is told to stop, so every
+        // change applied here reaches the writer ahead of its Stop.
+        if self.closed.load(Ordering::Acquire) {
+            drop(board);
+            answer_now(reply, Outcome::Failed("the engine is shutting down".into()));
+            return false;
+        }
         let mut activate = None;
         let mut reply_to = None;
         let mut extra = Vec::new();
@@ -588,7 +601,7 @@ impl Engine {
             TicketChange::Opened { conn, role } => {
                 activate = Some(conn);
                 let Some(role) = to_board_role(role) else {
-                    return; // not a ticket-board client
+                    return true; // not a ticket-board client
                 };
                 (board.connect(conn, role), None)
             }
@@ -624,7 +637,7 @@ impl Engine {
                                 message: e.to_string(),
                             },
                         );
-                        return;
+                        return true;
                     }
                 }
             }
@@ -642,7 +655,7 @@ impl Engine {
                             message: e.to_string(),
                         },
                     );
-                    return;
+                    return true;
                 }
             },
         };
@@ -663,7 +676,7 @@ impl Engine {
             });
         let reply = reply.zip(outcome);
         if records.is_empty() && delivery.is_none() && reply.is_none() {
-            return;
+            return true;
         }
         // Sent while the lock is held: the writer commits in application order.
         if self
@@ -677,7 +690,9 @@ impl Engine {
             .is_err()
         {
             tracing::warn!("a ticket change arrived after shutdown; dropped");
+            return false;
         }
+        true
     }
 
     /// The body of `GET /api/tickets/staff`: names only, never tokens.
@@ -720,29 +735,41 @@ impl Engine {
     pub fn open_session(&self, role: WsRole) -> LocalSession {
         let (conn, rx) = self.local.open_session();
         self.ticket_change(TicketChange::Opened { conn, role });
-        LocalSession { conn, role, rx }
+        LocalSession {
+            conn,
+            role,
+            rx,
+            command: Mutex::new(()),
+        }
     }
 
     /// Sends one command on a session and waits for its reply (`success …`
-    /// or `error …`), which comes after the change is on disk.
+    /// or `error …`), which comes after the change is on disk. Commands on
+    /// one session from several threads run one after the other, each
+    /// getting its own reply.
     ///
     /// # Errors
     ///
-    /// [`EngineError::Closed`] when no reply comes within 30 s (the engine
-    /// is shutting down or its store fails).
+    /// [`EngineError::Closed`] at once when the engine is shutting down, or
+    /// when no reply comes within 30 s (its store fails).
     pub fn session_command(
         &self,
         session: &LocalSession,
         text: &str,
     ) -> Result<String, EngineError> {
+        // One command in flight per session: the replies share one channel.
+        let _one_at_a_time = session.command.lock();
         // Direct messages that are not replies (`taken`, initial `new`
         // lines) are skipped: subscribers get the broadcasts.
         while session.rx.try_recv().is_ok() {}
-        self.ticket_change(TicketChange::Text {
+        let taken = self.ticket_change(TicketChange::Text {
             conn: session.conn,
             role: session.role,
             text: text.to_owned(),
         });
+        if !taken {
+            return Err(EngineError::Closed);
+        }
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -784,7 +811,11 @@ impl Engine {
     /// submissions fail. Calling it again does nothing.
     pub fn shutdown(&self) {
         self.webhooks.stop();
-        let _ = self.writer.send(WriterMsg::Stop);
+        {
+            let _board = self.board.lock();
+            self.closed.store(true, Ordering::Release);
+            let _ = self.writer.send(WriterMsg::Stop);
+        }
         if let Some(handle) = self.writer_thread.lock().take() {
             let _ = handle.join();
         }
@@ -836,6 +867,8 @@ pub struct LocalSession {
     conn: ConnId,
     role: WsRole,
     rx: Receiver<Bytes>,
+    /// Held while a command waits for its reply.
+    command: Mutex<()>,
 }
 
 /// What the writer did since its last report: how well group commit groups.

@@ -399,6 +399,176 @@ fn malformed_request_line_is_400() {
     server.assert_healthy();
 }
 
+/// Every answer decided by the head alone is sent when the head arrived in
+/// two reads too (they were once left unsent, the connection open for ever).
+#[test]
+fn refusals_and_100_continue_come_when_the_head_arrives_in_pieces() {
+    let server = Launch::new().start();
+    let big = "x".repeat(17 * 1024);
+    let cases: Vec<(String, String, u16)> = vec![
+        (
+            "GET /api/v4/events?hash=none HTTP/1.1\r\nHost: 127.0.0.1\r\n".into(),
+            "token: wrong\r\n\r\n".into(),
+            401,
+        ),
+        (
+            "POST /api/v4/events HTTP/1.1\r\nHost: 127.0.0.1\r\n".into(),
+            format!("Authorization: Bearer {ADMIN_TOKEN}\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            411,
+        ),
+        (
+            "PUT /api/v4/tables/1 HTTP/1.1\r\nHost: 127.0.0.1\r\n".into(),
+            format!("Authorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: 2000000\r\n\r\n"),
+            413,
+        ),
+        (
+            "GET /api/v4/events?hash=none HTTP/1.1\r\n".into(),
+            format!("X-Big: {big}\r\n\r\n"),
+            431,
+        ),
+        (
+            "GET /api/v4/events?hash=none HTTP/1.1\r\n".into(),
+            "Content-Length: +5\r\n\r\nhello".into(),
+            400,
+        ),
+    ];
+    for (first, second, status) in cases {
+        let mut conn = server.raw();
+        conn.set_timeout(Duration::from_secs(3));
+        conn.send(first.as_bytes());
+        std::thread::sleep(Duration::from_millis(200));
+        conn.send_lossy(second.as_bytes());
+        let reply = conn.read_response();
+        assert_eq!(
+            reply.status,
+            status,
+            "{first:?} + {second:?}: {}",
+            reply.text()
+        );
+        reply.assert_json();
+        assert!(
+            conn.closed_within(Duration::from_secs(3)),
+            "{first:?}: still open after the {status}"
+        );
+    }
+    // `Expect: 100-continue` in a head that came in two pieces.
+    let mut conn = server.raw();
+    conn.set_timeout(Duration::from_secs(3));
+    let body = event_body("waiter_call");
+    conn.send(b"POST /api/v4/events HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    std::thread::sleep(Duration::from_millis(200));
+    conn.send(
+        format!(
+            "Authorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(conn.read_response().status_line, "HTTP/1.1 100 Continue");
+    conn.send(body.as_bytes());
+    let hash = raw_published_hash(&conn.read_response());
+    assert_eq!(server.poll_hashes("none"), vec![hash]);
+    server.assert_healthy();
+}
+
+/// `Connection: close` and HTTP/1.0 end the connection after a poll's
+/// answer, as after any other; a request sent with the client's FIN is
+/// answered and the connection closed at once.
+#[test]
+fn a_poll_with_connection_close_or_http_1_0_or_a_fin_ends_the_connection() {
+    let server = Launch::new().start();
+    let requests = [
+        format!("GET /api/v4/events?hash=none HTTP/1.1\r\nHost: 127.0.0.1\r\ntoken: {QR_TOKEN}\r\nConnection: close\r\n\r\n"),
+        format!("GET /api/v4/events?hash=none HTTP/1.0\r\ntoken: {QR_TOKEN}\r\n\r\n"),
+    ];
+    for request in &requests {
+        let mut conn = server.raw();
+        // A second request behind it must not be answered.
+        let mut both = request.clone().into_bytes();
+        both.extend(poll_request());
+        conn.send(&both);
+        assert_eq!(conn.read_response().status, 200, "{request:?}");
+        assert!(
+            conn.closed_within(Duration::from_secs(2)),
+            "{request:?}: still open, or answered the next request"
+        );
+    }
+    for request in [
+        poll_request(),
+        http_request("GET", "/api/v4/tables", &[("token", QR_TOKEN)], b""),
+    ] {
+        let mut conn = server.raw();
+        conn.send(&request);
+        conn.stream
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half-close");
+        assert_eq!(conn.read_response().status, 200);
+        assert!(
+            conn.closed_within(Duration::from_secs(2)),
+            "a request with the FIN: the connection stayed open"
+        );
+    }
+}
+
+/// A client that pipelines polls and stops reading: once its last answer
+/// (the 408 for the requests left waiting) is queued, it is dropped after a
+/// grace period without progress, freeing its slot (it was kept for ever).
+#[test]
+fn a_pipelining_client_that_stops_reading_is_dropped() {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let server = Launch::new().arg("--max-connections").arg("1").start();
+    let filler = "a".repeat(900 * 1024);
+    let auth = admin_auth();
+    for i in 0..4 {
+        // Raw connections, closed after each answer: the one slot is free.
+        let mut conn = server.raw();
+        let body =
+            format!(r#"{{"code":"waiter_call","table":{i},"invoice":{{"note":"{filler}"}}}}"#);
+        conn.send(&http_request(
+            "POST",
+            "/api/v4/events",
+            &[("Authorization", &auth), ("Connection", "close")],
+            body.as_bytes(),
+        ));
+        assert_eq!(conn.read_response().status, 201);
+        assert!(conn.closed_within(Duration::from_secs(2)));
+    }
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
+    sock.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    sock.connect_timeout(&server.addr.into(), Duration::from_secs(5))
+        .expect("connect");
+    let mut stuck: std::net::TcpStream = sock.into();
+    let mut polls = Vec::new();
+    for _ in 0..4 {
+        polls.extend(poll_request());
+    }
+    std::io::Write::write_all(&mut stuck, &polls).expect("send the polls");
+    // The one slot is taken until the server gives up on that client.
+    let mut first = server.raw();
+    first.send_lossy(&poll_request());
+    assert_eq!(
+        first.read_response().status,
+        503,
+        "the stuck client holds the slot"
+    );
+    let started = Instant::now();
+    loop {
+        let mut probe = server.raw();
+        probe.set_timeout(Duration::from_secs(3));
+        probe.send_lossy(&poll_request());
+        match probe.read() {
+            ReadEnd::Response(r) if r.status == 200 => break,
+            _ => {}
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the stuck client still held its slot after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    drop(stuck);
+}
+
 #[test]
 fn incomplete_request_head_gets_408_after_10_s_while_others_are_served() {
     let server = Launch::new().start();

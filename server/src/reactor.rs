@@ -188,6 +188,10 @@ struct Conn {
     /// is not read again until then (answering a commit or a broadcast costs
     /// no `read` that would only say WouldBlock).
     unread: bool,
+    /// The peer shut down its side (EPOLLRDHUP): read until end of file even
+    /// after a short read, so a request sent with its FIN is answered and the
+    /// connection closed at once, not after the idle timeout.
+    read_closed: bool,
     /// Shared frames to write after `out` (WebSocket connections); the front
     /// one may be partly written already.
     queue: VecDeque<Bytes>,
@@ -307,6 +311,7 @@ impl Reactor {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             if let Some(conn) = self.conns.get_mut(key) {
                                 conn.unread = true;
+                                conn.read_closed |= event.is_read_closed();
                             }
                         }
                         self.drive(key)
@@ -386,6 +391,7 @@ impl Reactor {
                 peer_closed: false,
                 close_after_write: false,
                 unread: true,
+                read_closed: false,
                 queue: VecDeque::new(),
                 queued: 0,
                 initial: 0,
@@ -467,8 +473,13 @@ impl Reactor {
             // Answer requests already buffered (pipelining).
             if !conn.input.is_empty() {
                 let mut input = std::mem::take(&mut conn.input);
+                let out_before = self.conns[key].out.len();
                 let used = self.process(key, &mut input);
                 let conn = &mut self.conns[key];
+                // An answer written without using input (a refusal decided by
+                // the head, a `100 Continue`) must be flushed too: a head that
+                // arrived in two reads once left it unsent for ever.
+                let answered = conn.out.len() > out_before || conn.close_after_write;
                 input.drain(..used);
                 if used > 0 && !input.is_empty() {
                     conn.request_started = Some(self.now);
@@ -478,7 +489,7 @@ impl Reactor {
                     conn.request_started = None;
                     conn.input = Vec::new(); // release the buffer while idle
                 }
-                if used > 0 {
+                if used > 0 || answered {
                     continue; // flush, then maybe more
                 }
             }
@@ -512,7 +523,7 @@ impl Reactor {
                     // readiness, bytes that arrive later raise a new event, so
                     // the read that would only say WouldBlock is skipped (one
                     // syscall less per request; nginx does the same).
-                    conn.unread = n == self.scratch.len();
+                    conn.unread = n == self.scratch.len() || conn.read_closed;
                     if conn.input.is_empty() {
                         // Fast path: answer straight from the scratch buffer and
                         // keep only a partial request.
@@ -646,6 +657,7 @@ impl Reactor {
                     &self.date,
                 );
                 self.handler_scratch.events.clear();
+                conn.close_after_write |= close;
             }
             Action::Upgrade {
                 role,
@@ -727,8 +739,18 @@ impl Reactor {
                 }
                 continue;
             }
+            if conn.close_after_write {
+                // A last answer the client does not take (it stopped reading,
+                // its window is full): dropped after a grace period without
+                // progress, like a WebSocket close frame. Neither timeout
+                // below covers it.
+                if now.duration_since(conn.last_active) >= CLOSE_GRACE {
+                    expired.push((key, true));
+                }
+                continue;
+            }
             if let Some(started) = conn.request_started {
-                if now.duration_since(started) >= REQUEST_TIMEOUT && !conn.close_after_write {
+                if now.duration_since(started) >= REQUEST_TIMEOUT {
                     let path = sniff_path(&conn.input);
                     let body =
                         http::error_body(path, 408, "request not completed within 10 seconds");

@@ -165,8 +165,15 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
-            let v = std::str::from_utf8(h.value).map_err(|_| HeadError::BadContentLength)?;
-            let n: usize = v.trim().parse().map_err(|_| HeadError::BadContentLength)?;
+            // RFC 9110 §8.6: 1*DIGIT (usize's parser would take a `+`).
+            let v = h.value.trim_ascii();
+            if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+                return Err(HeadError::BadContentLength);
+            }
+            let n: usize = std::str::from_utf8(v)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .ok_or(HeadError::BadContentLength)?;
             // Two different lengths make the body's end ambiguous.
             if content_length.is_some_and(|c| c != n) {
                 return Err(HeadError::BadContentLength);

@@ -445,12 +445,22 @@ fn string_rest(mut r: &[u8]) -> Result<&[u8], Stop> {
                 r = match rest.split_first() {
                     Some((b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't', rest)) => rest,
                     Some((b'u', hex)) => {
-                        let digits = hex.iter().take(4).take_while(|h| h.is_ascii_hexdigit());
-                        let n = digits.count();
-                        if n < 4 {
-                            return Err(Stop::at(Syntax::BadUnicodeEscape, &hex[n..]));
+                        let unit = hex_unit(hex)?;
+                        match unit {
+                            // A surrogate is text only as a high-low pair: a
+                            // lone one passed on would make strict parsers
+                            // (serde_json, .NET) refuse every poll holding it.
+                            0xD800..=0xDBFF => match &hex[4..] {
+                                [b'\\', b'u', low @ ..]
+                                    if matches!(hex_unit(low), Ok(0xDC00..=0xDFFF)) =>
+                                {
+                                    &low[4..]
+                                }
+                                _ => return Err(Stop::at(Syntax::BadUnicodeEscape, hex)),
+                            },
+                            0xDC00..=0xDFFF => return Err(Stop::at(Syntax::BadUnicodeEscape, hex)),
+                            _ => &hex[4..],
                         }
-                        &hex[4..]
                     }
                     _ => return Err(Stop::at(Syntax::BadEscape, rest)),
                 }
@@ -459,6 +469,21 @@ fn string_rest(mut r: &[u8]) -> Result<&[u8], Stop> {
             None => return Err(Stop::at(Syntax::ExpectedQuote, r)),
         }
     }
+}
+
+/// The code unit of the four hex digits after a `\u`.
+fn hex_unit(hex: &[u8]) -> Result<u16, Stop> {
+    let mut unit = 0u16;
+    for (i, &h) in hex.iter().take(4).enumerate() {
+        let Some(d) = char::from(h).to_digit(16) else {
+            return Err(Stop::at(Syntax::BadUnicodeEscape, &hex[i..]));
+        };
+        unit = unit << 4 | d as u16;
+    }
+    if hex.len() < 4 {
+        return Err(Stop::at(Syntax::BadUnicodeEscape, &hex[hex.len()..]));
+    }
+    Ok(unit)
 }
 
 /// How many of eight bytes read little-endian are ASCII digits before the
@@ -663,6 +688,11 @@ mod tests {
         assert_eq!(read(" { } ").unwrap(), [None, None]);
         // An escaped key is still the key.
         assert_eq!(read(r#"{"\u0061":1}"#).unwrap(), [Some("1".into()), None]);
+        // A surrogate pair is text (U+1F600).
+        assert_eq!(
+            read(r#"{"a":"\ud83d\uDE00"}"#).unwrap(),
+            [Some(r#""\ud83d\uDE00""#.into()), None]
+        );
         let fields = read_object(r#"{"a":{"x":[[]]},"b":[ 1 ]}"#, &NAMES).unwrap();
         assert_eq!(fields[0].map(|r| (r.spaced, r.depth)), Some((false, 3)));
         assert_eq!(fields[1].map(|r| (r.spaced, r.depth)), Some((true, 1)));
@@ -756,8 +786,12 @@ mod tests {
                 r#"{"a":1,"#,
                 "the body ends where a string key was expected",
             ),
-            (r#"{"\ud800":1}"#, "a key that is not text at byte 10"),
-            (r#"{"\ud800" 1}"#, "a key that is not text at byte 10"),
+            (r#"{"\ud800":1}"#, "a bad \\u escape at byte 5"),
+            (r#"{"\ud800" 1}"#, "a bad \\u escape at byte 5"),
+            (r#"{"a":"\ud800"}"#, "a bad \\u escape at byte 9"),
+            (r#"{"a":"\ud800\u0041"}"#, "a bad \\u escape at byte 9"),
+            (r#"{"a":"\udc00\ud800"}"#, "a bad \\u escape at byte 9"),
+            (r#"{"a":"x\uDBFF\"#, "a bad \\u escape at byte 10"),
             ("\"x\u{1}\"", "a control character in a string at byte 3"),
         ];
         for (body, want) in cases {

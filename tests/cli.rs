@@ -208,6 +208,7 @@ ws-max-queue = 65536
 max-connections = 100
 no-mdns = true
 reactors = 1
+pin-reactors = true
 log-level = "info"
 "#,
             data.display()
@@ -448,4 +449,56 @@ fn sigterm_with_an_idle_keep_alive_connection_still_exits_0() {
     // The connection stays open and idle while the server is told to stop.
     let status = server.terminate();
     assert_eq!(status.code(), Some(0), "exit status {status:?}");
+}
+
+/// The CPUs a thread may run on, from /proc (e.g. `0` or `0-1`).
+fn cpus_allowed(pid: u32, tid: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// The `floorbell-reactor-*` threads of a server (thread names are cut to
+/// 15 bytes: `floorbell-react`).
+fn reactor_threads(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| {
+            let tid = t.ok()?.file_name().into_string().ok()?;
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).ok()?;
+            comm.starts_with("floorbell-react").then_some(tid)
+        })
+        .collect()
+}
+
+#[test]
+fn pin_reactors_gives_each_event_loop_a_cpu_of_its_own() {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pinned = Launch::new()
+        .arg("--reactors")
+        .arg(&n.to_string())
+        .arg("--pin-reactors")
+        .start();
+    let threads = reactor_threads(pinned.pid());
+    assert_eq!(threads.len(), n);
+    let mut cpus: Vec<String> = threads
+        .iter()
+        .map(|t| cpus_allowed(pinned.pid(), t))
+        .collect();
+    cpus.sort();
+    cpus.dedup();
+    assert_eq!(cpus.len(), n, "one CPU each: {cpus:?}");
+    assert!(cpus.iter().all(|c| c.parse::<usize>().is_ok()), "{cpus:?}");
+    pinned.assert_healthy();
+    if n > 1 {
+        // Without the flag the loops may run anywhere.
+        let free = Launch::new().arg("--reactors").arg("2").start();
+        for t in reactor_threads(free.pid()) {
+            assert!(cpus_allowed(free.pid(), &t).parse::<usize>().is_err());
+        }
+    }
 }

@@ -60,12 +60,32 @@ impl Server {
             engine: None,
             announcement: None,
         };
+        // The CPUs this process may run on (its affinity mask), when pinned.
+        let cpus = if engine.config().pin_reactors {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         for (i, socket) in sockets.into_iter().enumerate() {
             let (reactor, mailbox) =
                 Reactor::new(i, socket, Arc::clone(&engine), Arc::clone(&cap))?;
+            let cpu = (!cpus.is_empty()).then(|| cpus[i % cpus.len()]);
             let thread = std::thread::Builder::new()
                 .name(format!("floorbell-reactor-{i}"))
-                .spawn(move || reactor.run());
+                .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        // A refusal (a restricted container) only costs the
+                        // pinning: the loop runs unpinned.
+                        if !core_affinity::set_for_current(cpu) {
+                            tracing::warn!(
+                                reactor = i,
+                                cpu = cpu.id,
+                                "could not pin the event loop"
+                            );
+                        }
+                    }
+                    reactor.run()
+                });
             match thread {
                 Ok(t) => {
                     server.mailboxes.push(mailbox);

@@ -20,6 +20,16 @@ fn last_error() -> String {
     s
 }
 
+/// Opens an engine on `dir` with the default configuration.
+fn open_engine(dir: &tempfile::TempDir) -> *mut FloorbellEngine {
+    let path = cs(dir.path().to_str().unwrap());
+    let mut engine = std::ptr::null_mut();
+    // SAFETY: a NUL-terminated path, a writable out pointer.
+    let status = unsafe { floorbell_engine_open(path.as_ptr(), std::ptr::null(), &mut engine) };
+    assert_eq!(status, FloorbellStatus::Ok, "{}", last_error());
+    engine
+}
+
 #[test]
 fn version_is_the_crate_s() {
     // SAFETY: static NUL-terminated string.
@@ -620,15 +630,10 @@ fn submitted_events_are_committed_in_order_and_reach_subscribers() {
 #[test]
 fn two_threads_on_one_session_get_their_own_replies() {
     let dir = tempfile::tempdir().unwrap();
-    let path = cs(dir.path().to_str().unwrap());
-    let mut engine = std::ptr::null_mut();
+    let engine = open_engine(&dir);
     let mut kiosk = 0u64;
     // SAFETY: valid arguments; the engine outlives the threads (joined).
     unsafe {
-        assert_eq!(
-            floorbell_engine_open(path.as_ptr(), std::ptr::null(), &mut engine),
-            FloorbellStatus::Ok
-        );
         assert_eq!(
             floorbell_session_open(engine, cs("kiosk").as_ptr(), &mut kiosk),
             FloorbellStatus::Ok
@@ -699,14 +704,9 @@ unsafe extern "C" fn unsubscribe_self(
 #[test]
 fn a_callback_may_unsubscribe_itself_while_the_engine_closes() {
     let dir = tempfile::tempdir().unwrap();
-    let path = cs(dir.path().to_str().unwrap());
-    let mut engine = std::ptr::null_mut();
+    let engine = open_engine(&dir);
     // SAFETY: valid arguments; `me` outlives the engine.
     unsafe {
-        assert_eq!(
-            floorbell_engine_open(path.as_ptr(), std::ptr::null(), &mut engine),
-            FloorbellStatus::Ok
-        );
         let me = Box::new(OneShot {
             engine,
             id: std::sync::atomic::AtomicU64::new(0),

@@ -86,10 +86,11 @@ pub(super) fn read_object<'a, const N: usize>(
                 // Names hold no backslash: only an escaped key can still match.
                 None if key.contains(&b'\\') => {
                     let literal = &input[len - r.len()..len - rest.len()];
-                    // The scanner checked the literal; only a lone surrogate fails.
-                    let key = serde_json::from_str::<String>(literal)
-                        .map_err(|_| invalid(Stop::at(Syntax::KeyNotText, rest)))?;
-                    names.iter().position(|n| *n == key).ok_or(key)
+                    let key = decode(literal)?;
+                    names
+                        .iter()
+                        .position(|n| *n == key)
+                        .ok_or_else(|| key.into_owned())
                 }
                 None => {
                     let start = len - r.len() + 1;
@@ -219,9 +220,8 @@ pub(super) fn is_object(raw: Raw<'_>) -> bool {
     raw.text.starts_with('{')
 }
 
-/// A string literal with escapes, decoded (the scanner has checked it; a
-/// lone surrogate such as `"\ud800"` is the one thing it lets through that
-/// text cannot hold).
+/// A string literal with escapes, decoded. The scanner has checked it, its
+/// surrogates paired included, so this does not fail on scanned input.
 fn decode(literal: &str) -> Result<Cow<'_, str>, QrError> {
     serde_json::from_str::<String>(literal)
         .map(Cow::Owned)
@@ -249,14 +249,13 @@ enum Syntax {
     ExpectedEnd,
     /// A backslash followed by something that is not an escape.
     BadEscape,
-    /// `\u` not followed by four hex digits.
+    /// `\u` not followed by four hex digits, or a surrogate not in a
+    /// high-low pair.
     BadUnicodeEscape,
     /// A control character (below U+0020) inside a string.
     ControlCharacter,
     /// A number without the digits it needs.
     BadNumber,
-    /// A key whose escapes make no text (a lone surrogate).
-    KeyNotText,
     /// Arrays and objects nest deeper than [`MAX_NESTING`].
     TooDeep,
 }
@@ -304,7 +303,6 @@ impl Stop {
                 format!("a control character in a string at byte {column}")
             }
             Syntax::BadNumber => format!("a malformed number at byte {column}"),
-            Syntax::KeyNotText => format!("a key that is not text at byte {column}"),
             Syntax::TooDeep => {
                 format!("arrays and objects nest deeper than {MAX_NESTING} at byte {column}")
             }

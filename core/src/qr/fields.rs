@@ -1095,9 +1095,21 @@ mod tests {
             let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&text) else {
                 return Ok(());
             };
-            let fields = read_object(&text, &NAMES).unwrap();
+            // The pieces can close the outer object early and nest the rest
+            // (`b` = `{"a": 1`, `a` = `2}`): serde_json then keeps the last of
+            // a repeated key, which `read_object` refuses.
+            let fields = match read_object(&text, &NAMES) {
+                Ok(fields) => fields,
+                Err(e) => {
+                    prop_assert!(matches!(e, QrError::DuplicateField(_)), "{:?}: {:?}", text, e);
+                    return Ok(());
+                }
+            };
             for (name, raw) in NAMES.iter().zip(fields) {
-                let raw = raw.unwrap();
+                let Some(raw) = raw else {
+                    prop_assert!(!map.contains_key(*name), "{:?}", text);
+                    continue;
+                };
                 let value: serde_json::Value = serde_json::from_str(raw.text).unwrap();
                 prop_assert_eq!(Some(&value), map.get(*name));
                 // Compacted, it is the same value; without whitespace to

@@ -23,7 +23,6 @@ use parking_lot::{Mutex, RwLock};
 use rand::Rng;
 use subtle::ConstantTimeEq;
 
-use self::gather::Gather;
 use crate::config::Config;
 use crate::fanout::{ConnId, Delivery, Dest, WsRole};
 use crate::local::{Change, Local};
@@ -36,7 +35,6 @@ use floorbell_core::tickets::{Role, Target, TicketBoard, TicketRecord};
 use floorbell_core::webhooks::{Outbox, OutboxConfig};
 
 pub mod gateway;
-mod gather;
 pub use gateway::{GatewayChange, GatewayState, Principal};
 
 /// Most changes committed in one transaction. Bounds the latency one batch
@@ -448,7 +446,6 @@ impl Engine {
             reactors: Arc::clone(&reactors),
             expired_before: 0,
             stats: CommitStats::default(),
-            gather: Gather::new(Instant::now()),
             store,
             publisher,
             tables: Arc::clone(&tables),
@@ -933,8 +930,6 @@ struct Writer {
     webhooks: Arc<Webhooks>,
     /// [`Engine::submit_event`]'s count of events waiting for the store.
     submitted: Arc<AtomicUsize>,
-    /// When a batch is complete enough to commit.
-    gather: Gather,
 }
 
 impl Writer {
@@ -965,19 +960,6 @@ impl Writer {
                     Ok(WriterMsg::Applied(job)) => batch.push(Pending::Applied(job)),
                     Ok(WriterMsg::Stop) => stopping = true,
                     Err(_) => break,
-                }
-            }
-            // Keep gathering while the senders of the last batch are expected
-            // back (gather.rs: one group per fsync, not two alternating).
-            while let Some(until) = self.gather.wait_until(batch.len(), Instant::now()) {
-                if stopping || batch.len() >= MAX_BATCH {
-                    break;
-                }
-                match self.rx.recv_deadline(until) {
-                    Ok(WriterMsg::Job(job)) => batch.push(Pending::Job(job)),
-                    Ok(WriterMsg::Applied(job)) => batch.push(Pending::Applied(job)),
-                    Ok(WriterMsg::Stop) | Err(RecvTimeoutError::Disconnected) => stopping = true,
-                    Err(RecvTimeoutError::Timeout) => break,
                 }
             }
             let mut expire_before = None;
@@ -1021,13 +1003,7 @@ impl Writer {
                 }
             }
             if !batch.is_empty() || expire_before.is_some() || !extra.is_empty() {
-                let changes = batch.len();
-                let started = Instant::now();
                 self.commit(&mut batch, expire_before, extra);
-                if changes > 0 {
-                    let now = Instant::now();
-                    self.gather.committed(changes, now - started, now);
-                }
             }
         }
         tracing::debug!("store writer stopped");

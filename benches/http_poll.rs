@@ -56,7 +56,9 @@ fn poll(c: &mut Criterion) {
                 Action::Events => {
                     assert_eq!(scratch.events.len(), 10);
                     out.clear();
-                    write_events(&mut out, &scratch.events, false, false, &date);
+                    assert!(
+                        write_events(&mut out, &mut scratch.events, false, false, &date).is_none()
+                    );
                 }
                 other => panic!("unexpected {other:?}"),
             }

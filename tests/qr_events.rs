@@ -813,3 +813,71 @@ fn poll_with_an_expired_hash_returns_every_retained_event() {
     let fresh = server.publish_ok(&event_body("fresh"));
     assert_eq!(server.poll_hashes(&old), vec![fresh]);
 }
+
+// ---------------------------------------------------------------- long answers
+
+/// A poll answer over 256 KiB is streamed from the queue's shared events as
+/// the socket drains (a `hash=none` poll of a full queue is ~80 MB): the
+/// bytes are the same, and pipelined requests behind it are answered after
+/// it, in order, even when the client reads slowly.
+#[test]
+fn a_long_poll_answer_is_whole_and_requests_behind_it_keep_their_order() {
+    let server = Launch::new().start();
+    let mut published = Vec::new();
+    for len in [200_000, 150_000, 120_000, 1000] {
+        let reply = server.publish(std::str::from_utf8(&event_of_len(len)).unwrap());
+        published.push(hash_of_published(&reply));
+    }
+    let expected = server.poll("none");
+    assert_eq!(expected.status, 200);
+    assert!(expected.body.len() > 256 * 1024, "{}", expected.body.len());
+    let hashes: Vec<String> = split_updates(&expected.body)
+        .iter()
+        .map(|e| hash_in_event(e))
+        .collect();
+    assert_eq!(hashes, published);
+
+    let poll = |hash: &str, close: bool| {
+        format!(
+            "GET /api/v4/events?hash={hash} HTTP/1.1\r\nHost: 127.0.0.1\r\ntoken: {QR_TOKEN}\r\n{}\r\n",
+            if close { "Connection: close\r\n" } else { "" }
+        )
+    };
+    let mut pipelined = poll("none", false);
+    pipelined += &poll(&published[2], false);
+    let table = r#"{"name":"Стол 9","max_guests":2}"#;
+    pipelined += &format!(
+        "PUT /api/v4/tables/9 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{table}",
+        table.len()
+    );
+    pipelined += &poll("none", true);
+    let mut conn = server.raw();
+    conn.send(pipelined.as_bytes());
+    // Take the answers slowly, so the server's writes stop on a full socket
+    // many times over.
+    conn.read_slowly(4096, Duration::from_micros(200));
+    let first = conn.read_response();
+    assert_eq!(first.status, 200);
+    assert_eq!(first.text(), expected.body, "the streamed answer differs");
+    let second = conn.read_response();
+    assert_eq!(second.status, 200);
+    assert_eq!(
+        split_updates(&second.text())
+            .iter()
+            .map(|e| hash_in_event(e))
+            .collect::<Vec<_>>(),
+        published[3..]
+    );
+    let third = conn.read_response();
+    assert_eq!(third.status, 200, "{}", third.text());
+    assert_eq!(
+        third.text(),
+        r#"{"result":true,"data":{"table":{"id":9,"name":"Стол 9","max_guests":2}}}"#
+    );
+    let fourth = conn.read_response();
+    assert_eq!(fourth.status, 200);
+    assert!(fourth.closes());
+    assert_eq!(fourth.text(), expected.body);
+    assert!(conn.closed_within(Duration::from_secs(5)));
+    server.assert_healthy();
+}

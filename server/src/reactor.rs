@@ -24,7 +24,7 @@ use slab::Slab;
 use crate::api::{self, Action};
 use crate::engine::{now_ms, Engine, Job, Outcome, Reply, TicketChange};
 use crate::fanout::{conn_id, split_conn_id, Delivery, Dest, WsRole};
-use crate::http::{self, DateCache, Head, HeadError, Method};
+use crate::http::{self, DateCache, Head, HeadError, Method, StreamedEvents};
 use crate::ws::{self, close_code, WsEvent, WsReader};
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -55,6 +55,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Output buffers above this are released once sent, so a connection that
 /// once got a large answer does not keep the memory while idle.
 const KEEP_OUTPUT_CAPACITY: usize = 64 * 1024;
+/// How much of a long poll answer is copied into the output at a time.
+const STREAM_CHUNK: usize = 64 * 1024;
 
 /// Messages other threads send a reactor.
 #[derive(Debug)]
@@ -206,12 +208,15 @@ struct Conn {
     queue_front_started: bool,
     /// Set once upgraded to WebSocket.
     ws: Option<Box<WsConn>>,
+    /// The rest of a long poll answer, copied into `out` as it drains;
+    /// nothing else is written or parsed until it is all out.
+    streamed: Option<Box<StreamedEvents>>,
 }
 
 impl Conn {
     /// Output not yet written.
     fn unsent(&self) -> usize {
-        self.out.len() - self.out_pos + self.queued
+        self.out.len() - self.out_pos + self.queued + self.streamed.as_ref().map_or(0, |s| s.left())
     }
 }
 
@@ -324,10 +329,9 @@ impl Reactor {
                 self.sweep(now);
             }
             if let Some(since) = self.shutting_down {
-                let owed = self
-                    .conns
-                    .iter()
-                    .any(|(_, c)| c.awaiting.is_some() || c.out_pos < c.out.len());
+                let owed = self.conns.iter().any(|(_, c)| {
+                    c.awaiting.is_some() || c.out_pos < c.out.len() || c.streamed.is_some()
+                });
                 if !owed || since.elapsed() > SHUTDOWN_GRACE {
                     break;
                 }
@@ -396,6 +400,7 @@ impl Reactor {
                 queued: 0,
                 initial: 0,
                 queue_front_started: false,
+                streamed: None,
                 ws: None,
             });
         }
@@ -467,7 +472,7 @@ impl Reactor {
                 }
                 return; // wait for writable
             }
-            if conn.awaiting.is_some() || unsent > MAX_PENDING_OUTPUT {
+            if conn.awaiting.is_some() || unsent > MAX_PENDING_OUTPUT || conn.streamed.is_some() {
                 return; // resumed by the completion or the next writable event
             }
             // Answer requests already buffered (pipelining).
@@ -561,6 +566,7 @@ impl Reactor {
             if conn.awaiting.is_some()
                 || conn.close_after_write
                 || conn.unsent() > MAX_PENDING_OUTPUT
+                || conn.streamed.is_some()
             {
                 return used;
             }
@@ -649,14 +655,14 @@ impl Reactor {
                 conn.close_after_write |= close;
             }
             Action::Events => {
-                http::write_events(
+                conn.streamed = http::write_events(
                     &mut conn.out,
-                    &self.handler_scratch.events,
+                    &mut self.handler_scratch.events,
                     close,
                     head_only,
                     &self.date,
-                );
-                self.handler_scratch.events.clear();
+                )
+                .map(Box::new);
                 conn.close_after_write |= close;
             }
             Action::Upgrade {
@@ -736,6 +742,15 @@ impl Reactor {
                     ws.auth_deadline = None;
                     queue_close(conn, close_code::POLICY, "authentication timeout");
                     expired.push((key, false));
+                }
+                continue;
+            }
+            if conn.streamed.is_some() {
+                // A long answer still going out: nothing may be written
+                // before its end, and a client that stopped taking it is
+                // dropped once idle.
+                if now.duration_since(conn.last_active) >= IDLE_TIMEOUT {
+                    expired.push((key, true));
                 }
                 continue;
             }
@@ -1039,20 +1054,31 @@ fn queue_initial(conn: &mut Conn, frame: Bytes) {
 
 /// Writes as much pending output as the socket takes.
 fn flush(conn: &mut Conn, now: Instant) -> io::Result<()> {
-    while conn.out_pos < conn.out.len() {
-        match conn.stream.write(&conn.out[conn.out_pos..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                conn.out_pos += n;
-                conn.last_active = now;
+    loop {
+        while conn.out_pos < conn.out.len() {
+            match conn.stream.write(&conn.out[conn.out_pos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    conn.out_pos += n;
+                    conn.last_active = now;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        }
+        conn.out_pos = 0;
+        conn.out.clear();
+        // The next chunk of a long answer, once the last one is out.
+        match conn.streamed.as_mut() {
+            Some(rest) => {
+                if rest.refill(&mut conn.out, STREAM_CHUNK) {
+                    conn.streamed = None;
+                }
+            }
+            None => break,
         }
     }
-    conn.out_pos = 0;
-    conn.out.clear();
     if conn.out.capacity() > KEEP_OUTPUT_CAPACITY {
         conn.out = Vec::new();
     }

@@ -797,6 +797,9 @@ pub struct RawConn {
     pub stream: TcpStream,
     buf: Vec<u8>,
     timeout: Duration,
+    /// Most bytes taken per read, and the pause after each (a slow reader).
+    read_chunk: usize,
+    read_pause: Duration,
 }
 
 impl RawConn {
@@ -811,7 +814,16 @@ impl RawConn {
             stream,
             buf: Vec::new(),
             timeout: IO_TIMEOUT,
+            read_chunk: 64 * 1024,
+            read_pause: Duration::ZERO,
         }
+    }
+
+    /// Reads at most `chunk` bytes at a time, pausing `pause` after each:
+    /// a client slower than the server's writes.
+    pub fn read_slowly(&mut self, chunk: usize, pause: Duration) {
+        self.read_chunk = chunk.clamp(1, 64 * 1024);
+        self.read_pause = pause;
     }
 
     /// The total time a read may take before [`ReadEnd::TimedOut`].
@@ -849,10 +861,11 @@ impl RawConn {
         self.stream.set_read_timeout(Some(left)).unwrap();
         let mut chunk = [0u8; 64 * 1024];
         loop {
-            match self.stream.read(&mut chunk) {
+            match self.stream.read(&mut chunk[..self.read_chunk]) {
                 Ok(0) => return Ok(false),
                 Ok(n) => {
                     self.buf.extend_from_slice(&chunk[..n]);
+                    thread::sleep(self.read_pause);
                     return Ok(true);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,

@@ -117,37 +117,152 @@ pub fn error_body(path: &[u8], status: u16, message: &str) -> Vec<u8> {
     }
 }
 
-/// Writes a poll answer: the envelope around the shared event bytes.
+/// Poll answers with more body than this are streamed ([`StreamedEvents`]).
+pub const STREAM_OVER: usize = 256 * 1024;
+
+/// Writes the answer to `GET /api/v4/events` (SPEC §1.1) into `out`: the
+/// head, then `{"updates":[…]}` with the events' JSON as stored, separated
+/// by commas, and empties `events`.
+///
+/// A body over [`STREAM_OVER`] (`hash=none` on a full queue is up to 2^18
+/// events, ~80 MB) is not copied whole: `out` gets the head and the opening
+/// bytes, and the rest comes back as a [`StreamedEvents`] that the
+/// connection copies a chunk at a time as the socket takes it. Its events
+/// stay shared with the queue, so such an answer holds a 32-byte handle per
+/// event instead of a copy of every event.
 pub fn write_events(
     out: &mut Vec<u8>,
-    events: &[Bytes],
+    events: &mut Vec<Bytes>,
     close: bool,
     head_only: bool,
     date: &DateCache,
-) {
+) -> Option<StreamedEvents> {
     use floorbell_core::qr::{UPDATES_PREFIX, UPDATES_SUFFIX};
     let body_len = UPDATES_PREFIX.len()
         + UPDATES_SUFFIX.len()
         + events.iter().map(|e| e.len()).sum::<usize>()
         + events.len().saturating_sub(1);
-    out.reserve(body_len + 160);
+    let streamed = body_len > STREAM_OVER && !head_only;
+    out.reserve(if streamed { 160 } else { body_len + 160 });
     write_head(out, 200, body_len, close, date);
     if head_only {
-        return;
+        events.clear();
+        return None;
     }
     out.extend_from_slice(UPDATES_PREFIX);
-    for (i, e) in events.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(e);
+    let mut rest = StreamedEvents {
+        events: std::mem::take(events),
+        next: 0,
+        left: body_len - UPDATES_PREFIX.len(),
+    };
+    if streamed {
+        return Some(rest);
     }
-    out.extend_from_slice(UPDATES_SUFFIX);
+    rest.refill(out, usize::MAX);
+    // Hand the (cleared) vector back: its capacity is reused.
+    *events = rest.events;
+    events.clear();
+    None
+}
+
+/// The part of a poll answer not yet copied into the connection's output
+/// (see [`write_events`]).
+#[derive(Debug)]
+pub struct StreamedEvents {
+    events: Vec<Bytes>,
+    /// The next event to copy.
+    next: usize,
+    /// Body bytes not copied yet (separators and the closing bytes too).
+    left: usize,
+}
+
+impl StreamedEvents {
+    /// Body bytes not copied into the output yet.
+    pub fn left(&self) -> usize {
+        self.left
+    }
+
+    /// Appends the next events to `out`, until more than `max` bytes were
+    /// appended or none is left, then the closing bytes after the last.
+    /// Returns whether the answer is complete.
+    pub fn refill(&mut self, out: &mut Vec<u8>, max: usize) -> bool {
+        let start = out.len();
+        while self.next < self.events.len() && out.len() - start <= max {
+            if self.next > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&self.events[self.next]);
+            self.next += 1;
+        }
+        let done = self.next == self.events.len();
+        if done {
+            out.extend_from_slice(floorbell_core::qr::UPDATES_SUFFIX);
+        }
+        self.left -= out.len() - start;
+        debug_assert_eq!(done, self.left == 0);
+        done
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The events of a poll answer, `n` of them, of varied lengths.
+    fn some_events(n: usize) -> Vec<Bytes> {
+        (0..n)
+            .map(|i| Bytes::from(format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(i % 700))))
+            .collect()
+    }
+
+    #[test]
+    fn a_long_answer_streams_the_same_bytes_in_chunks() {
+        let date = DateCache::default();
+        for n in [0, 1, 2, 1500, 3000] {
+            let mut events = some_events(n);
+            let mut whole = Vec::new();
+            let mut expected = floorbell_core::qr::UPDATES_PREFIX.to_vec();
+            expected.extend_from_slice(&events.join(&b","[..]));
+            expected.extend_from_slice(floorbell_core::qr::UPDATES_SUFFIX);
+            for chunk in [1, 4096, 64 * 1024] {
+                whole.clear();
+                let streamed = write_events(&mut whole, &mut events, false, false, &date);
+                assert!(events.is_empty());
+                let head_end = whole.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                let length: usize = String::from_utf8_lossy(&whole[..head_end])
+                    .split("Content-Length: ")
+                    .nth(1)
+                    .and_then(|v| v.split("\r\n").next())
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let mut body = whole[head_end..].to_vec();
+                match streamed {
+                    None => assert!(length <= STREAM_OVER, "n={n}"),
+                    Some(mut rest) => {
+                        assert!(length > STREAM_OVER, "n={n}");
+                        assert_eq!(rest.left() + body.len(), length);
+                        loop {
+                            let mut out = Vec::new();
+                            let done = rest.refill(&mut out, chunk);
+                            // A chunk is at most one event past `chunk`.
+                            assert!(out.len() <= chunk + 1 + 700 + 32, "{}", out.len());
+                            body.extend_from_slice(&out);
+                            assert_eq!(rest.left() + body.len(), length);
+                            if done {
+                                break;
+                            }
+                        }
+                    }
+                }
+                assert_eq!(body.len(), length, "n={n}");
+                assert_eq!(body, expected, "n={n} chunk={chunk}");
+                let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                assert_eq!(parsed["data"]["updates"].as_array().unwrap().len(), n);
+                events = some_events(n);
+            }
+        }
+    }
 
     #[test]
     fn response_bytes() {

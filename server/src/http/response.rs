@@ -121,8 +121,8 @@ pub fn error_body(path: &[u8], status: u16, message: &str) -> Vec<u8> {
 pub const STREAM_OVER: usize = 256 * 1024;
 
 /// Writes the answer to `GET /api/v4/events` (SPEC §1.1) into `out`: the
-/// head, then `{"updates":[…]}` with the events' JSON as stored, separated
-/// by commas, and empties `events`.
+/// head, then `{"result":true,"data":{"updates":[…]}}` with the events'
+/// JSON as stored, separated by commas, and empties `events`.
 ///
 /// A body over [`STREAM_OVER`] (`hash=none` on a full queue is up to 2^18
 /// events, ~80 MB) is not copied whole: `out` gets the head and the opening

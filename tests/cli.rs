@@ -483,20 +483,29 @@ fn pin_reactors_gives_each_event_loop_a_cpu_of_its_own() {
         .arg(&n.to_string())
         .arg("--pin-reactors")
         .start();
-    let threads = reactor_threads(pinned.pid());
-    assert_eq!(threads.len(), n);
-    let mut cpus: Vec<String> = threads
-        .iter()
-        .map(|t| cpus_allowed(pinned.pid(), t))
-        .collect();
-    cpus.sort();
-    cpus.dedup();
-    assert_eq!(cpus.len(), n, "one CPU each: {cpus:?}");
-    assert!(cpus.iter().all(|c| c.parse::<usize>().is_ok()), "{cpus:?}");
+    // Each loop names and pins itself when its thread starts, which may be
+    // just after the `listening` line: wait for all of them.
+    let mut cpus: Vec<String> = Vec::new();
+    let settled = wait_until(Duration::from_secs(5), || {
+        let threads = reactor_threads(pinned.pid());
+        cpus = threads
+            .iter()
+            .map(|t| cpus_allowed(pinned.pid(), t))
+            .collect();
+        cpus.sort();
+        cpus.dedup();
+        threads.len() == n && cpus.len() == n && cpus.iter().all(|c| c.parse::<usize>().is_ok())
+    });
+    assert!(settled, "{n} event loops on one CPU each: {cpus:?}");
     pinned.assert_healthy();
     if n > 1 {
         // Without the flag the loops may run anywhere.
         let free = Launch::new().arg("--reactors").arg("2").start();
+        assert!(wait_until(Duration::from_secs(5), || reactor_threads(
+            free.pid()
+        )
+        .len()
+            == 2));
         for t in reactor_threads(free.pid()) {
             assert!(cpus_allowed(free.pid(), &t).parse::<usize>().is_err());
         }

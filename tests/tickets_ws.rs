@@ -596,6 +596,53 @@ fn tables_flag_sets_the_number_of_tables() {
     pick(&mut kim, 0, &token);
 }
 
+/// Kiosks are unauthenticated, so the waiting line has a bound
+/// (`--max-waiting-tickets`, this project's addition): a `new` beyond it is
+/// refused with its own error and leaves no trace (no ticket, no id, no
+/// visitor, no broadcast), and a place frees up when staff accept one.
+#[test]
+fn a_full_waiting_line_refuses_new_tickets_and_changes_nothing() {
+    let s = Launch::new().arg("--max-waiting-tickets").arg("2").start();
+    let token = s.create_staff("Kim");
+    let mut kim = console(&s, "taken");
+    let mut kiosk = s.ws("/ws/kiosk");
+    let first = new_ticket(&mut kiosk, "a@x.com", "Ann");
+    let second = new_ticket(&mut kiosk, "b@x.com", "Bo");
+    assert_eq!((first.id, second.id), (0, 1));
+    assert_eq!(recv_texts(&mut kim, 2).len(), 2, "two `new` broadcasts");
+    say(
+        &mut kiosk,
+        "new c@x.com Carl",
+        "error new too many tickets are waiting",
+    );
+    expect_silence(&mut kim, 200);
+    say(
+        &mut kiosk,
+        "query c@x.com",
+        "error query visitor email does not exist",
+    );
+    // A console connecting now is replayed the two waiting tickets only.
+    let (_late, taken, news) = console_with_replay(&s, 2);
+    assert_eq!(taken, "taken");
+    assert_eq!(
+        news,
+        [
+            format!("new {}", first.json()),
+            format!("new {}", second.json())
+        ]
+    );
+    // Kim accepts one: the kiosk's next `new` fits, with the next id.
+    pick(&mut kim, 0, &token);
+    say(&mut kim, "accept 0", "success claimed 0");
+    let third = new_ticket(&mut kiosk, "c@x.com", "Carl");
+    assert_eq!(third.id, 2, "the refused `new` took no id");
+    say(
+        &mut kiosk,
+        "new d@x.com Dora",
+        "error new too many tickets are waiting",
+    );
+}
+
 #[test]
 fn pick_while_at_a_table_moves_to_the_new_one() {
     let s = Launch::new().start();

@@ -31,6 +31,10 @@ pub struct ServeArgs {
     /// Number of ticket tables, 0 … N-1 [default: 16].
     #[arg(long, value_name = "N")]
     pub tables: Option<u32>,
+    /// Most tickets waiting for staff at once; a kiosk's `new` beyond it is
+    /// refused [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub max_waiting_tickets: Option<usize>,
     /// Seconds a QR event is retained [default: 300].
     #[arg(long, value_name = "SECS")]
     pub event_retention: Option<u64>,
@@ -75,6 +79,7 @@ struct FileConfig {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
     tables: Option<u32>,
+    max_waiting_tickets: Option<usize>,
     event_retention: Option<u64>,
     history_days: Option<u32>,
     qr_token: Option<String>,
@@ -126,6 +131,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Ticket tables (SPEC §2).
     pub tables: u32,
+    /// Most tickets waiting at once (a kiosk flood's bound).
+    pub max_waiting_tickets: usize,
     /// QR event retention (SPEC §1).
     pub event_retention: Duration,
     /// Order history (SPEC §3.3).
@@ -156,6 +163,7 @@ impl Default for Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 8000)),
             data_dir: PathBuf::from("floorbell-data"),
             tables: 16,
+            max_waiting_tickets: floorbell_core::tickets::DEFAULT_MAX_WAITING,
             event_retention: Duration::from_secs(300),
             history_days: 14,
             qr_token: None,
@@ -239,6 +247,16 @@ impl Config {
         if tables == 0 || tables > 10_000 {
             return Err(invalid("tables", "must be between 1 and 10000"));
         }
+        let max_waiting_tickets = args
+            .max_waiting_tickets
+            .or(file.max_waiting_tickets)
+            .unwrap_or(d.max_waiting_tickets);
+        if max_waiting_tickets == 0 || max_waiting_tickets > 1_000_000 {
+            return Err(invalid(
+                "max-waiting-tickets",
+                "must be between 1 and 1000000",
+            ));
+        }
         let retention = args.event_retention.or(file.event_retention).unwrap_or(300);
         if retention == 0 || retention > 7 * 24 * 3600 {
             return Err(invalid(
@@ -307,6 +325,7 @@ impl Config {
                 .or(file.data_dir)
                 .unwrap_or(d.data_dir),
             tables,
+            max_waiting_tickets,
             event_retention: Duration::from_secs(retention),
             history_days,
             qr_token,
@@ -371,6 +390,7 @@ mod tests {
         assert_eq!(c.event_retention, Duration::from_secs(300));
         assert_eq!(c.ws_auth_timeout, Duration::from_secs(20));
         assert_eq!(c.ws_max_queue, 1_048_576);
+        assert_eq!(c.max_waiting_tickets, 10_000);
         assert!(c.mdns);
     }
 
@@ -442,5 +462,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("qr-token"), "{e}");
+        for bad in ["0", "1000001"] {
+            let e = with_file(&format!("max-waiting-tickets = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("max-waiting-tickets"), "{e}");
+        }
+        let c = with_file("max-waiting-tickets = 3\n").unwrap();
+        assert_eq!(c.max_waiting_tickets, 3);
     }
 }

@@ -62,6 +62,8 @@ pub struct TicketBoard {
     /// Waiting tickets, oldest first, with their `new TICKETJSON` frame
     /// serialized once (replayed to every staff console that connects).
     waiting: BTreeMap<u64, Bytes>,
+    /// The most tickets that may wait at once (see [`Self::max_waiting`]).
+    max_waiting: usize,
     /// Claimed, still open tickets by owner (drawn on displays at the owner's table).
     in_service: HashMap<String, BTreeSet<u64>>,
     /// Visitor names by email.
@@ -119,6 +121,7 @@ impl TicketBoard {
             staff: BTreeMap::new(),
             tickets: BTreeMap::new(),
             waiting: BTreeMap::new(),
+            max_waiting: super::DEFAULT_MAX_WAITING,
             in_service: HashMap::new(),
             visitors: HashMap::new(),
             next_id: 0,
@@ -211,6 +214,18 @@ impl TicketBoard {
     /// The name remembered for this email.
     pub fn visitor_name(&self, email: &str) -> Option<&str> {
         self.visitors.get(email).map(String::as_str)
+    }
+
+    /// The most tickets that may wait at once: a kiosk's `new` beyond it is
+    /// refused with [`wire::NEW_TOO_MANY_WAITING`] and changes nothing.
+    pub fn max_waiting(&self) -> usize {
+        self.max_waiting
+    }
+
+    /// Sets [`Self::max_waiting`] (at least 1). Tickets already waiting
+    /// beyond a lowered bound stay; new ones wait until staff catch up.
+    pub fn set_max_waiting(&mut self, max: usize) {
+        self.max_waiting = max.max(1);
     }
 
     /// The id the next ticket will get.
@@ -562,6 +577,11 @@ impl TicketBoard {
         let reply = Target::Conn(conn);
         match cmd {
             KioskCommand::New { email, name } => {
+                if self.waiting.len() >= self.max_waiting {
+                    // SPEC gap: see the module docs (the waiting cap).
+                    out.send(reply, static_frame(wire::NEW_TOO_MANY_WAITING));
+                    return;
+                }
                 let id = self.next_id;
                 let Some(next) = id.checked_add(1) else {
                     // SPEC gap: the id space is exhausted (2^64 tickets: never

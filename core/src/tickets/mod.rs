@@ -75,6 +75,12 @@
 //!   `{}` (it would read as "unclaimed" in ticket JSON).
 //! * Tickets held by a removed member stay claimed by that name; re-adding
 //!   the same name gives them back.
+//! * At most [`TicketBoard::max_waiting`] tickets wait at once (default
+//!   [`DEFAULT_MAX_WAITING`]): kiosks are unauthenticated, so without a cap a
+//!   loop of `new` would grow memory, the store and every staff console's
+//!   replay without bound. A `new` beyond it answers
+//!   `error new too many tickets are waiting` and changes nothing (no ticket,
+//!   no id, no visitor); the kiosk may retry once staff have accepted some.
 //! * Completed and cancelled tickets stay on the board (an `accept` of one
 //!   must say so rather than "does not exist").
 //! * Times before 1970 or after 9999-12-31T23:59:59Z are written clamped to
@@ -103,6 +109,11 @@ pub type ConnId = u64;
 /// kept in [`StaffAccount::token_hash`] (SHA-256 in floorbell: core has no
 /// hashing crate, so the shell lends its function).
 pub type TokenHasher = fn(&str) -> [u8; 32];
+
+/// How many tickets may wait (unclaimed) at once unless the shell sets
+/// another bound ([`TicketBoard::set_max_waiting`]). SPEC gap: §2.3 sets
+/// none; a floor with 10,000 people queueing has other problems.
+pub const DEFAULT_MAX_WAITING: usize = 10_000;
 
 /// Longest visitor email a kiosk may send (RFC 5321's 254-byte path limit).
 /// SPEC gap: §2.3 sets none.

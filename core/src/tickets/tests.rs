@@ -375,6 +375,46 @@ fn kiosk_replies() {
 }
 
 #[test]
+fn waiting_tickets_are_capped_and_a_refused_new_changes_nothing() {
+    let mut f = Floor::new(4, &["Ann"]);
+    f.board.set_max_waiting(2);
+    let kiosk = f.kiosk();
+    let staff = f.staff();
+    f.drain_all();
+    for (id, email) in [(0, "a@x.com"), (1, "b@x.com")] {
+        assert_eq!(
+            f.send(kiosk, &format!("new {email} V")),
+            format!("success new {}", waiting(id, email, "V"))
+        );
+    }
+    f.drain_all();
+    let records = f.records.len();
+    assert_eq!(
+        f.send(kiosk, "new c@x.com Carl"),
+        "error new too many tickets are waiting"
+    );
+    assert_eq!(f.records.len(), records, "a refused new persists nothing");
+    assert!(f.recv(staff).is_empty(), "staff hear of no ticket");
+    assert_eq!(
+        f.send(kiosk, "query c@x.com"),
+        "error query visitor email does not exist",
+        "a refused new remembers no visitor"
+    );
+    assert_eq!(f.board.next_ticket_id(), 2, "a refused new takes no id");
+    // Once staff accept one, a place is free again, with the next id.
+    assert_eq!(f.send(staff, &pick(0, "Ann")), "success pick 0");
+    assert_eq!(f.send(staff, "accept 0"), "success claimed 0");
+    assert_eq!(
+        f.send(kiosk, "new c@x.com Carl"),
+        format!("success new {}", waiting(2, "c@x.com", "Carl"))
+    );
+    assert_eq!(
+        f.send(kiosk, "new d@x.com Dora"),
+        "error new too many tickets are waiting"
+    );
+}
+
+#[test]
 fn malformed_commands() {
     let mut f = Floor::new(4, &["Ann"]);
     let staff = f.staff();

@@ -14,6 +14,11 @@ use crate::qr::json::write_str;
 
 /// `success unpick` (SPEC §2.1).
 pub const SUCCESS_UNPICK: &str = "success unpick";
+/// The reply to a kiosk's `new` while [`TicketBoard::max_waiting`] tickets
+/// already wait (this project's addition; SPEC §2.3 has no such limit).
+///
+/// [`TicketBoard::max_waiting`]: super::TicketBoard::max_waiting
+pub const NEW_TOO_MANY_WAITING: &str = "error new too many tickets are waiting";
 /// The `staff` value of an unclaimed ticket (SPEC §2: the literal string `{}`).
 pub const UNCLAIMED_STAFF: &str = "{}";
 /// `end` of an open ticket (SPEC §2).

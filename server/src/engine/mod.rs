@@ -387,7 +387,7 @@ impl Engine {
         let tables = Arc::new(Tables::new(store.load_tables()?));
         let tickets = store.load_tickets()?;
         let next_ticket_id = tickets.iter().map(|t| t.id + 1).max().unwrap_or(0);
-        let board = TicketBoard::restore(
+        let mut board = TicketBoard::restore(
             config.tables,
             hash_token,
             store.load_staff()?,
@@ -395,6 +395,7 @@ impl Engine {
             store.load_visitors()?,
             next_ticket_id,
         );
+        board.set_max_waiting(config.max_waiting_tickets);
         let access = Arc::new(Mutex::new(TokenRegistry::restore(
             store.load_access_tokens()?,
         )));

@@ -197,6 +197,109 @@ fn acknowledged_ticket_state_survives_kill_9() {
     assert_eq!(next.id, 7);
 }
 
+/// Closed tickets older than `--history-days` are forgotten, at start and
+/// then every minute: their rows leave the store, the board answers for them as
+/// closed, and their ids are never handed out again, even when the newest
+/// ones go (the next id is kept in the store's `meta`).
+#[test]
+fn long_closed_tickets_are_forgotten_and_their_ids_stay_used() {
+    use floorbell_core::store::{Store, StoreOp, META_TICKETS_NEXT_ID};
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Launch::new().data_dir(dir.path()).start();
+    let token = s.create_staff("Kim");
+    let mut kiosk = s.ws("/ws/kiosk");
+    for i in 0..3 {
+        new_ticket(&mut kiosk, &format!("v{i}@example.com"), "V");
+    }
+    let (mut kim, _) = console_and_waiting(&s);
+    pick(&mut kim, 0, &token);
+    for cmd in ["accept 0", "accept 1", "accept 2"] {
+        say_through(&mut kim, cmd, &format!("success claimed {}", &cmd[7..]));
+    }
+    say_through(&mut kim, "complete 1", "success complete 1");
+    say_through(&mut kim, "cancel 2", "success cancel 2");
+    s.kill();
+
+    // Tickets 1 and 2 closed 15 days ago (history: 14 days); 0 is in service.
+    {
+        let mut store = Store::open(dir.path()).unwrap();
+        let aged: Vec<StoreOp> = store
+            .load_tickets()
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.end.is_some())
+            .map(|mut t| {
+                t.end = t.end.map(|e| e - 15 * 86_400);
+                t.start -= 15 * 86_400;
+                StoreOp::PutTicket(t)
+            })
+            .collect();
+        assert_eq!(aged.len(), 2);
+        store.commit(&aged).unwrap();
+    }
+    let mut s = Launch::new().data_dir(dir.path()).start();
+    let (mut kim, _) = console_and_waiting(&s);
+    pick(&mut kim, 0, &token);
+    // The start-up housekeeping forgets them (its commit is asynchronous).
+    let stored_ids = || {
+        Store::open_read_only(dir.path())
+            .and_then(|st| st.load_tickets())
+            .map(|ts| ts.into_iter().map(|t| t.id).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stored_ids() != [0] {
+        assert!(
+            Instant::now() < deadline,
+            "still stored: {:?}",
+            stored_ids()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (cmd, reply) in [
+        (
+            "accept 1",
+            "error accept the ticket has already been completed or cancelled",
+        ),
+        (
+            "cancel 2",
+            "error cancel the ticket has already been completed or cancelled",
+        ),
+        ("accept 3", "error accept ticket id does not exist"),
+    ] {
+        say(&mut kim, cmd, reply);
+    }
+    say(&mut kim, "complete 0", "success complete 0");
+    s.kill();
+
+    // Now the newest ids go too: a restart must still number on from 3.
+    {
+        let mut store = Store::open(dir.path()).unwrap();
+        let mut t = store.load_tickets().unwrap().remove(0);
+        t.end = t.end.map(|e| e - 15 * 86_400);
+        store.commit(&[StoreOp::PutTicket(t)]).unwrap();
+    }
+    let s = Launch::new().data_dir(dir.path()).start();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !stored_ids().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "still stored: {:?}",
+            stored_ids()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let meta = Store::open_read_only(dir.path())
+        .unwrap()
+        .meta(META_TICKETS_NEXT_ID)
+        .unwrap();
+    assert_eq!(meta.as_deref(), Some("3"));
+    drop(s);
+    let s = Launch::new().data_dir(dir.path()).start();
+    let mut kiosk = s.ws("/ws/kiosk");
+    assert_eq!(new_ticket(&mut kiosk, "n@example.com", "Next").id, 3);
+}
+
 #[test]
 fn staff_accounts_and_removals_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();

@@ -28,6 +28,11 @@ use crate::qr::TableRepr;
 use crate::tickets::{StaffAccount, Ticket, TicketState};
 use crate::webhooks::{PendingDelivery, Registration, WebhookRecord};
 
+/// The `meta` key holding the ticket board's next id once tickets have been
+/// forgotten (without it, a restart would number on from the highest id
+/// still stored).
+pub const META_TICKETS_NEXT_ID: &str = "tickets_next_id";
+
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "floorbell.db";
 /// File name of the lock inside the data directory.
@@ -160,6 +165,14 @@ pub enum StoreOp {
     DeleteStaff(String),
     /// Insert or replace a ticket.
     PutTicket(Ticket),
+    /// Delete these (closed) tickets and keep `next_id` as
+    /// [`META_TICKETS_NEXT_ID`], so their ids are never handed out again.
+    ForgetTickets {
+        /// Ticket ids.
+        ids: Vec<u64>,
+        /// The ticket board's next id.
+        next_id: u64,
+    },
     /// Insert or replace an access token (§3.2).
     PutAccessToken(AccessToken),
     /// Revoke the access token of this name.
@@ -637,6 +650,17 @@ impl Store {
                         t.end,
                         state_name(t.state)
                     ])?;
+                }
+                StoreOp::ForgetTickets { ids, next_id } => {
+                    let mut stmt = tx.prepare_cached("DELETE FROM tickets WHERE id = ?1")?;
+                    for id in ids {
+                        stmt.execute([*id as i64])?;
+                    }
+                    tx.prepare_cached(
+                        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    )?
+                    .execute([META_TICKETS_NEXT_ID, &next_id.to_string()])?;
                 }
                 StoreOp::PutVisitor { email, name } => {
                     tx.prepare_cached(

@@ -137,8 +137,10 @@ impl TicketBoard {
     ///
     /// The next id is the larger of `next_ticket_id` and one past the highest
     /// ticket id, so passing `0` and letting the tickets decide is correct for
-    /// a store that never deletes tickets. Input is trusted but never panics:
-    /// a later duplicate (of a name, id or email) replaces an earlier one.
+    /// a store that never deletes tickets; after [`Self::forget_closed`],
+    /// pass the `next_id` of its last [`TicketRecord::TicketsForgotten`].
+    /// Input is trusted but never panics: a later duplicate (of a name, id
+    /// or email) replaces an earlier one.
     pub fn restore(
         tables: u32,
         hash_token: TokenHasher,
@@ -226,6 +228,40 @@ impl TicketBoard {
     /// beyond a lowered bound stay; new ones wait until staff catch up.
     pub fn set_max_waiting(&mut self, max: usize) {
         self.max_waiting = max.max(1);
+    }
+
+    /// Forgets up to `max` closed tickets that ended before `ended_before`
+    /// (Unix seconds), lowest ids first, so a board that runs for years
+    /// does not keep every ticket it ever had. Nothing is sent; the output's
+    /// one record ([`TicketRecord::TicketsForgotten`]) deletes them from the
+    /// store. Empty when none is due.
+    pub fn forget_closed(&mut self, ended_before: i64, max: usize) -> Output {
+        let ids: Vec<u64> = self
+            .tickets
+            .values()
+            .filter(|t| t.state.is_closed() && t.end.is_some_and(|end| end < ended_before))
+            .map(|t| t.id)
+            .take(max)
+            .collect();
+        let mut out = Output::default();
+        if ids.is_empty() {
+            return out;
+        }
+        for id in &ids {
+            self.tickets.remove(id);
+        }
+        out.records.push(TicketRecord::TicketsForgotten {
+            ids,
+            next_id: self.next_id,
+        });
+        out
+    }
+
+    /// Whether `id` belonged to a ticket that [`Self::forget_closed`] removed:
+    /// ids are never reused, so an id below the next one that is no longer
+    /// on the board was a closed ticket.
+    fn was_forgotten(&self, id: u64) -> bool {
+        id < self.next_id && !self.tickets.contains_key(&id)
     }
 
     /// The id the next ticket will get.
@@ -512,6 +548,9 @@ impl TicketBoard {
             return Err(AcceptError::InvalidSession);
         }
         let (table, member) = self.seated(conn).ok_or(AcceptError::NoTable)?;
+        if id.is_some_and(|id| self.was_forgotten(id)) {
+            return Err(AcceptError::AlreadyClosed);
+        }
         let ticket = id
             .and_then(|id| self.tickets.get(&id))
             .ok_or(AcceptError::UnknownTicket)?;
@@ -548,6 +587,10 @@ impl TicketBoard {
         out: &mut Output,
     ) -> Result<u64, CloseError> {
         let (table, member) = self.seated(conn).ok_or(CloseError::NoTable)?;
+        if id.is_some_and(|id| self.was_forgotten(id)) {
+            // SPEC gap: the owner is forgotten too (see the module docs).
+            return Err(CloseError::AlreadyClosed);
+        }
         let ticket = id
             .and_then(|id| self.tickets.get(&id))
             .ok_or(CloseError::UnknownTicket)?;

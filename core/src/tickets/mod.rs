@@ -82,7 +82,12 @@
 //!   `error new too many tickets are waiting` and changes nothing (no ticket,
 //!   no id, no visitor); the kiosk may retry once staff have accepted some.
 //! * Completed and cancelled tickets stay on the board (an `accept` of one
-//!   must say so rather than "does not exist").
+//!   must say so rather than "does not exist") until the shell forgets the
+//!   ones that closed long ago ([`TicketBoard::forget_closed`]; the server
+//!   uses `--history-days`). A forgotten id is still below the next id, so
+//!   `accept`, `cancel` and `complete` of it answer "already completed or
+//!   cancelled" (for `cancel`/`complete` that comes before the owner check,
+//!   as the owner is forgotten too).
 //! * Times before 1970 or after 9999-12-31T23:59:59Z are written clamped to
 //!   that range in ticket JSON.
 //! * Staff accounts are persisted by the caller's admin path (it holds the
@@ -215,6 +220,14 @@ pub enum TicketRecord {
         email: String,
         /// The name to answer `query` with.
         name: String,
+    },
+    /// Delete these closed tickets ([`TicketBoard::forget_closed`]), and
+    /// remember `next_id` (a restart must not hand out their ids again).
+    TicketsForgotten {
+        /// The tickets' ids, ascending.
+        ids: Vec<u64>,
+        /// The board's next ticket id when they were forgotten.
+        next_id: u64,
     },
 }
 

@@ -792,6 +792,7 @@ pub(super) fn restore_from(
 ) -> TicketBoard {
     let mut tickets = std::collections::BTreeMap::new();
     let mut visitors = std::collections::BTreeMap::new();
+    let mut next_id = 0;
     for r in records {
         match r {
             TicketRecord::TicketUpserted(t) => {
@@ -799,6 +800,12 @@ pub(super) fn restore_from(
             }
             TicketRecord::VisitorUpserted { email, name } => {
                 visitors.insert(email.clone(), name.clone());
+            }
+            TicketRecord::TicketsForgotten { ids, next_id: n } => {
+                for id in ids {
+                    tickets.remove(id);
+                }
+                next_id = next_id.max(*n);
             }
         }
     }
@@ -808,8 +815,90 @@ pub(super) fn restore_from(
         staff,
         tickets.into_values().collect(),
         visitors.into_iter().collect(),
-        0,
+        next_id,
     )
+}
+
+#[test]
+fn closed_tickets_are_forgotten_after_their_time_and_their_ids_stay_used() {
+    let mut f = Floor::new(4, &["Ann"]);
+    let ann = f.staff();
+    let kiosk = f.kiosk();
+    for n in 0..4 {
+        f.send(kiosk, &format!("new v{n}@x.com V"));
+    }
+    f.send(ann, &pick(0, "Ann"));
+    for cmd in ["accept 0", "accept 1", "accept 2", "complete 0", "cancel 1"] {
+        f.send(ann, cmd);
+    }
+    f.now += 100;
+    f.send(ann, "complete 2");
+    f.drain_all();
+    let closed_at = f.now - 100;
+    // Only closed tickets that ended before the cutoff go, at most `max`.
+    assert!(f.board.forget_closed(closed_at, 10).records.is_empty());
+    let out = f.board.forget_closed(closed_at + 1, 1);
+    assert!(out.messages.is_empty());
+    assert_eq!(
+        out.records,
+        [TicketRecord::TicketsForgotten {
+            ids: vec![0],
+            next_id: 4
+        }]
+    );
+    let out = f.board.forget_closed(closed_at + 1, 10);
+    assert_eq!(
+        out.records,
+        [TicketRecord::TicketsForgotten {
+            ids: vec![1],
+            next_id: 4
+        }]
+    );
+    f.records.extend(
+        [vec![0], vec![1]]
+            .into_iter()
+            .map(|ids| TicketRecord::TicketsForgotten { ids, next_id: 4 }),
+    );
+    assert_eq!(
+        f.board.tickets().map(|t| t.id).collect::<Vec<_>>(),
+        [2, 3],
+        "the later-closed and the waiting ticket stay"
+    );
+    f.board.check_invariants();
+    // A forgotten id is still a closed ticket to every command.
+    assert_eq!(
+        f.send(ann, "accept 0"),
+        "error accept the ticket has already been completed or cancelled"
+    );
+    assert_eq!(
+        f.send(ann, "complete 1"),
+        "error complete the ticket has already been completed or cancelled"
+    );
+    assert_eq!(
+        f.send(ann, "cancel 0"),
+        "error cancel the ticket has already been completed or cancelled"
+    );
+    assert_eq!(
+        f.send(ann, "accept 4"),
+        "error accept ticket id does not exist"
+    );
+    // Forgetting the newest ids does not let a restart hand them out again.
+    f.now += 100;
+    f.send(ann, "accept 3");
+    f.send(ann, "cancel 3");
+    f.send(ann, "complete 2");
+    let out = f.board.forget_closed(f.now + 1, 10);
+    assert_eq!(
+        out.records,
+        [TicketRecord::TicketsForgotten {
+            ids: vec![2, 3],
+            next_id: 4
+        }]
+    );
+    f.records.extend(out.records);
+    let restored = restore_from(4, vec![], &f.records);
+    assert_eq!(restored.tickets().count(), 0);
+    assert_eq!(restored.next_ticket_id(), 4);
 }
 
 #[test]

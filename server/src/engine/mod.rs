@@ -242,7 +242,7 @@ pub struct Engine {
     /// state, the critical section is short (no I/O: the commit happens on
     /// the writer thread), and holding it while handing the change to the
     /// writer keeps the commit order equal to the order of application.
-    board: Mutex<TicketBoard>,
+    board: Arc<Mutex<TicketBoard>>,
     /// Every running reactor's mailbox, for releasing ticket deliveries.
     reactors: Arc<RwLock<Vec<Arc<Mailbox>>>>,
     /// In-process ticket sessions and change subscribers (the C ABI).
@@ -290,6 +290,7 @@ fn record_op(record: TicketRecord) -> StoreOp {
     match record {
         TicketRecord::TicketUpserted(t) => StoreOp::PutTicket(t),
         TicketRecord::VisitorUpserted { email, name } => StoreOp::PutVisitor { email, name },
+        TicketRecord::TicketsForgotten { ids, next_id } => StoreOp::ForgetTickets { ids, next_id },
     }
 }
 
@@ -386,7 +387,12 @@ impl Engine {
         publisher.skip_to(next_seq);
         let tables = Arc::new(Tables::new(store.load_tables()?));
         let tickets = store.load_tickets()?;
-        let next_ticket_id = tickets.iter().map(|t| t.id + 1).max().unwrap_or(0);
+        // Forgotten tickets leave their next id behind (restore takes the
+        // larger of it and one past the highest stored ticket).
+        let next_ticket_id = store
+            .meta(floorbell_core::store::META_TICKETS_NEXT_ID)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         let mut board = TicketBoard::restore(
             config.tables,
             hash_token,
@@ -396,6 +402,7 @@ impl Engine {
             next_ticket_id,
         );
         board.set_max_waiting(config.max_waiting_tickets);
+        let board = Arc::new(Mutex::new(board));
         let access = Arc::new(Mutex::new(TokenRegistry::restore(
             store.load_access_tokens()?,
         )));
@@ -453,6 +460,7 @@ impl Engine {
             rx,
             access: Arc::clone(&access),
             gateway: Arc::clone(&gateway),
+            board: Arc::clone(&board),
             history_days: config.history_days,
             webhooks: Arc::clone(&webhooks),
         };
@@ -468,7 +476,7 @@ impl Engine {
             tokens,
             writer: tx,
             writer_thread: Mutex::new(Some(handle)),
-            board: Mutex::new(board),
+            board,
             reactors,
             local,
             access,
@@ -925,6 +933,8 @@ struct Writer {
     access: Arc<Mutex<TokenRegistry>>,
     /// The orders, for the history purge.
     gateway: Arc<Mutex<GatewayState>>,
+    /// The ticket board, for forgetting long-closed tickets.
+    board: Arc<Mutex<TicketBoard>>,
     /// `--history-days`.
     history_days: u32,
     /// Told the highest committed order `seq`, so deliveries may go.
@@ -978,8 +988,24 @@ impl Writer {
                         now_ms(),
                         purge,
                     );
-                    let full = extra.iter().any(|op| {
-                        matches!(op, StoreOp::DeleteOrders(v) if v.len() >= gateway::PURGE_BATCH)
+                    if purge {
+                        // Closed tickets go after the order history's time.
+                        let cutoff = now_ms() / 1000 - i64::from(self.history_days) * 86_400;
+                        let out = self
+                            .board
+                            .lock()
+                            .forget_closed(cutoff, gateway::PURGE_BATCH);
+                        for record in out.records {
+                            if let TicketRecord::TicketsForgotten { ids, .. } = &record {
+                                tracing::info!(tickets = ids.len(), "forgot closed tickets");
+                            }
+                            extra.push(record_op(record));
+                        }
+                    }
+                    let full = extra.iter().any(|op| match op {
+                        StoreOp::DeleteOrders(v) => v.len() >= gateway::PURGE_BATCH,
+                        StoreOp::ForgetTickets { ids, .. } => ids.len() >= gateway::PURGE_BATCH,
+                        _ => false,
                     });
                     next_housekeeping = now + if full { EXPIRY_TICK } else { HOUSEKEEPING_TICK };
                     if purge {

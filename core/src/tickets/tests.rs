@@ -866,18 +866,16 @@ fn closed_tickets_are_forgotten_after_their_time_and_their_ids_stay_used() {
     );
     f.board.check_invariants();
     // A forgotten id is still a closed ticket to every command.
-    assert_eq!(
-        f.send(ann, "accept 0"),
-        "error accept the ticket has already been completed or cancelled"
-    );
-    assert_eq!(
-        f.send(ann, "complete 1"),
-        "error complete the ticket has already been completed or cancelled"
-    );
-    assert_eq!(
-        f.send(ann, "cancel 0"),
-        "error cancel the ticket has already been completed or cancelled"
-    );
+    for (cmd, word) in [
+        ("accept 0", "accept"),
+        ("complete 1", "complete"),
+        ("cancel 0", "cancel"),
+    ] {
+        assert_eq!(
+            f.send(ann, cmd),
+            format!("error {word} the ticket has already been completed or cancelled")
+        );
+    }
     assert_eq!(
         f.send(ann, "accept 4"),
         "error accept ticket id does not exist"

@@ -981,16 +981,17 @@ impl Writer {
                 self.stats.log_and_reset();
                 if now >= next_housekeeping || stopping {
                     let purge = now >= next_purge && !stopping;
+                    let wall_ms = now_ms();
                     extra = gateway::housekeeping(
                         &self.access,
                         &self.gateway,
                         self.history_days,
-                        now_ms(),
+                        wall_ms,
                         purge,
                     );
                     if purge {
                         // Closed tickets go after the order history's time.
-                        let cutoff = now_ms() / 1000 - i64::from(self.history_days) * 86_400;
+                        let cutoff = wall_ms / 1000 - i64::from(self.history_days) * 86_400;
                         let out = self
                             .board
                             .lock()

@@ -1,40 +1,58 @@
-//! The event loop: one `mio::Poll` per thread, shaped like mio's own
-//! `tcp_server` example — tokens are slab keys, every socket is read and
-//! written until `WouldBlock`, and stray events are normal. It knows HTTP only
-//! through [`crate::http`] and [`crate::api`], and other threads reach it only
-//! through its [`Mailbox`] (a channel plus the loop's `mio::Waker`).
+//! The event loop: `mio` readiness shared by a few threads, shaped like
+//! mio's own `tcp_server` example — tokens are table keys, every socket is
+//! read and written until `WouldBlock`, and stray events are normal. It knows
+//! HTTP only through [`crate::http`] and [`crate::api`], and other threads
+//! reach it only through its [`Mailbox`] (a channel plus the `mio::Waker`).
 //!
-//! Several reactors run side by side, each with its own `SO_REUSEPORT`
-//! listening socket on the same port, so the kernel spreads connections over
-//! them and no connection ever moves between threads (see README, "Why one
-//! reactor per core").
+//! One `mio::Poll` holds every socket, and `--reactors` threads serve it
+//! (leader/followers): the thread that holds the poll waits in it, keeps the
+//! first ready connection for itself and queues the others, and every thread
+//! takes work from that queue before it waits again. So a connection never
+//! belongs to a thread: when the kernel takes a core away from one thread in
+//! the middle of its work (on a machine the load generator or the POS
+//! shares), the other thread serves everyone else's requests, and only the
+//! one connection in hand waits. With a connection per thread, half of them
+//! waited (README, "One poll, any thread").
+//!
+//! Each connection sits in a [`Gate`]: a mutex and a word of readiness bits.
+//! A thread that learns of work for a connection sets the bits and tries the
+//! lock; if another thread holds it, that thread finds the bits when it lets
+//! go and does the work itself. No thread ever waits for another one's
+//! connection, and no event is lost (the argument is on [`Gate::run`]).
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
-use slab::Slab;
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use parking_lot::Mutex;
 
 use crate::api::{self, Action};
 use crate::engine::{now_ms, Engine, Job, Outcome, Reply, TicketChange};
-use crate::fanout::{conn_id, split_conn_id, Delivery, Dest, WsRole};
+use crate::fanout::{conn_id, split_conn_id, ConnId, Delivery, Dest, WsRole};
 use crate::http::{self, DateCache, Head, HeadError, Method, StreamedEvents};
 use crate::ws::{self, close_code, WsEvent, WsReader};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
+/// Token of delivery shard `s` (see [`Hub::shards`]): `SHARDS + s`.
+const SHARDS: usize = usize::MAX - 1024;
+/// Connection keys are 24 bits of a [`ConnId`].
+const MAX_KEYS: usize = 0xFF_FFFF;
+/// The reactor index in the [`ConnId`]s of the event loop's connections
+/// (the C ABI's in-process clients have their own, `local::LOCAL_REACTOR`).
+const HUB: usize = 0;
 
 /// A request head begun but not complete within this is answered 408 (SPEC §0).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A keep-alive connection idle this long is closed quietly (SPEC §0).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often deadlines are checked: timeouts fire up to this much late.
+/// How often deadlines are checked: timeouts fire up to twice this late.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 /// Stop reading a connection's requests while this much of its output is
 /// unsent: a client that pipelines without reading cannot grow our memory.
@@ -42,7 +60,7 @@ const MAX_PENDING_OUTPUT: usize = 256 * 1024;
 /// A connection's read buffer never holds more than one largest request plus
 /// a read's worth.
 const MAX_INPUT: usize = http::MAX_HEAD_BYTES + http::MAX_BODY_BYTES + READ_CHUNK;
-/// Bytes read per `read` call; also the size of the reactor's shared scratch.
+/// Bytes read per `read` call; also the size of each thread's scratch.
 const READ_CHUNK: usize = 16 * 1024;
 /// Commands one WebSocket connection may have awaiting their commit before
 /// the reactor stops reading it (a console sends one per click).
@@ -58,20 +76,27 @@ const KEEP_OUTPUT_CAPACITY: usize = 64 * 1024;
 /// How much of a long poll answer is copied into the output at a time.
 const STREAM_CHUNK: usize = 64 * 1024;
 
-/// Messages other threads send a reactor.
+/// Readiness bits of a [`Gate`]: the socket has bytes to read.
+const READABLE: u8 = 1;
+/// The peer shut down its side (EPOLLRDHUP).
+const READ_CLOSED: u8 = 2;
+/// Something is to be done (set with every mark, so a mark is never zero).
+const RUN: u8 = 4;
+
+/// Messages other threads send the event loop.
 #[derive(Debug)]
 pub enum ReactorMsg {
     /// A change submitted by connection `token` is committed (or failed).
     Completed {
-        /// Slab key of the connection.
+        /// Table key of the connection.
         token: usize,
         /// Unique id of the connection (the key may have been reused).
         conn_id: u64,
         /// What happened.
         outcome: Outcome,
     },
-    /// Frames of a committed ticket-board change for this reactor's
-    /// WebSocket connections (one `Arc` shared by every reactor).
+    /// Frames of a committed ticket-board change for the WebSocket
+    /// connections (one `Arc`, shared with the in-process clients).
     Deliver(Arc<Delivery>),
     /// Stop accepting, finish what is owed, exit.
     Shutdown,
@@ -220,135 +245,401 @@ impl Conn {
     }
 }
 
-/// One event loop and its connections.
-pub struct Reactor {
-    poll: Poll,
-    listener: Option<TcpListener>,
+/// A value that any thread may be asked to work on, and that one thread at
+/// a time does: a mutex and a word of pending readiness bits.
+struct Gate<T> {
+    inner: Mutex<T>,
+    ready: AtomicU8,
+}
+
+impl<T> Gate<T> {
+    fn new(value: T) -> Self {
+        Gate {
+            inner: Mutex::new(value),
+            ready: AtomicU8::new(0),
+        }
+    }
+
+    /// Records work (`bits` and [`RUN`]) for whoever runs the gate next.
+    fn mark(&self, bits: u8) {
+        self.ready.fetch_or(bits | RUN, Ordering::SeqCst);
+    }
+
+    /// Runs `work` with the value and the bits marked, for as long as bits
+    /// are marked and no other thread holds the value.
+    ///
+    /// Why no mark is lost: a marker stores its bits, then (after a SeqCst
+    /// fence) tries the lock; a holder lets go of the lock, then (after a
+    /// SeqCst fence) loads the bits. The two fences are ordered one way or
+    /// the other. If the marker's comes first, the holder's load sees the
+    /// bits and it runs again. If the holder's comes first, the marker's
+    /// `try_lock` sees the lock free and it runs the work itself (or a third
+    /// thread got the lock in between, and the same holds for that one).
+    fn run(&self, mut work: impl FnMut(&mut T, u8)) {
+        fence(Ordering::SeqCst);
+        loop {
+            let Some(mut value) = self.inner.try_lock() else {
+                return;
+            };
+            let bits = self.ready.swap(0, Ordering::SeqCst);
+            if bits != 0 {
+                work(&mut value, bits);
+            }
+            drop(value);
+            fence(Ordering::SeqCst);
+            if self.ready.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+        }
+    }
+
+    /// Whether marks are waiting (checked after a blocking `lock` let go).
+    fn marked(&self) -> bool {
+        fence(Ordering::SeqCst);
+        self.ready.load(Ordering::SeqCst) != 0
+    }
+}
+
+/// What the threads of the event loop share.
+pub struct Hub {
+    /// The readiness of every socket; the thread that holds it waits in it.
+    poll: Mutex<Poll>,
+    /// Registers and deregisters sockets from any thread.
+    registry: Registry,
+    listener: Gate<Option<TcpListener>>,
+    /// The connections; a key is an index. Fixed size (`--max-connections`,
+    /// at most 2^24), so no thread ever waits for the table to grow.
+    conns: Box<[Gate<Option<Box<Conn>>>]>,
+    /// Keys free for reuse, and the number of keys ever used.
+    free: Mutex<(Vec<usize>, usize)>,
+    /// Keys ever used (`free.1`), readable without the lock.
+    used: AtomicUsize,
+    /// Tokens with marked work that no thread has taken yet.
+    work_tx: Sender<usize>,
+    work_rx: Receiver<usize>,
     mailbox: Arc<Mailbox>,
-    rx: Receiver<ReactorMsg>,
-    conns: Slab<Conn>,
+    mail: Gate<Receiver<ReactorMsg>>,
+    /// Deliveries, split by key: shard `s` serves the keys `k % n == s`, so
+    /// `n` threads share a broadcast to thousands of displays, and each
+    /// shard applies its deliveries in order (one thread at a time).
+    shards: Box<[Shard]>,
     engine: Arc<Engine>,
     cap: Arc<ConnectionCap>,
-    date: DateCache,
-    next_conn_id: u64,
-    /// Reads land here first; only a partial request is copied into the
-    /// connection, so an idle connection holds no input buffer.
-    scratch: Box<[u8]>,
-    shutting_down: Option<Instant>,
-    /// The time when the current poll returned: timestamps for the 10 s and
-    /// 60 s timeouts need no finer clock, and reading it once per wake-up
-    /// keeps clock reads off the per-request path.
-    now: Instant,
-    /// Working memory of the request handlers.
-    handler_scratch: api::Scratch,
-    /// Decoded WebSocket events of the current read (kept, like the scratch).
-    ws_events: Vec<WsEvent>,
-    /// Connections written to by the delivery being handled (kept buffer).
-    touched: Vec<usize>,
-    /// This reactor's index (part of every [`crate::fanout::ConnId`]).
-    index: usize,
+    next_conn_id: AtomicU64,
+    next_sweep: Mutex<Instant>,
+    /// When a shutdown was asked for.
+    shutting_down: Mutex<Option<Instant>>,
+    /// Every thread leaves at its next turn.
+    stopped: AtomicBool,
+    /// Threads still running: the last one closes the connections.
+    running: AtomicUsize,
     /// `--ws-max-queue`.
     ws_max_queue: usize,
 }
 
-impl Reactor {
-    /// A reactor around an already bound, non-blocking listening socket.
+/// One shard of the deliveries.
+struct Shard {
+    gate: Gate<()>,
+    tx: Sender<Arc<Delivery>>,
+    rx: Receiver<Arc<Delivery>>,
+}
+
+impl Hub {
+    /// An event loop around an already bound, non-blocking listening socket,
+    /// for `threads` threads (each then calls [`Hub::run`]).
     ///
     /// # Errors
     ///
     /// When the OS refuses the poll instance or the waker.
     pub fn new(
-        index: usize,
         listener: std::net::TcpListener,
         engine: Arc<Engine>,
         cap: Arc<ConnectionCap>,
-    ) -> io::Result<(Reactor, Arc<Mailbox>)> {
+        threads: usize,
+    ) -> io::Result<(Arc<Hub>, Arc<Mailbox>)> {
         let poll = Poll::new()?;
+        let registry = poll.registry().try_clone()?;
         let mut listener = TcpListener::from_std(listener);
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let waker = Waker::new(poll.registry(), WAKER)?;
+        registry.register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Waker::new(&registry, WAKER)?;
         let (tx, rx) = crossbeam_channel::unbounded();
         let mailbox = Arc::new(Mailbox { tx, waker });
+        let (work_tx, work_rx) = crossbeam_channel::unbounded();
         let ws_max_queue = usize::try_from(engine.config().ws_max_queue).unwrap_or(usize::MAX);
-        let reactor = Reactor {
-            poll,
-            listener: Some(listener),
+        let keys = engine.config().max_connections.clamp(1, MAX_KEYS);
+        let shards = (0..threads.max(1))
+            .map(|_| {
+                let (tx, rx) = crossbeam_channel::unbounded();
+                Shard {
+                    gate: Gate::new(()),
+                    tx,
+                    rx,
+                }
+            })
+            .collect();
+        let hub = Hub {
+            poll: Mutex::new(poll),
+            registry,
+            listener: Gate::new(Some(listener)),
+            conns: (0..keys).map(|_| Gate::new(None)).collect(),
+            free: Mutex::new((Vec::new(), 0)),
+            used: AtomicUsize::new(0),
+            work_tx,
+            work_rx,
             mailbox: Arc::clone(&mailbox),
-            rx,
-            conns: Slab::new(),
+            mail: Gate::new(rx),
+            shards,
             engine,
             cap,
+            next_conn_id: AtomicU64::new(0),
+            next_sweep: Mutex::new(Instant::now() + SWEEP_INTERVAL),
+            shutting_down: Mutex::new(None),
+            stopped: AtomicBool::new(false),
+            running: AtomicUsize::new(threads.max(1)),
+            ws_max_queue,
+        };
+        Ok((Arc::new(hub), mailbox))
+    }
+
+    /// Serves until a [`ReactorMsg::Shutdown`] has been handled and what was
+    /// owed is written (or the grace period is over). Called by each thread.
+    pub fn run(&self) {
+        let mut worker = Worker::new();
+        let mut events = Events::with_capacity(1024);
+        while !self.stopped.load(Ordering::Acquire) {
+            // Work the other threads queued.
+            while let Ok(token) = self.work_rx.try_recv() {
+                worker.tick();
+                self.dispatch(&mut worker, token);
+            }
+            // Then wait for readiness: one thread at a time.
+            let mine = {
+                let mut poll = self.poll.lock();
+                if !self.work_rx.is_empty() || self.stopped.load(Ordering::Acquire) {
+                    continue;
+                }
+                if let Err(e) = poll.poll(&mut events, Some(SWEEP_INTERVAL)) {
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        tracing::error!(error = %e, "poll failed; the event loop stops");
+                        self.stop();
+                    }
+                    continue;
+                }
+                let mut mine = None;
+                for event in events.iter() {
+                    let token = event.token().0;
+                    let mut bits = 0;
+                    if event.is_readable() || event.is_error() {
+                        bits |= READABLE;
+                    }
+                    if event.is_read_closed() {
+                        bits |= READABLE | READ_CLOSED;
+                    }
+                    self.gate_mark(token, bits);
+                    // The first for this thread, the rest for any thread.
+                    if mine.is_none() {
+                        mine = Some(token);
+                    } else {
+                        let _ = self.work_tx.send(token);
+                    }
+                }
+                mine
+            };
+            worker.tick();
+            if let Some(token) = mine {
+                self.dispatch(&mut worker, token);
+            }
+            self.housekeeping(&mut worker);
+        }
+        if self.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            for key in 0..self.used.load(Ordering::Acquire) {
+                let mut entry = self.conns[key].inner.lock();
+                worker.close(self, key, &mut entry);
+            }
+        }
+    }
+
+    /// Every thread leaves its loop (the one in the poll is woken).
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.mailbox.wake();
+    }
+
+    fn gate_mark(&self, token: usize, bits: u8) {
+        match Token(token) {
+            LISTENER => self.listener.mark(bits),
+            WAKER => self.mail.mark(bits),
+            Token(s) if s >= SHARDS => {
+                if let Some(shard) = self.shards.get(s - SHARDS) {
+                    shard.gate.mark(bits);
+                }
+            }
+            Token(key) => {
+                if let Some(gate) = self.conns.get(key) {
+                    gate.mark(bits);
+                }
+            }
+        }
+    }
+
+    /// Queues marked work for any thread.
+    fn schedule(&self, token: usize, bits: u8) {
+        self.gate_mark(token, bits);
+        let _ = self.work_tx.send(token);
+    }
+
+    /// Does the work marked on `token`'s gate, unless another thread is.
+    fn dispatch(&self, w: &mut Worker, token: usize) {
+        match Token(token) {
+            LISTENER => self
+                .listener
+                .run(|listener, _| w.accept_all(self, listener)),
+            WAKER => self.mail.run(|rx, _| w.read_mailbox(self, rx)),
+            Token(s) if s >= SHARDS => {
+                if let Some(shard) = self.shards.get(s - SHARDS) {
+                    let index = s - SHARDS;
+                    shard.gate.run(|(), _| {
+                        while let Ok(delivery) = shard.rx.try_recv() {
+                            w.deliver(self, &delivery, index);
+                        }
+                    });
+                }
+            }
+            Token(key) => self.run_conn(w, key),
+        }
+    }
+
+    fn run_conn(&self, w: &mut Worker, key: usize) {
+        let Some(gate) = self.conns.get(key) else {
+            return;
+        };
+        gate.run(|entry, bits| {
+            if let Some(conn) = entry.as_deref_mut() {
+                if bits & READABLE != 0 {
+                    conn.unread = true;
+                }
+                if bits & READ_CLOSED != 0 {
+                    conn.read_closed = true;
+                }
+            }
+            w.drive(self, key, entry);
+        });
+    }
+
+    /// Runs `f` on connection `key`'s entry, waiting for a thread that
+    /// holds it, then does the work other threads marked meanwhile (they
+    /// left it to the holder). Every blocking lock of a connection goes
+    /// through here, so no path forgets that.
+    fn with_conn<R>(
+        &self,
+        w: &mut Worker,
+        key: usize,
+        f: impl FnOnce(&mut Worker, &mut Option<Box<Conn>>) -> R,
+    ) -> Option<R> {
+        let gate = self.conns.get(key)?;
+        let mut entry = gate.inner.lock();
+        let r = f(w, &mut entry);
+        drop(entry);
+        self.settle(w, key);
+        Some(r)
+    }
+
+    /// After a lock of connection `key` let go: the work other threads
+    /// marked meanwhile.
+    fn settle(&self, w: &mut Worker, key: usize) {
+        if self.conns[key].marked() {
+            self.run_conn(w, key);
+        }
+    }
+
+    /// Timeouts, and the end of a shutdown.
+    fn housekeeping(&self, w: &mut Worker) {
+        if let Some(mut next) = self.next_sweep.try_lock() {
+            if w.now >= *next {
+                *next = w.now + SWEEP_INTERVAL;
+                drop(next);
+                w.sweep(self);
+            }
+        }
+        let since = *self.shutting_down.lock();
+        if let Some(since) = since {
+            let owed = (0..self.used.load(Ordering::Acquire)).any(|key| {
+                let Some(entry) = self.conns[key].inner.try_lock() else {
+                    return true; // another thread is working on it
+                };
+                let owed = entry.as_deref().is_some_and(|c| {
+                    c.awaiting.is_some() || c.out_pos < c.out.len() || c.streamed.is_some()
+                });
+                drop(entry);
+                self.settle(w, key);
+                owed
+            });
+            if !owed || since.elapsed() > SHUTDOWN_GRACE {
+                self.stop();
+            }
+        }
+    }
+
+    /// A free key, if the table has one.
+    fn take_key(&self) -> Option<usize> {
+        let mut free = self.free.lock();
+        if let Some(key) = free.0.pop() {
+            return Some(key);
+        }
+        if free.1 < self.conns.len() {
+            free.1 += 1;
+            self.used.store(free.1, Ordering::Release);
+            return Some(free.1 - 1);
+        }
+        None
+    }
+
+    fn give_key(&self, key: usize) {
+        self.free.lock().0.push(key);
+    }
+}
+
+/// What one thread of the event loop keeps for itself.
+struct Worker {
+    date: DateCache,
+    /// Reads land here first; only a partial request is copied into the
+    /// connection, so an idle connection holds no input buffer.
+    scratch: Box<[u8]>,
+    /// When the thread last came back to work: timestamps for the 10 s and
+    /// 60 s timeouts need no finer clock.
+    now: Instant,
+    /// Working memory of the request handlers.
+    handler_scratch: api::Scratch,
+    /// Decoded WebSocket events of the current read (kept, like the scratch).
+    ws_events: Vec<WsEvent>,
+    /// Keys a delivery concerns (kept buffer).
+    targets: Vec<usize>,
+}
+
+impl Worker {
+    fn new() -> Self {
+        Worker {
             date: DateCache::default(),
-            next_conn_id: 0,
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
-            shutting_down: None,
             now: Instant::now(),
             handler_scratch: api::Scratch::default(),
             ws_events: Vec::new(),
-            touched: Vec::new(),
-            ws_max_queue,
-            index,
-        };
-        Ok((reactor, mailbox))
-    }
-
-    /// Runs until a [`ReactorMsg::Shutdown`] has been handled.
-    pub fn run(mut self) {
-        let mut events = Events::with_capacity(1024);
-        let mut next_sweep = Instant::now() + SWEEP_INTERVAL;
-        loop {
-            let timeout = next_sweep.saturating_duration_since(Instant::now());
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                tracing::error!(error = %e, "poll failed; reactor stops");
-                break;
-            }
-            self.now = Instant::now();
-            self.date.refresh(SystemTime::now());
-            for event in events.iter() {
-                match event.token() {
-                    LISTENER => self.accept_all(),
-                    WAKER => self.read_mailbox(),
-                    Token(key) => {
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            if let Some(conn) = self.conns.get_mut(key) {
-                                conn.unread = true;
-                                conn.read_closed |= event.is_read_closed();
-                            }
-                        }
-                        self.drive(key)
-                    }
-                }
-            }
-            let now = Instant::now();
-            if now >= next_sweep {
-                next_sweep = now + SWEEP_INTERVAL;
-                self.sweep(now);
-            }
-            if let Some(since) = self.shutting_down {
-                let owed = self.conns.iter().any(|(_, c)| {
-                    c.awaiting.is_some() || c.out_pos < c.out.len() || c.streamed.is_some()
-                });
-                if !owed || since.elapsed() > SHUTDOWN_GRACE {
-                    break;
-                }
-            }
-        }
-        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-        for key in keys {
-            self.close(key);
+            targets: Vec::new(),
         }
     }
 
-    fn accept_all(&mut self) {
+    /// Reads the clocks once per turn of work.
+    fn tick(&mut self) {
+        self.now = Instant::now();
+        self.date.refresh(SystemTime::now());
+    }
+
+    fn accept_all(&mut self, hub: &Hub, listener: &mut Option<TcpListener>) {
         loop {
-            let Some(listener) = self.listener.as_ref() else {
+            let Some(l) = listener.as_ref() else {
                 return;
             };
-            let (mut stream, peer) = match listener.accept() {
+            let (mut stream, peer) = match l.accept() {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -359,7 +650,16 @@ impl Reactor {
                     return;
                 }
             };
-            if !self.cap.try_acquire() {
+            let key = if hub.cap.try_acquire() {
+                let key = hub.take_key();
+                if key.is_none() {
+                    hub.cap.release();
+                }
+                key
+            } else {
+                None
+            };
+            let Some(key) = key else {
                 // Best effort, never blocking: the socket is fresh, so a small
                 // answer fits its send buffer.
                 let body = br#"{"status":503,"message":"too many connections"}"#;
@@ -367,24 +667,25 @@ impl Reactor {
                 http::write_response(&mut out, 503, body, true, false, &self.date);
                 let _ = stream.write(&out);
                 continue;
-            }
+            };
             let _ = stream.set_nodelay(true);
-            let entry = self.conns.vacant_entry();
-            let key = entry.key();
-            if let Err(e) = self.poll.registry().register(
+            let mut entry = hub.conns[key].inner.lock();
+            if let Err(e) = hub.registry.register(
                 &mut stream,
                 Token(key),
                 Interest::READABLE | Interest::WRITABLE,
             ) {
                 tracing::warn!(error = %e, "cannot register a connection");
-                self.cap.release();
+                drop(entry);
+                hub.cap.release();
+                hub.give_key(key);
                 continue;
             }
-            self.next_conn_id += 1;
-            entry.insert(Conn {
+            let id = hub.next_conn_id.fetch_add(1, Ordering::Relaxed) + 1;
+            *entry = Some(Box::new(Conn {
                 stream,
                 peer: Some(peer.ip()),
-                id: self.next_conn_id,
+                id,
                 input: Vec::new(),
                 out: Vec::new(),
                 out_pos: 0,
@@ -402,53 +703,59 @@ impl Reactor {
                 queue_front_started: false,
                 streamed: None,
                 ws: None,
-            });
+            }));
+            drop(entry);
+            // Readiness that came while the connection was being set up.
+            hub.settle(self, key);
         }
     }
 
-    fn read_mailbox(&mut self) {
-        while let Ok(msg) = self.rx.try_recv() {
+    fn read_mailbox(&mut self, hub: &Hub, rx: &mut Receiver<ReactorMsg>) {
+        while let Ok(msg) = rx.try_recv() {
             match msg {
                 ReactorMsg::Completed {
                     token,
                     conn_id,
                     outcome,
                 } => {
-                    let Some(conn) = self.conns.get_mut(token) else {
-                        continue;
-                    };
-                    if conn.id != conn_id {
-                        continue;
+                    let answered = hub.with_conn(self, token, |w, entry| {
+                        let Some(conn) = entry.as_deref_mut().filter(|c| c.id == conn_id) else {
+                            return false;
+                        };
+                        let Some(awaiting) = conn.awaiting.take() else {
+                            return false;
+                        };
+                        let (status, body) = api::answer(outcome);
+                        let close = !awaiting.keep_alive;
+                        http::write_response(&mut conn.out, status, &body, close, false, &w.date);
+                        conn.close_after_write |= close;
+                        true
+                    });
+                    if answered == Some(true) {
+                        // The write, and whatever the client pipelined behind
+                        // the change: for any thread (a batch answers many).
+                        hub.schedule(token, 0);
                     }
-                    let Some(awaiting) = conn.awaiting.take() else {
-                        continue;
-                    };
-                    let (status, body) = api::answer(outcome);
-                    let close = !awaiting.keep_alive;
-                    http::write_response(&mut conn.out, status, &body, close, false, &self.date);
-                    conn.close_after_write |= close;
-                    self.drive(token);
                 }
-                ReactorMsg::Deliver(delivery) => self.deliver(&delivery),
-                ReactorMsg::Shutdown => {
-                    if let Some(mut listener) = self.listener.take() {
-                        let _ = self.poll.registry().deregister(&mut listener);
+                ReactorMsg::Deliver(delivery) => {
+                    for (s, shard) in hub.shards.iter().enumerate() {
+                        let _ = shard.tx.send(Arc::clone(&delivery));
+                        hub.schedule(SHARDS + s, 0);
                     }
-                    self.shutting_down.get_or_insert_with(Instant::now);
+                }
+                ReactorMsg::Shutdown => {
+                    if let Some(mut listener) = hub.listener.inner.lock().take() {
+                        let _ = hub.registry.deregister(&mut listener);
+                    }
+                    hub.shutting_down.lock().get_or_insert_with(Instant::now);
                     // WebSocket clients are told why (1001) before the close.
-                    let keys: Vec<usize> = self
-                        .conns
-                        .iter()
-                        .filter(|(_, c)| c.ws.is_some())
-                        .map(|(k, _)| k)
-                        .collect();
-                    for key in keys {
-                        queue_close(
-                            &mut self.conns[key],
-                            close_code::GOING_AWAY,
-                            "server shutting down",
-                        );
-                        self.drive(key);
+                    for key in 0..hub.used.load(Ordering::Acquire) {
+                        hub.with_conn(self, key, |w, entry| {
+                            if let Some(conn) = entry.as_deref_mut().filter(|c| c.ws.is_some()) {
+                                queue_close(conn, close_code::GOING_AWAY, "server shutting down");
+                                w.drive(hub, key, entry);
+                            }
+                        });
                     }
                 }
             }
@@ -457,18 +764,18 @@ impl Reactor {
 
     /// Makes all the progress connection `key` allows: write what is owed,
     /// answer what is complete, read what has arrived; until it would block.
-    fn drive(&mut self, key: usize) {
+    fn drive(&mut self, hub: &Hub, key: usize, entry: &mut Option<Box<Conn>>) {
         loop {
-            let Some(conn) = self.conns.get_mut(key) else {
+            let Some(conn) = entry.as_deref_mut() else {
                 return;
             };
             if flush(conn, self.now).is_err() {
-                return self.close(key);
+                return self.close(hub, key, entry);
             }
             let unsent = conn.unsent();
             if conn.close_after_write {
                 if unsent == 0 {
-                    return self.close(key);
+                    return self.close(hub, key, entry);
                 }
                 return; // wait for writable
             }
@@ -478,9 +785,8 @@ impl Reactor {
             // Answer requests already buffered (pipelining).
             if !conn.input.is_empty() {
                 let mut input = std::mem::take(&mut conn.input);
-                let out_before = self.conns[key].out.len();
-                let used = self.process(key, &mut input);
-                let conn = &mut self.conns[key];
+                let out_before = conn.out.len();
+                let used = self.process(hub, key, conn, &mut input);
                 // An answer written without using input (a refusal decided by
                 // the head, a `100 Continue`) must be flushed too: a head that
                 // arrived in two reads once left it unsent for ever.
@@ -498,10 +804,9 @@ impl Reactor {
                     continue; // flush, then maybe more
                 }
             }
-            let conn = &mut self.conns[key];
             if conn.peer_closed {
                 if conn.unsent() == 0 {
-                    return self.close(key);
+                    return self.close(hub, key, entry);
                 }
                 return;
             }
@@ -520,7 +825,6 @@ impl Reactor {
             match conn.stream.read(&mut self.scratch) {
                 Ok(0) => {
                     conn.peer_closed = true;
-                    continue;
                 }
                 Ok(n) => {
                     conn.last_active = self.now;
@@ -533,16 +837,14 @@ impl Reactor {
                         // Fast path: answer straight from the scratch buffer and
                         // keep only a partial request.
                         let mut scratch = std::mem::take(&mut self.scratch);
-                        let used = self.process(key, &mut scratch[..n]);
-                        let conn = &mut self.conns[key];
+                        let used = self.process(hub, key, conn, &mut scratch[..n]);
                         if used < n {
                             conn.input.extend_from_slice(&scratch[used..n]);
                             conn.request_started.get_or_insert(self.now);
                         }
                         self.scratch = scratch;
                     } else {
-                        let scratch = &self.scratch[..n];
-                        conn.input.extend_from_slice(scratch);
+                        conn.input.extend_from_slice(&self.scratch[..n]);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -550,7 +852,7 @@ impl Reactor {
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return self.close(key),
+                Err(_) => return self.close(hub, key, entry),
             }
         }
     }
@@ -558,11 +860,10 @@ impl Reactor {
     /// Answers the complete requests at the start of `buf`; returns how many
     /// bytes they took. Stops at an incomplete request, at a change handed to
     /// the writer, or when the answer closes the connection.
-    fn process(&mut self, key: usize, buf: &mut [u8]) -> usize {
+    fn process(&mut self, hub: &Hub, key: usize, conn: &mut Conn, buf: &mut [u8]) -> usize {
         let mut used = 0;
         let now = now_ms();
         loop {
-            let conn = &mut self.conns[key];
             if conn.awaiting.is_some()
                 || conn.close_after_write
                 || conn.unsent() > MAX_PENDING_OUTPUT
@@ -574,7 +875,7 @@ impl Reactor {
                 if ws.in_flight >= MAX_IN_FLIGHT {
                     return used;
                 }
-                return used + self.process_ws(key, &mut buf[used..]);
+                return used + self.process_ws(hub, key, conn, &mut buf[used..]);
             }
             let rest = &mut buf[used..];
             if rest.is_empty() {
@@ -598,7 +899,7 @@ impl Reactor {
             // Refusals decided by the head alone are answered before the body
             // arrives, and close the connection (the body is not read).
             let early = api::check_body_size(&head, rest)
-                .or_else(|| api::check_auth(&self.engine, &head, rest, conn.peer));
+                .or_else(|| api::check_auth(&hub.engine, &head, rest, conn.peer));
             if let Some(Action::Respond { status, body }) = early {
                 let head_only = head.method == Method::Head;
                 http::write_response(
@@ -622,20 +923,19 @@ impl Reactor {
             }
             conn.continue_sent = false;
             let action = api::handle(
-                &self.engine,
+                &hub.engine,
                 &head,
                 &mut rest[..total],
                 now,
                 &mut self.handler_scratch,
             );
             used += total;
-            self.act(key, &head, action);
+            self.act(hub, key, conn, &head, action);
         }
     }
 
     /// Carries out what the API decided for one request.
-    fn act(&mut self, key: usize, head: &Head, action: Action) {
-        let conn = &mut self.conns[key];
+    fn act(&mut self, hub: &Hub, key: usize, conn: &mut Conn, head: &Head, action: Action) {
         let close = !head.keep_alive || conn.peer_closed;
         let head_only = head.method == Method::Head;
         match action {
@@ -683,9 +983,9 @@ impl Reactor {
                     auth_deadline: None,
                 }));
                 conn.request_started = None;
-                let id = conn_id(self.index, key, conn.id);
+                let id = conn_id(HUB, key, conn.id);
                 if role != WsRole::Orders {
-                    self.engine
+                    hub.engine
                         .ticket_change(TicketChange::Opened { conn: id, role });
                     return;
                 }
@@ -693,14 +993,14 @@ impl Reactor {
                 match authorization {
                     Some(value) => {
                         let ip = conn.peer.map(|p| p.to_string());
-                        if self.engine.gateway_auth(&value, ip.as_deref()).is_some() {
-                            self.engine.orders_subscribe(id);
+                        if hub.engine.gateway_auth(&value, ip.as_deref()).is_some() {
+                            hub.engine.orders_subscribe(id);
                         } else {
                             queue_close(conn, close_code::POLICY, "invalid access token");
                         }
                     }
                     None => {
-                        let timeout = self.engine.config().ws_auth_timeout;
+                        let timeout = hub.engine.config().ws_auth_timeout;
                         if let Some(ws) = conn.ws.as_mut() {
                             ws.auth_deadline = Some(self.now + timeout);
                         }
@@ -709,12 +1009,12 @@ impl Reactor {
             }
             Action::Write(request) => {
                 let reply = Reply::Reactor {
-                    mailbox: Arc::clone(&self.mailbox),
+                    mailbox: Arc::clone(&hub.mailbox),
                     token: key,
                     conn_id: conn.id,
                 };
                 conn.awaiting = Some(Awaiting { keep_alive: !close });
-                if let Err(job) = self.engine.submit(Job { request, reply }) {
+                if let Err(job) = hub.engine.submit(Job { request, reply }) {
                     drop(job);
                     conn.awaiting = None;
                     let body = floorbell_core::qr::error_json("the server is shutting down");
@@ -725,127 +1025,76 @@ impl Reactor {
         }
     }
 
-    /// Fires the request and idle timeouts.
-    fn sweep(&mut self, now: Instant) {
-        let mut expired = Vec::new();
-        for (key, conn) in self.conns.iter_mut() {
-            if conn.awaiting.is_some() {
+    /// Fires the request and idle timeouts. A connection another thread is
+    /// working on is skipped: it is not idle, and the next sweep sees it.
+    fn sweep(&mut self, hub: &Hub) {
+        let now = self.now;
+        for key in 0..hub.used.load(Ordering::Acquire) {
+            let Some(mut entry) = hub.conns[key].inner.try_lock() else {
                 continue;
+            };
+            let verdict = entry
+                .as_deref_mut()
+                .and_then(|conn| expired(conn, now, &self.date));
+            match verdict {
+                Some(true) => self.close(hub, key, &mut entry),
+                Some(false) => self.drive(hub, key, &mut entry),
+                None => {}
             }
-            if let Some(ws) = conn.ws.as_mut() {
-                // A WebSocket client may stay idle for ever; one that does
-                // not read its close frame is dropped after a grace period.
-                if conn.close_after_write && now.duration_since(conn.last_active) >= CLOSE_GRACE {
-                    expired.push((key, true));
-                } else if ws.auth_deadline.is_some_and(|d| now >= d) {
-                    // SPEC §3.4: silence past --ws-auth-timeout.
-                    ws.auth_deadline = None;
-                    queue_close(conn, close_code::POLICY, "authentication timeout");
-                    expired.push((key, false));
-                }
-                continue;
-            }
-            if conn.streamed.is_some() {
-                // A long answer still going out: nothing may be written
-                // before its end, and a client that stopped taking it is
-                // dropped once idle.
-                if now.duration_since(conn.last_active) >= IDLE_TIMEOUT {
-                    expired.push((key, true));
-                }
-                continue;
-            }
-            if conn.close_after_write {
-                // A last answer the client does not take (it stopped reading,
-                // its window is full): dropped after a grace period without
-                // progress, like a WebSocket close frame. Neither timeout
-                // below covers it.
-                if now.duration_since(conn.last_active) >= CLOSE_GRACE {
-                    expired.push((key, true));
-                }
-                continue;
-            }
-            if let Some(started) = conn.request_started {
-                if now.duration_since(started) >= REQUEST_TIMEOUT {
-                    let path = sniff_path(&conn.input);
-                    let body =
-                        http::error_body(path, 408, "request not completed within 10 seconds");
-                    http::write_response(&mut conn.out, 408, &body, true, false, &self.date);
-                    conn.close_after_write = true;
-                    conn.input = Vec::new();
-                    expired.push((key, false));
-                    continue;
-                }
-            } else if now.duration_since(conn.last_active) >= IDLE_TIMEOUT {
-                expired.push((key, true));
-            }
-        }
-        for (key, quietly) in expired {
-            if quietly {
-                self.close(key);
-            } else {
-                self.drive(key);
-            }
+            drop(entry);
+            // Marks set while the lock was held are this thread's to run.
+            hub.settle(self, key);
         }
     }
 
-    fn close(&mut self, key: usize) {
-        if let Some(mut conn) = self.conns.try_remove(key) {
-            let _ = self.poll.registry().deregister(&mut conn.stream);
-            self.cap.release();
-            if let Some(ws) = conn.ws.as_ref().filter(|w| w.role != WsRole::Orders) {
-                let id = conn_id(self.index, key, conn.id);
-                self.engine.ticket_change(TicketChange::Closed {
-                    conn: id,
-                    role: ws.role,
-                });
-            }
-        }
-    }
-
-    /// Writes what connection `key` owes, without reading (a broadcast must
-    /// not cost every receiver a `read` that would only say WouldBlock).
-    fn write_out(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else {
+    fn close(&mut self, hub: &Hub, key: usize, entry: &mut Option<Box<Conn>>) {
+        let Some(mut conn) = entry.take() else {
             return;
         };
-        if flush(conn, self.now).is_err() || (conn.close_after_write && conn.unsent() == 0) {
-            self.close(key);
+        let _ = hub.registry.deregister(&mut conn.stream);
+        // Key and place are free before the socket closes: a client that
+        // sees the close and connects again finds both (another thread may
+        // accept it; it waits for this entry's lock, not for the key).
+        hub.give_key(key);
+        hub.cap.release();
+        if let Some(ws) = conn.ws.as_ref().filter(|w| w.role != WsRole::Orders) {
+            hub.engine.ticket_change(TicketChange::Closed {
+                conn: conn_id(HUB, key, conn.id),
+                role: ws.role,
+            });
         }
     }
 
     /// Handles the WebSocket frames at the start of `buf`; returns the bytes
     /// they took.
-    fn process_ws(&mut self, key: usize, buf: &mut [u8]) -> usize {
-        let conn = &mut self.conns[key];
+    fn process_ws(&mut self, hub: &Hub, key: usize, conn: &mut Conn, buf: &mut [u8]) -> usize {
         let Some(ws) = conn.ws.as_mut() else { return 0 };
         let role = ws.role;
         let mut events = std::mem::take(&mut self.ws_events);
         let used = ws.reader.decode(buf, &mut events);
-        let id = conn_id(self.index, key, conn.id);
+        let id = conn_id(HUB, key, conn.id);
         for event in events.drain(..) {
             match event {
-                WsEvent::Text(text) if role == WsRole::Orders => self.orders_text(key, id, &text),
+                WsEvent::Text(text) if role == WsRole::Orders => {
+                    self.orders_text(hub, id, conn, &text);
+                }
                 WsEvent::Text(text) => {
-                    if let Some(ws) = self.conns[key].ws.as_mut() {
+                    if let Some(ws) = conn.ws.as_mut() {
                         ws.in_flight += 1;
                     }
-                    self.engine.ticket_change(TicketChange::Text {
+                    hub.engine.ticket_change(TicketChange::Text {
                         conn: id,
                         role,
                         text,
                     });
                 }
-                WsEvent::Pong(frame) => {
-                    let conn = &mut self.conns[key];
-                    queue_frame(conn, frame, self.ws_max_queue);
-                }
+                WsEvent::Pong(frame) => queue_frame(conn, frame, hub.ws_max_queue),
                 WsEvent::Closed(code) => {
                     // Echo the client's code (RFC 6455 §5.5.1), then close.
-                    queue_close(&mut self.conns[key], code.unwrap_or(close_code::NORMAL), "");
+                    queue_close(conn, code.unwrap_or(close_code::NORMAL), "");
                 }
                 WsEvent::Fail(code, reason) => {
                     tracing::debug!(code, reason, "closing a WebSocket client");
-                    let conn = &mut self.conns[key];
                     let authenticating = conn
                         .ws
                         .as_ref()
@@ -872,8 +1121,7 @@ impl Reactor {
     /// `{"accesstoken":"TOKEN"}` with a valid token, or the connection is
     /// closed with 1008 at once (SPEC §3.4); afterwards frames are ignored
     /// (the stream is one-way).
-    fn orders_text(&mut self, key: usize, id: u64, text: &str) {
-        let conn = &mut self.conns[key];
+    fn orders_text(&mut self, hub: &Hub, id: ConnId, conn: &mut Conn, text: &str) {
         let Some(ws) = conn.ws.as_mut() else { return };
         if ws.auth_deadline.is_none() {
             return;
@@ -885,12 +1133,12 @@ impl Reactor {
         let ip = conn.peer.map(|p| p.to_string());
         match token {
             Some(t)
-                if self
+                if hub
                     .engine
                     .gateway_principal(t.as_bytes(), ip.as_deref())
                     .is_some() =>
             {
-                self.engine.orders_subscribe(id);
+                hub.engine.orders_subscribe(id);
             }
             Some(_) => queue_close(conn, close_code::POLICY, "invalid access token"),
             None => queue_close(
@@ -901,82 +1149,144 @@ impl Reactor {
         }
     }
 
-    /// Queues a committed change's frames to this reactor's receivers and
-    /// writes them out.
-    fn deliver(&mut self, delivery: &Delivery) {
-        let mine = |id: u64| {
-            let (reactor, key, serial) = split_conn_id(id);
-            (reactor == self.index).then_some((key, serial))
+    /// Queues a committed change's frames to the receivers in shard `shard`
+    /// and writes them out.
+    fn deliver(&mut self, hub: &Hub, delivery: &Delivery, shard: usize) {
+        let shards = hub.shards.len();
+        let mine = |id: ConnId| {
+            let (reactor, key, _) = split_conn_id(id);
+            (reactor == HUB && key % shards == shard).then_some(key)
         };
-        if let Some((key, serial)) = delivery.activate.and_then(mine) {
-            if let Some(conn) = self.conns.get_mut(key).filter(|c| c.id as u32 == serial) {
-                if let Some(ws) = conn.ws.as_mut() {
-                    ws.active = true;
-                }
-            }
+        let broadcast = delivery
+            .messages
+            .iter()
+            .any(|(dest, _)| !matches!(dest, Dest::Conn(_)));
+        let mut targets = std::mem::take(&mut self.targets);
+        if broadcast {
+            targets.extend((shard..hub.used.load(Ordering::Acquire)).step_by(shards));
+        } else {
+            let named = delivery
+                .messages
+                .iter()
+                .filter_map(|(dest, _)| match *dest {
+                    Dest::Conn(id) => Some(id),
+                    _ => None,
+                });
+            targets.extend(
+                named
+                    .chain(delivery.activate)
+                    .chain(delivery.reply_to)
+                    .filter_map(mine),
+            );
+            targets.sort_unstable();
+            targets.dedup();
         }
-        let mut resume = None;
-        if let Some((key, serial)) = delivery.reply_to.and_then(mine) {
-            if let Some(conn) = self.conns.get_mut(key).filter(|c| c.id as u32 == serial) {
-                if let Some(ws) = conn.ws.as_mut() {
-                    // Reading stopped at the bound resumes below it.
-                    let was = ws.in_flight;
-                    ws.in_flight = was.saturating_sub(1);
-                    if was >= MAX_IN_FLIGHT && ws.in_flight < MAX_IN_FLIGHT {
-                        resume = Some(key);
+        for &key in &targets {
+            hub.with_conn(self, key, |w, entry| {
+                let Some(conn) = entry.as_deref_mut().filter(|c| c.ws.is_some()) else {
+                    return;
+                };
+                let id = conn_id(HUB, key, conn.id);
+                if deliver_to(conn, id, delivery, hub.ws_max_queue) {
+                    w.drive(hub, key, entry);
+                } else if flush(conn, w.now).is_err()
+                    || (conn.close_after_write && conn.unsent() == 0)
+                {
+                    // Written without reading: a broadcast must not cost every
+                    // receiver a `read` that would only say WouldBlock.
+                    w.close(hub, key, entry);
+                }
+            });
+        }
+        targets.clear();
+        self.targets = targets;
+    }
+}
+
+/// Queues what `delivery` holds for the WebSocket connection `id`; true
+/// when reading it stopped at [`MAX_IN_FLIGHT`] and may resume.
+fn deliver_to(conn: &mut Conn, id: ConnId, delivery: &Delivery, max_queue: usize) -> bool {
+    let Some(ws) = conn.ws.as_mut() else {
+        return false;
+    };
+    if delivery.activate == Some(id) {
+        ws.active = true;
+    }
+    let mut resume = false;
+    if delivery.reply_to == Some(id) {
+        let was = ws.in_flight;
+        ws.in_flight = was.saturating_sub(1);
+        resume = was >= MAX_IN_FLIGHT && ws.in_flight < MAX_IN_FLIGHT;
+    }
+    let (role, active) = (ws.role, ws.active);
+    for (dest, frame) in &delivery.messages {
+        let want = match *dest {
+            Dest::Conn(to) => {
+                if to == id {
+                    if delivery.activate == Some(id) {
+                        queue_initial(conn, frame.clone());
+                    } else {
+                        queue_frame(conn, frame.clone(), max_queue);
                     }
                 }
+                continue;
             }
-        }
-        let mut touched = std::mem::take(&mut self.touched);
-        for (dest, frame) in &delivery.messages {
-            match *dest {
-                Dest::Conn(id) => {
-                    let Some((key, serial)) = mine(id) else {
-                        continue;
-                    };
-                    if let Some(conn) = self
-                        .conns
-                        .get_mut(key)
-                        .filter(|c| c.id as u32 == serial && c.ws.is_some())
-                    {
-                        if delivery.activate == Some(id) {
-                            queue_initial(conn, frame.clone());
-                        } else {
-                            queue_frame(conn, frame.clone(), self.ws_max_queue);
-                        }
-                        touched.push(key);
-                    }
-                }
-                Dest::AllStaff | Dest::AllStaffExcept(_) | Dest::AllDisplays | Dest::AllOrders => {
-                    let (want, except) = match *dest {
-                        Dest::AllDisplays => (WsRole::Display, None),
-                        Dest::AllOrders => (WsRole::Orders, None),
-                        Dest::AllStaffExcept(id) => (WsRole::Staff, mine(id)),
-                        _ => (WsRole::Staff, None),
-                    };
-                    for (key, conn) in self.conns.iter_mut() {
-                        let Some(ws) = conn.ws.as_ref() else { continue };
-                        if ws.role != want || !ws.active || except == Some((key, conn.id as u32)) {
-                            continue;
-                        }
-                        queue_frame(conn, frame.clone(), self.ws_max_queue);
-                        touched.push(key);
-                    }
-                }
-            }
-        }
-        touched.sort_unstable();
-        touched.dedup();
-        for &key in &touched {
-            self.write_out(key);
-        }
-        touched.clear();
-        self.touched = touched;
-        if let Some(key) = resume {
-            self.drive(key);
+            Dest::AllDisplays => role == WsRole::Display,
+            Dest::AllOrders => role == WsRole::Orders,
+            Dest::AllStaffExcept(except) => role == WsRole::Staff && except != id,
+            Dest::AllStaff => role == WsRole::Staff,
+        };
+        if want && active {
+            queue_frame(conn, frame.clone(), max_queue);
         }
     }
+    resume
+}
+
+/// Whether connection `conn` is past one of its deadlines at `now`:
+/// `Some(true)` to close it quietly, `Some(false)` to drive it (an answer
+/// or a close frame was queued).
+fn expired(conn: &mut Conn, now: Instant, date: &DateCache) -> Option<bool> {
+    if conn.awaiting.is_some() {
+        return None;
+    }
+    if let Some(ws) = conn.ws.as_mut() {
+        // A WebSocket client may stay idle for ever; one that does not read
+        // its close frame is dropped after a grace period.
+        if conn.close_after_write && now.duration_since(conn.last_active) >= CLOSE_GRACE {
+            return Some(true);
+        }
+        if ws.auth_deadline.is_some_and(|d| now >= d) {
+            // SPEC §3.4: silence past --ws-auth-timeout.
+            ws.auth_deadline = None;
+            queue_close(conn, close_code::POLICY, "authentication timeout");
+            return Some(false);
+        }
+        return None;
+    }
+    if conn.streamed.is_some() {
+        // A long answer still going out: nothing may be written before its
+        // end, and a client that stopped taking it is dropped once idle.
+        return (now.duration_since(conn.last_active) >= IDLE_TIMEOUT).then_some(true);
+    }
+    if conn.close_after_write {
+        // A last answer the client does not take (it stopped reading, its
+        // window is full): dropped after a grace period without progress,
+        // like a WebSocket close frame. Neither timeout below covers it.
+        return (now.duration_since(conn.last_active) >= CLOSE_GRACE).then_some(true);
+    }
+    if let Some(started) = conn.request_started {
+        if now.duration_since(started) >= REQUEST_TIMEOUT {
+            let path = sniff_path(&conn.input);
+            let body = http::error_body(path, 408, "request not completed within 10 seconds");
+            http::write_response(&mut conn.out, 408, &body, true, false, date);
+            conn.close_after_write = true;
+            conn.input = Vec::new();
+            return Some(false);
+        }
+        return None;
+    }
+    (now.duration_since(conn.last_active) >= IDLE_TIMEOUT).then_some(true)
 }
 
 /// The path of a request line, as far as it can be read, for the error shape.

@@ -1,5 +1,6 @@
-//! Starting and stopping the reactors: one `SO_REUSEPORT` listening socket and
-//! one thread per reactor, all on the same address. Used by `floorbell serve`
+//! Starting and stopping the event loop: one listening socket, one
+//! [`Hub`] (the shared poll and connection table) and `--reactors` threads
+//! serving it. Used by `floorbell serve`
 //! and, through the C ABI, by a host program that serves from inside itself.
 
 use std::io;
@@ -11,15 +12,16 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::discovery::Announcement;
 use crate::engine::Engine;
-use crate::reactor::{ConnectionCap, Mailbox, Reactor, ReactorMsg};
+use crate::reactor::{ConnectionCap, Hub, Mailbox, ReactorMsg};
 
 /// Pending connections the kernel queues per listening socket before
 /// accept: enough for a burst of thousands of displays reconnecting at once.
 const LISTEN_BACKLOG: i32 = 4096;
 
-/// Running reactors.
+/// A running event loop.
 pub struct Server {
     addr: SocketAddr,
+    /// The event loop's mailbox (one; a `Vec` for [`Engine::set_reactors`]).
     mailboxes: Vec<Arc<Mailbox>>,
     threads: Vec<JoinHandle<()>>,
     /// Set once started, to detach the reactors on stop.
@@ -31,7 +33,6 @@ pub struct Server {
 fn listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
@@ -39,23 +40,21 @@ fn listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 }
 
 impl Server {
-    /// Binds `addr` (port 0 picks one) and starts `reactors` event loops.
+    /// Binds `addr` (port 0 picks one) and starts `reactors` threads
+    /// serving the event loop.
     ///
     /// # Errors
     ///
     /// When the address cannot be bound or a thread cannot start.
     pub fn start(engine: Arc<Engine>, addr: SocketAddr, reactors: usize) -> io::Result<Server> {
-        let first = listener(addr)?;
-        // Every further socket binds the port the first one got.
-        let addr = first.local_addr()?;
-        let mut sockets = vec![first];
-        for _ in 1..reactors.max(1) {
-            sockets.push(listener(addr)?);
-        }
+        let socket = listener(addr)?;
+        let addr = socket.local_addr()?;
         let cap = Arc::new(ConnectionCap::new(engine.config().max_connections));
+        let threads = reactors.max(1);
+        let (hub, mailbox) = Hub::new(socket, Arc::clone(&engine), cap, threads)?;
         let mut server = Server {
             addr,
-            mailboxes: Vec::new(),
+            mailboxes: vec![mailbox],
             threads: Vec::new(),
             engine: None,
             announcement: None,
@@ -66,10 +65,9 @@ impl Server {
         } else {
             Vec::new()
         };
-        for (i, socket) in sockets.into_iter().enumerate() {
-            let (reactor, mailbox) =
-                Reactor::new(i, socket, Arc::clone(&engine), Arc::clone(&cap))?;
+        for i in 0..threads {
             let cpu = (!cpus.is_empty()).then(|| cpus[i % cpus.len()]);
+            let hub = Arc::clone(&hub);
             let thread = std::thread::Builder::new()
                 .name(format!("floorbell-reactor-{i}"))
                 .spawn(move || {
@@ -84,13 +82,10 @@ impl Server {
                             );
                         }
                     }
-                    reactor.run()
+                    hub.run()
                 });
             match thread {
-                Ok(t) => {
-                    server.mailboxes.push(mailbox);
-                    server.threads.push(t);
-                }
+                Ok(t) => server.threads.push(t),
                 Err(e) => {
                     server.stop();
                     return Err(e);

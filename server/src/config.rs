@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The most event loops: a connection id keeps its reactor's index in 8
-/// bits, and 255 names the C ABI's in-process sessions
-/// ([`crate::local::LOCAL_REACTOR`]).
+/// The most event-loop threads (each has a delivery shard; a connection id
+/// keeps an 8-bit loop index, 0 for the event loop and 255 for the C ABI's
+/// in-process sessions, [`crate::local::LOCAL_REACTOR`]).
 pub const MAX_REACTORS: usize = 254;
 const _: () = assert!(MAX_REACTORS < crate::local::LOCAL_REACTOR);
 

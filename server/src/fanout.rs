@@ -1,11 +1,12 @@
-//! Delivering ticket-board messages (SPEC §2) to connections on any reactor.
+//! Delivering ticket-board messages (SPEC §2) to connections of the event
+//! loop and to in-process clients.
 //!
 //! The store writer releases a change's messages only after the change is on
-//! disk, as one [`Delivery`] shared (`Arc`) by every reactor: each reactor
-//! gets the same pointer through its mailbox, walks its own WebSocket
-//! connections, and queues the same [`Bytes`] frame to each receiver. No
-//! message is formatted or copied per receiver, no lock is taken, and each
-//! reactor is woken once per committed batch.
+//! disk, as one [`Delivery`] shared (`Arc`) by every receiver: the event loop
+//! gets the pointer through its mailbox, walks its WebSocket connections (in
+//! one shard per thread), and queues the same [`Bytes`] frame to each
+//! receiver. No message is formatted or copied per receiver, and the event
+//! loop is woken once per committed batch.
 
 use bytes::Bytes;
 

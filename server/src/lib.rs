@@ -7,7 +7,7 @@
 //! * [`engine`] — one per data directory: store writer (group commit), event
 //!   queue, tables, tokens.
 //! * [`reactor`] — one mio event loop; connections, timeouts, back-pressure.
-//! * [`server`] — `SO_REUSEPORT` listeners and reactor threads.
+//! * [`server`] — the listening socket and the event loop's threads.
 //! * [`http`] — request heads (httparse) and responses, sans-I/O.
 //! * [`api`] — routing and the SPEC §1 handlers, sans-I/O.
 //! * [`webhooks`] — SPEC §3.6's delivery threads around core's outbox.

@@ -116,7 +116,7 @@ impl Server {
         self.addr
     }
 
-    /// Stops accepting, lets every reactor finish the answers it owes (up to
+    /// Stops accepting, lets the event loop finish the answers it owes (up to
     /// a grace period), and waits for the threads.
     pub fn stop(&mut self) {
         if let Some(a) = self.announcement.take() {

@@ -843,7 +843,7 @@ pub(crate) fn answer_now(reply: Option<Reply>, outcome: Outcome) {
 }
 
 /// Sends `outcome` to `reply`; for a reactor, returns the mailbox that still
-/// needs a wake-up (the writer wakes each reactor once per batch).
+/// needs a wake-up (the writer wakes each mailbox once per batch).
 fn post_outcome(reply: Reply, outcome: Outcome) -> Option<Arc<Mailbox>> {
     match reply {
         Reply::Channel(tx) => {
@@ -1189,7 +1189,7 @@ impl Writer {
         if let Some(seq) = committed_order_seq {
             self.webhooks.committed(seq);
         }
-        // One wake-up per reactor per batch.
+        // One wake-up per mailbox per batch.
         if wake_all {
             for m in &reactors {
                 if !woken.iter().any(|w| Arc::ptr_eq(w, m)) {

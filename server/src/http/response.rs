@@ -28,7 +28,7 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
-/// The `Date` header's value, formatted once per second per reactor
+/// The `Date` header's value, formatted once per second per thread
 /// (RFC 9110 §6.6.1 asks an origin server with a clock to send it).
 pub struct DateCache {
     second: u64,

@@ -881,3 +881,37 @@ fn a_long_poll_answer_is_whole_and_requests_behind_it_keep_their_order() {
     assert!(conn.closed_within(Duration::from_secs(5)));
     server.assert_healthy();
 }
+
+/// RFC 9112 §3.2.2: a server must accept a request target in absolute form
+/// (what a client talking through a proxy sends); it is routed by its path,
+/// so the answer is the same as for the origin form.
+#[test]
+fn a_poll_in_absolute_form_is_answered_like_the_origin_form() {
+    let server = Launch::new().start();
+    seed_one_event(&server);
+    let origin = server.poll("none");
+    for target in [
+        format!("http://{}/api/v4/events?hash=none", server.addr),
+        "HTTP://floor.local/api/v4/events?hash=none".to_string(),
+    ] {
+        let mut conn = server.raw();
+        conn.send(&http_request(
+            "GET",
+            &target,
+            &[("token", &server.qr_token), ("Connection", "close")],
+            b"",
+        ));
+        let reply = conn.read_response();
+        assert_eq!(reply.status, 200, "{target}: {}", reply.text());
+        assert_eq!(reply.text(), origin.body, "{target}");
+    }
+    // A path the origin form does not know is not found in absolute form either.
+    let mut conn = server.raw();
+    conn.send(&http_request(
+        "GET",
+        &format!("http://{}/api/v4/nothing", server.addr),
+        &[("Connection", "close")],
+        b"",
+    ));
+    assert_eq!(conn.read_response().status, 404);
+}

@@ -101,6 +101,31 @@ fn offset(base: &[u8], part: &[u8]) -> Range<usize> {
     start..start + part.len()
 }
 
+/// A request target's path and query (after `?`). The absolute form
+/// (`http://host:port/path?query`, RFC 9112 §3.2.2: a server must accept
+/// it, and proxies send it) is routed by its path, as the origin form
+/// `/path?query` would be; an empty path is `/` (the slash is borrowed from
+/// the `//` after the scheme, so both stay slices of the request).
+fn split_target(target: &str) -> (&str, Option<&str>) {
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    };
+    let scheme = ["http://", "https://"].into_iter().find(|scheme| {
+        path.get(..scheme.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
+    });
+    let Some(scheme) = scheme else {
+        return (path, query);
+    };
+    let authority_and_path = &path[scheme.len()..];
+    let path = match authority_and_path.find('/') {
+        Some(slash) => &authority_and_path[slash..],
+        None => &path[scheme.len() - 1..scheme.len()],
+    };
+    (path, query)
+}
+
 /// Parses the head at the start of `buf`. `Ok(None)`: incomplete, read more
 /// (unless `buf` already holds [`MAX_HEAD_BYTES`], which is `TooLarge`).
 ///
@@ -136,15 +161,9 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
         "DELETE" => Method::Delete,
         _ => Method::Other,
     };
-    let target = req.path.unwrap_or("");
-    let target_range = offset(buf, target.as_bytes());
-    let (path, query) = match target.bytes().position(|b| b == b'?') {
-        Some(q) => (
-            target_range.start..target_range.start + q,
-            Some(target_range.start + q + 1..target_range.end),
-        ),
-        None => (target_range, None),
-    };
+    let (path, query) = split_target(req.path.unwrap_or(""));
+    let path = offset(buf, path.as_bytes());
+    let query = query.map(|q| offset(buf, q.as_bytes()));
     let http11 = req.version == Some(1);
     let mut head = Head {
         method,
@@ -224,6 +243,37 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_absolute_form_is_routed_by_its_path() {
+        for (target, path, query) in [
+            (
+                "/api/v4/events?hash=none",
+                "/api/v4/events",
+                Some("hash=none"),
+            ),
+            (
+                "http://127.0.0.1:8080/api/v4/events?hash=none",
+                "/api/v4/events",
+                Some("hash=none"),
+            ),
+            ("HTTPS://floor.local/api/v4/tables", "/api/v4/tables", None),
+            ("http://floor.local", "/", None),
+            ("http://floor.local?x=1", "/", Some("x=1")),
+            ("httpx://floor.local/a", "httpx://floor.local/a", None),
+            ("http:/a", "http:/a", None),
+            ("", "", None),
+        ] {
+            assert_eq!(split_target(target), (path, query), "{target}");
+        }
+        let buf = b"GET http://h:1/api/v4/events?hash=none HTTP/1.1\r\nHost: h\r\n\r\n";
+        let h = parse_head(buf).unwrap().unwrap();
+        assert_eq!(&buf[h.path.clone()], b"/api/v4/events");
+        assert_eq!(&buf[h.query.clone().unwrap()], b"hash=none");
+        let buf = b"GET http://h HTTP/1.1\r\n\r\n";
+        let h = parse_head(buf).unwrap().unwrap();
+        assert_eq!(&buf[h.path.clone()], b"/");
+    }
 
     #[test]
     fn a_poll_request() {

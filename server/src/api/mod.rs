@@ -260,10 +260,7 @@ pub fn handle(
         },
         (Route::Table, Method::Put) => {
             let id_text = &path[b"/api/v4/tables/".len()..];
-            let Some(id) = std::str::from_utf8(id_text)
-                .ok()
-                .and_then(|s| s.parse::<i64>().ok())
-            else {
+            let Some(id) = parse_table_id(id_text) else {
                 return error(400, path, "the table id must be an integer");
             };
             match qr::parse_table_body(id, body) {
@@ -330,6 +327,22 @@ pub(crate) fn upgrade(role: WsRole, head: &Head, head_bytes: &[u8], path: &[u8])
 /// Longest staff name. SPEC gap: §2 sets none; a name is shown on consoles
 /// and in every ticket JSON, so it is kept short and printable.
 pub const MAX_STAFF_NAME_BYTES: usize = 64;
+
+/// A table id in a path: an integer written as JSON writes it (`5`, `-3`,
+/// `0`), so one table has one URL and the id in the path is the `table` of
+/// its events. `+5`, `05` and `-0` are refused like any non-integer.
+fn parse_table_id(text: &[u8]) -> Option<i64> {
+    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    let canonical = match digits {
+        [b'0'] => text.len() == 1,
+        [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    if !canonical {
+        return None;
+    }
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
 
 /// `{"name":"StaffMember"}` → the name (1–64 bytes, no control characters,
 /// no `/` since the name is a path segment of DELETE).

@@ -10,9 +10,9 @@
 
 use bytes::Bytes;
 
-/// A connection's id across reactors: reactor index (8 bits), slab key (24
-/// bits) and the low 32 bits of the reactor's own connection counter (so a
-/// reused slab key is not mistaken for the connection that had it before).
+/// A connection's id across event loops: loop index (8 bits), table key (24
+/// bits) and the low 32 bits of the loop's own connection counter (so a
+/// reused table key is not mistaken for the connection that had it before).
 pub type ConnId = u64;
 
 /// Builds a [`ConnId`].
@@ -20,7 +20,7 @@ pub fn conn_id(reactor: usize, key: usize, serial: u64) -> ConnId {
     ((reactor as u64 & 0xFF) << 56) | ((key as u64 & 0xFF_FFFF) << 32) | (serial & 0xFFFF_FFFF)
 }
 
-/// Splits a [`ConnId`] into reactor index, slab key and serial.
+/// Splits a [`ConnId`] into loop index, table key and serial.
 pub fn split_conn_id(id: ConnId) -> (usize, usize, u32) {
     (
         (id >> 56) as usize,

@@ -188,8 +188,8 @@ struct Conn {
     stream: TcpStream,
     /// The client's address (a gateway token's `ip_address`, SPEC §3.2).
     peer: Option<std::net::IpAddr>,
-    /// Unique within the reactor, so a late completion for a closed connection
-    /// whose slab key was reused is recognised and dropped.
+    /// Unique in the event loop, so a late completion for a closed connection
+    /// whose table key was reused is recognised and dropped.
     id: u64,
     /// Unparsed input; empty (and unallocated) between requests.
     input: Vec<u8>,

@@ -30,7 +30,7 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::api::{self, Action};
 use crate::engine::{now_ms, Engine, Job, Outcome, Reply, TicketChange};
@@ -482,9 +482,9 @@ impl Hub {
         }
     }
 
-    /// Queues marked work for any thread.
-    fn schedule(&self, token: usize, bits: u8) {
-        self.gate_mark(token, bits);
+    /// Queues work on `token` for any thread.
+    fn schedule(&self, token: usize) {
+        self.gate_mark(token, 0);
         let _ = self.work_tx.send(token);
     }
 
@@ -528,28 +528,45 @@ impl Hub {
 
     /// Runs `f` on connection `key`'s entry, waiting for a thread that
     /// holds it, then does the work other threads marked meanwhile (they
-    /// left it to the holder). Every blocking lock of a connection goes
-    /// through here, so no path forgets that.
+    /// left it to the holder). Every lock of a connection outside
+    /// [`Gate::run`] goes through here or [`Hub::try_with_conn`], so no path
+    /// forgets that (but the last thread's close of everything at exit).
     fn with_conn<R>(
         &self,
         w: &mut Worker,
         key: usize,
         f: impl FnOnce(&mut Worker, &mut Option<Box<Conn>>) -> R,
     ) -> Option<R> {
-        let gate = self.conns.get(key)?;
-        let mut entry = gate.inner.lock();
-        let r = f(w, &mut entry);
-        drop(entry);
-        self.settle(w, key);
-        Some(r)
+        let entry = self.conns.get(key)?.inner.lock();
+        Some(self.let_go(w, key, entry, f))
     }
 
-    /// After a lock of connection `key` let go: the work other threads
-    /// marked meanwhile.
-    fn settle(&self, w: &mut Worker, key: usize) {
+    /// [`Hub::with_conn`] unless another thread holds the connection (then
+    /// `None`, and that thread is working on it anyway).
+    fn try_with_conn<R>(
+        &self,
+        w: &mut Worker,
+        key: usize,
+        f: impl FnOnce(&mut Worker, &mut Option<Box<Conn>>) -> R,
+    ) -> Option<R> {
+        let entry = self.conns.get(key)?.inner.try_lock()?;
+        Some(self.let_go(w, key, entry, f))
+    }
+
+    fn let_go<R>(
+        &self,
+        w: &mut Worker,
+        key: usize,
+        mut entry: MutexGuard<'_, Option<Box<Conn>>>,
+        f: impl FnOnce(&mut Worker, &mut Option<Box<Conn>>) -> R,
+    ) -> R {
+        let r = f(w, &mut entry);
+        drop(entry);
+        // The work other threads marked while the entry was held.
         if self.conns[key].marked() {
             self.run_conn(w, key);
         }
+        r
     }
 
     /// Timeouts, and the end of a shutdown.
@@ -564,15 +581,13 @@ impl Hub {
         let since = *self.shutting_down.lock();
         if let Some(since) = since {
             let owed = (0..self.used.load(Ordering::Acquire)).any(|key| {
-                let Some(entry) = self.conns[key].inner.try_lock() else {
-                    return true; // another thread is working on it
-                };
-                let owed = entry.as_deref().is_some_and(|c| {
-                    c.awaiting.is_some() || c.out_pos < c.out.len() || c.streamed.is_some()
-                });
-                drop(entry);
-                self.settle(w, key);
-                owed
+                self.try_with_conn(w, key, |_, entry| {
+                    entry.as_deref().is_some_and(|c| {
+                        c.awaiting.is_some() || c.out_pos < c.out.len() || c.streamed.is_some()
+                    })
+                })
+                // Another thread is working on it.
+                .unwrap_or(true)
             });
             if !owed || since.elapsed() > SHUTDOWN_GRACE {
                 self.stop();
@@ -669,44 +684,45 @@ impl Worker {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let mut entry = hub.conns[key].inner.lock();
-            if let Err(e) = hub.registry.register(
-                &mut stream,
-                Token(key),
-                Interest::READABLE | Interest::WRITABLE,
-            ) {
+            let now = self.now;
+            // Readiness that comes while the connection is being set up is
+            // run when its entry is let go.
+            let registered = hub.with_conn(self, key, |_, entry| {
+                hub.registry.register(
+                    &mut stream,
+                    Token(key),
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
+                let id = hub.next_conn_id.fetch_add(1, Ordering::Relaxed) + 1;
+                *entry = Some(Box::new(Conn {
+                    stream,
+                    peer: Some(peer.ip()),
+                    id,
+                    input: Vec::new(),
+                    out: Vec::new(),
+                    out_pos: 0,
+                    awaiting: None,
+                    continue_sent: false,
+                    request_started: None,
+                    last_active: now,
+                    peer_closed: false,
+                    close_after_write: false,
+                    unread: true,
+                    read_closed: false,
+                    queue: VecDeque::new(),
+                    queued: 0,
+                    initial: 0,
+                    queue_front_started: false,
+                    streamed: None,
+                    ws: None,
+                }));
+                io::Result::Ok(())
+            });
+            if let Some(Err(e)) = registered {
                 tracing::warn!(error = %e, "cannot register a connection");
-                drop(entry);
                 hub.cap.release();
                 hub.give_key(key);
-                continue;
             }
-            let id = hub.next_conn_id.fetch_add(1, Ordering::Relaxed) + 1;
-            *entry = Some(Box::new(Conn {
-                stream,
-                peer: Some(peer.ip()),
-                id,
-                input: Vec::new(),
-                out: Vec::new(),
-                out_pos: 0,
-                awaiting: None,
-                continue_sent: false,
-                request_started: None,
-                last_active: self.now,
-                peer_closed: false,
-                close_after_write: false,
-                unread: true,
-                read_closed: false,
-                queue: VecDeque::new(),
-                queued: 0,
-                initial: 0,
-                queue_front_started: false,
-                streamed: None,
-                ws: None,
-            }));
-            drop(entry);
-            // Readiness that came while the connection was being set up.
-            hub.settle(self, key);
         }
     }
 
@@ -734,13 +750,13 @@ impl Worker {
                     if answered == Some(true) {
                         // The write, and whatever the client pipelined behind
                         // the change: for any thread (a batch answers many).
-                        hub.schedule(token, 0);
+                        hub.schedule(token);
                     }
                 }
                 ReactorMsg::Deliver(delivery) => {
                     for (s, shard) in hub.shards.iter().enumerate() {
                         let _ = shard.tx.send(Arc::clone(&delivery));
-                        hub.schedule(SHARDS + s, 0);
+                        hub.schedule(SHARDS + s);
                     }
                 }
                 ReactorMsg::Shutdown => {
@@ -1030,20 +1046,16 @@ impl Worker {
     fn sweep(&mut self, hub: &Hub) {
         let now = self.now;
         for key in 0..hub.used.load(Ordering::Acquire) {
-            let Some(mut entry) = hub.conns[key].inner.try_lock() else {
-                continue;
-            };
-            let verdict = entry
-                .as_deref_mut()
-                .and_then(|conn| expired(conn, now, &self.date));
-            match verdict {
-                Some(true) => self.close(hub, key, &mut entry),
-                Some(false) => self.drive(hub, key, &mut entry),
-                None => {}
-            }
-            drop(entry);
-            // Marks set while the lock was held are this thread's to run.
-            hub.settle(self, key);
+            hub.try_with_conn(self, key, |w, entry| {
+                let verdict = entry
+                    .as_deref_mut()
+                    .and_then(|conn| expired(conn, now, &w.date));
+                match verdict {
+                    Some(true) => w.close(hub, key, entry),
+                    Some(false) => w.drive(hub, key, entry),
+                    None => {}
+                }
+            });
         }
     }
 

@@ -19,6 +19,7 @@
 
 pub mod api;
 pub mod config;
+pub mod courtesy;
 pub mod discovery;
 pub mod engine;
 pub mod fanout;

@@ -33,6 +33,7 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::api::{self, Action};
+use crate::courtesy::Courtesy;
 use crate::engine::{now_ms, Engine, Job, Outcome, Reply, TicketChange};
 use crate::fanout::{conn_id, split_conn_id, ConnId, Delivery, Dest, WsRole};
 use crate::http::{self, DateCache, Head, HeadError, Method, StreamedEvents};
@@ -409,8 +410,7 @@ impl Hub {
         while !self.stopped.load(Ordering::Acquire) {
             // Work the other threads queued.
             while let Ok(token) = self.work_rx.try_recv() {
-                worker.tick();
-                self.dispatch(&mut worker, token);
+                self.serve(&mut worker, token);
             }
             // Then wait for readiness: one thread at a time.
             let mine = {
@@ -445,9 +445,9 @@ impl Hub {
                 }
                 mine
             };
-            worker.tick();
-            if let Some(token) = mine {
-                self.dispatch(&mut worker, token);
+            match mine {
+                Some(token) => self.serve(&mut worker, token),
+                None => worker.tick(),
             }
             self.housekeeping(&mut worker);
         }
@@ -456,6 +456,18 @@ impl Hub {
                 let mut entry = self.conns[key].inner.lock();
                 worker.close(self, key, &mut entry);
             }
+        }
+    }
+
+    /// Does the work on `token`, then yields the CPU when it is time to
+    /// (see [`crate::courtesy`]).
+    fn serve(&self, w: &mut Worker, token: usize) {
+        w.tick();
+        self.dispatch(w, token);
+        if w.courtesy.served() {
+            let before = Instant::now();
+            std::thread::yield_now();
+            w.courtesy.yielded(before.elapsed());
         }
     }
 
@@ -629,6 +641,8 @@ struct Worker {
     ws_events: Vec<WsEvent>,
     /// Keys a delivery concerns (kept buffer).
     targets: Vec<usize>,
+    /// When to give the CPU away.
+    courtesy: Courtesy,
 }
 
 impl Worker {
@@ -640,6 +654,7 @@ impl Worker {
             handler_scratch: api::Scratch::default(),
             ws_events: Vec::new(),
             targets: Vec::new(),
+            courtesy: Courtesy::default(),
         }
     }
 

@@ -19,6 +19,10 @@
 //! lock; if another thread holds it, that thread finds the bits when it lets
 //! go and does the work itself. No thread ever waits for another one's
 //! connection, and no event is lost (the argument is on [`Gate::run`]).
+//!
+//! Between two connections a thread may give its CPU away, so that a client
+//! on the same machine reads its answer now rather than at the end of the
+//! thread's time slice ([`crate::courtesy`]).
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};

@@ -39,10 +39,7 @@ pub fn sign(key: &[u8; 32], unix_secs: i64, body: &[u8]) -> String {
     out.push_str("t=");
     out.push_str(t);
     out.push_str(",v1=");
-    for byte in tag {
-        out.push(hex_digit(byte >> 4));
-        out.push(hex_digit(byte & 0x0f));
-    }
+    out.push_str(&hex::encode(tag));
     out
 }
 
@@ -54,8 +51,4 @@ fn hmac_of(key: &[u8; 32]) -> Hmac<Sha256> {
         // an error for MACs with fixed key sizes.
         Err(_) => unreachable!("HMAC accepts a key of any length"),
     }
-}
-
-fn hex_digit(nibble: u8) -> char {
-    char::from(b"0123456789abcdef"[usize::from(nibble & 0x0f)])
 }

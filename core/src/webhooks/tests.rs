@@ -97,7 +97,7 @@ fn header_names_are_the_spec_strings() {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 // ---------------------------------------------------------------- URLs

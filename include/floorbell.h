@@ -29,10 +29,13 @@ typedef enum {
   // The data directory is held by another open engine (another process,
   // or this one).
   FLOORBELL_STATUS_IN_USE = 6,
-  // The store failed.
+  // The store failed: this change's commit, or an earlier one, after
+  // which the engine refuses every change until it is closed and opened
+  // again (reads go on; the last error says why).
   FLOORBELL_STATUS_STORE = 7,
   // The engine is shutting down or was closed (or, for a session
-  // command, no reply came within 30 s).
+  // command, no reply came within 30 s, which a working store never
+  // takes).
   FLOORBELL_STATUS_CLOSED = 8,
   // An I/O error (binding an address, …).
   FLOORBELL_STATUS_IO = 9,
@@ -238,8 +241,10 @@ floorbell_status floorbell_session_open(const floorbell_engine *engine,
 // [`floorbell_string_free`]). Returns after the change is on disk. An
 // `error …` reply is still `FLOORBELL_STATUS_OK`: the call worked, the board
 // said no. `FLOORBELL_STATUS_NOT_FOUND` for an unknown session;
-// `FLOORBELL_STATUS_CLOSED` at once when the engine is closing, or after
-// 30 s without a reply (the store failing: the log says why). Calls on one
+// `FLOORBELL_STATUS_CLOSED` at once when the engine is closing;
+// `FLOORBELL_STATUS_STORE` at once when a commit failed, this command's or
+// an earlier one (the engine then refuses changes until it is reopened;
+// the last error and the log say why). Calls on one
 // session from several threads run one at a time, each with its own reply.
 //
 // # Safety

@@ -147,7 +147,9 @@ fn engine_failure(e: EngineError) -> Failure {
         EngineError::Store(floorbell_core::store::StoreError::Locked(_)) => {
             Failure::new(FloorbellStatus::InUse, e.to_string())
         }
-        EngineError::Store(_) => Failure::new(FloorbellStatus::Store, e.to_string()),
+        EngineError::Store(_) | EngineError::Halted(_) => {
+            Failure::new(FloorbellStatus::Store, e.to_string())
+        }
         EngineError::Thread(_) => Failure::new(FloorbellStatus::Io, e.to_string()),
         EngineError::Closed => Failure::new(FloorbellStatus::Closed, e.to_string()),
     }
@@ -155,7 +157,7 @@ fn engine_failure(e: EngineError) -> Failure {
 
 fn outcome_failure(outcome: Outcome) -> Failure {
     match outcome {
-        Outcome::Failed(m) => Failure::new(FloorbellStatus::Store, m),
+        Outcome::Failed(m) | Outcome::Unavailable(m) => Failure::new(FloorbellStatus::Store, m),
         Outcome::Rejected {
             status: 404,
             message,
@@ -592,8 +594,10 @@ pub unsafe extern "C" fn floorbell_session_open(
 /// [`floorbell_string_free`]). Returns after the change is on disk. An
 /// `error …` reply is still `FLOORBELL_STATUS_OK`: the call worked, the board
 /// said no. `FLOORBELL_STATUS_NOT_FOUND` for an unknown session;
-/// `FLOORBELL_STATUS_CLOSED` at once when the engine is closing, or after
-/// 30 s without a reply (the store failing: the log says why). Calls on one
+/// `FLOORBELL_STATUS_CLOSED` at once when the engine is closing;
+/// `FLOORBELL_STATUS_STORE` at once when a commit failed, this command's or
+/// an earlier one (the engine then refuses changes until it is reopened;
+/// the last error and the log say why). Calls on one
 /// session from several threads run one at a time, each with its own reply.
 ///
 /// # Safety

@@ -23,10 +23,13 @@ pub enum FloorbellStatus {
     /// The data directory is held by another open engine (another process,
     /// or this one).
     InUse = 6,
-    /// The store failed.
+    /// The store failed: this change's commit, or an earlier one, after
+    /// which the engine refuses every change until it is closed and opened
+    /// again (reads go on; the last error says why).
     Store = 7,
     /// The engine is shutting down or was closed (or, for a session
-    /// command, no reply came within 30 s).
+    /// command, no reply came within 30 s, which a working store never
+    /// takes).
     Closed = 8,
     /// An I/O error (binding an address, …).
     Io = 9,

@@ -88,6 +88,13 @@ impl Local {
         self.sessions.lock().remove(&id);
     }
 
+    /// Lets go of every session's channel (a commit failed, see
+    /// [`crate::engine::Halt`]): a command waiting for its reply returns at
+    /// once instead of after its timeout.
+    pub fn halt(&self) {
+        self.sessions.lock().clear();
+    }
+
     /// Whether `id` names a local session.
     pub fn is_local(id: ConnId) -> bool {
         split_conn_id(id).0 == LOCAL_REACTOR

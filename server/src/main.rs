@@ -114,6 +114,10 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     }
     server.stop();
     engine.shutdown();
+    // A supervisor restarting on failure sees this run end as one.
+    if let Some(reason) = engine.halted() {
+        anyhow::bail!("stopped after a store failure: {reason}");
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -38,7 +38,7 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::api::{self, Action};
 use crate::courtesy::Courtesy;
-use crate::engine::{now_ms, Engine, Job, Outcome, Reply, TicketChange};
+use crate::engine::{now_ms, Engine, Job, Outcome, Reply, Taken, TicketChange, WriteRequest};
 use crate::fanout::{conn_id, split_conn_id, ConnId, Delivery, Dest, WsRole};
 use crate::http::{self, DateCache, Head, HeadError, Method, StreamedEvents};
 use crate::ws::{self, close_code, WsEvent, WsReader};
@@ -88,6 +88,9 @@ const READ_CLOSED: u8 = 2;
 /// Something is to be done (set with every mark, so a mark is never zero).
 const RUN: u8 = 4;
 
+/// The close reason for WebSocket clients once a commit has failed.
+const HALTED_CLOSE_REASON: &str = "the store failed; restart floorbell";
+
 /// Messages other threads send the event loop.
 #[derive(Debug)]
 pub enum ReactorMsg {
@@ -105,6 +108,10 @@ pub enum ReactorMsg {
     Deliver(Arc<Delivery>),
     /// Stop accepting, finish what is owed, exit.
     Shutdown,
+    /// A commit failed and the engine takes no more changes
+    /// ([`crate::engine::Halt`]): every WebSocket client is closed with 1011
+    /// (a command of its may never be answered; new ones are refused).
+    Halted,
 }
 
 /// How other threads reach a reactor.
@@ -168,6 +175,9 @@ impl ConnectionCap {
 #[derive(Debug, Clone, Copy)]
 struct Awaiting {
     keep_alive: bool,
+    /// The request was for `/api/v4/…` (SPEC §1), whose errors have their
+    /// own JSON.
+    qr_api: bool,
 }
 
 /// What an upgraded connection is (SPEC §2).
@@ -760,7 +770,7 @@ impl Worker {
                         let Some(awaiting) = conn.awaiting.take() else {
                             return false;
                         };
-                        let (status, body) = api::answer(outcome);
+                        let (status, body) = api::answer(outcome, awaiting.qr_api);
                         let close = !awaiting.keep_alive;
                         http::write_response(&mut conn.out, status, &body, close, false, &w.date);
                         conn.close_after_write |= close;
@@ -778,22 +788,31 @@ impl Worker {
                         hub.schedule(SHARDS + s);
                     }
                 }
+                ReactorMsg::Halted => {
+                    self.close_websockets(hub, close_code::INTERNAL, HALTED_CLOSE_REASON);
+                }
                 ReactorMsg::Shutdown => {
                     if let Some(mut listener) = hub.listener.inner.lock().take() {
                         let _ = hub.registry.deregister(&mut listener);
                     }
                     hub.shutting_down.lock().get_or_insert_with(Instant::now);
                     // WebSocket clients are told why (1001) before the close.
-                    for key in 0..hub.used.load(Ordering::Acquire) {
-                        hub.with_conn(self, key, |w, entry| {
-                            if let Some(conn) = entry.as_deref_mut().filter(|c| c.ws.is_some()) {
-                                queue_close(conn, close_code::GOING_AWAY, "server shutting down");
-                                w.drive(hub, key, entry);
-                            }
-                        });
-                    }
+                    self.close_websockets(hub, close_code::GOING_AWAY, "server shutting down");
                 }
             }
+        }
+    }
+
+    /// Queues a close frame with `code` and `reason` to every WebSocket
+    /// client and writes it out.
+    fn close_websockets(&mut self, hub: &Hub, code: u16, reason: &str) {
+        for key in 0..hub.used.load(Ordering::Acquire) {
+            hub.with_conn(self, key, |w, entry| {
+                if let Some(conn) = entry.as_deref_mut().filter(|c| c.ws.is_some()) {
+                    queue_close(conn, code, reason);
+                    w.drive(hub, key, entry);
+                }
+            });
         }
     }
 
@@ -1020,8 +1039,12 @@ impl Worker {
                 conn.request_started = None;
                 let id = conn_id(HUB, key, conn.id);
                 if role != WsRole::Orders {
-                    hub.engine
+                    let taken = hub
+                        .engine
                         .ticket_change(TicketChange::Opened { conn: id, role });
+                    if taken == Taken::Halted {
+                        queue_close(conn, close_code::INTERNAL, HALTED_CLOSE_REASON);
+                    }
                     return;
                 }
                 // SPEC §3.4: a header on the handshake, or the first frame.
@@ -1048,7 +1071,13 @@ impl Worker {
                     token: key,
                     conn_id: conn.id,
                 };
-                conn.awaiting = Some(Awaiting { keep_alive: !close });
+                conn.awaiting = Some(Awaiting {
+                    keep_alive: !close,
+                    qr_api: matches!(
+                        request,
+                        WriteRequest::PublishEvent(_) | WriteRequest::PutTable(_)
+                    ),
+                });
                 if let Err(job) = hub.engine.submit(Job { request, reply }) {
                     drop(job);
                     conn.awaiting = None;
@@ -1113,11 +1142,15 @@ impl Worker {
                     if let Some(ws) = conn.ws.as_mut() {
                         ws.in_flight += 1;
                     }
-                    hub.engine.ticket_change(TicketChange::Text {
+                    let taken = hub.engine.ticket_change(TicketChange::Text {
                         conn: id,
                         role,
                         text,
                     });
+                    if taken == Taken::Halted {
+                        // Never answered: the client is told why it is let go.
+                        queue_close(conn, close_code::INTERNAL, HALTED_CLOSE_REASON);
+                    }
                 }
                 WsEvent::Pong(frame) => queue_frame(conn, frame, hub.ws_max_queue),
                 WsEvent::Closed(code) => {

@@ -115,6 +115,9 @@ pub struct Launch {
     standard_flags: bool,
     /// Extra arguments after `serve` and the standard flags.
     args: Vec<String>,
+    /// `RLIMIT_FSIZE` for the server, with `SIGXFSZ` ignored: a write that
+    /// would grow a file past it fails (`EFBIG`), as on a full disk.
+    file_size_limit: Option<libc::rlim_t>,
 }
 
 impl Default for Launch {
@@ -131,6 +134,7 @@ impl Launch {
             tokens: Some((QR_TOKEN.to_string(), ADMIN_TOKEN.to_string())),
             standard_flags: true,
             args: Vec::new(),
+            file_size_limit: None,
         }
     }
 
@@ -142,6 +146,7 @@ impl Launch {
             tokens: Some((qr_token.to_string(), admin_token.to_string())),
             standard_flags: false,
             args: args.iter().map(|s| s.to_string()).collect(),
+            file_size_limit: None,
         }
     }
 
@@ -160,6 +165,14 @@ impl Launch {
     /// Pass these token flags.
     pub fn tokens(mut self, qr: &str, admin: &str) -> Self {
         self.tokens = Some((qr.to_string(), admin.to_string()));
+        self
+    }
+
+    /// Lets no file of the server grow past `bytes` (`RLIMIT_FSIZE`, with
+    /// `SIGXFSZ` ignored so the write fails instead): a store failure that
+    /// is real, for the tests of what follows one.
+    pub fn file_size_limit(mut self, bytes: libc::rlim_t) -> Self {
+        self.file_size_limit = Some(bytes);
         self
     }
 
@@ -207,13 +220,31 @@ impl Launch {
         }
         args.extend(self.args);
 
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn floorbell");
+            .stderr(Stdio::piped());
+        if let Some(bytes) = self.file_size_limit {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec only async-signal-safe calls
+            // (signal, setrlimit) on plain values.
+            unsafe {
+                command.pre_exec(move || {
+                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                    let limit = libc::rlimit {
+                        rlim_cur: bytes,
+                        rlim_max: bytes,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command.spawn().expect("spawn floorbell");
         let (tx, rx) = mpsc::channel();
         let stdout = Capture::start(child.stdout.take().unwrap(), Some(tx));
         let stderr = Capture::start(child.stderr.take().unwrap(), None);

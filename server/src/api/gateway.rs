@@ -226,7 +226,7 @@ pub fn handle(
             Ok(change) => gw_write(GatewayChange::Settings(change)),
             Err(e) => error(e.status(), path, &e.to_string()),
         },
-        (Websocket, Get) => match upgrade(WsRole::Orders, head, head_bytes, path) {
+        (Websocket, Get) => match upgrade(engine, WsRole::Orders, head, head_bytes, path) {
             Action::Upgrade {
                 role,
                 accept,

@@ -268,7 +268,7 @@ pub fn handle(
                 Err(e) => error(400, path, &e.to_string()),
             }
         }
-        (Route::Ws(role), Method::Get) => upgrade(role, head, head_bytes, path),
+        (Route::Ws(role), Method::Get) => upgrade(engine, role, head, head_bytes, path),
         (Route::Gw(r), _) => gateway::handle(engine, r, head, head_bytes, path, body),
         (Route::Page, Method::Get | Method::Head) => {
             crate::pages::serve(engine, head, head_bytes, path)
@@ -299,7 +299,15 @@ pub fn handle(
 }
 
 /// Checks a WebSocket handshake (RFC 6455 §4.2.1); a bad one is a 400.
-pub(crate) fn upgrade(role: WsRole, head: &Head, head_bytes: &[u8], path: &[u8]) -> Action {
+/// Once a commit has failed ([`crate::engine::Halt`]) a good one is a 503:
+/// every WebSocket protocol here sends changes, and none would be taken.
+pub(crate) fn upgrade(
+    engine: &Engine,
+    role: WsRole,
+    head: &Head,
+    head_bytes: &[u8],
+    path: &[u8],
+) -> Action {
     let field = |r: &Option<std::ops::Range<usize>>| r.as_ref().map(|r| &head_bytes[r.clone()]);
     let problem = if !head.upgrade_websocket {
         Some("this endpoint speaks WebSocket: send Upgrade: websocket")
@@ -314,9 +322,10 @@ pub(crate) fn upgrade(role: WsRole, head: &Head, head_bytes: &[u8], path: &[u8])
     } else {
         None
     };
-    match problem {
-        Some(message) => error(400, path, message),
-        None => Action::Upgrade {
+    match (problem, engine.halted()) {
+        (Some(message), _) => error(400, path, message),
+        (None, Some(reason)) => error(503, path, reason),
+        (None, None) => Action::Upgrade {
             role,
             accept: crate::ws::codec::accept_key(field(&head.ws_key).unwrap_or_default()),
             authorization: None,
@@ -390,12 +399,18 @@ pub(crate) fn percent_decode(raw: &[u8]) -> String {
         .into_owned()
 }
 
-/// Turns a committed change into its answer.
-pub fn answer(outcome: Outcome) -> (u16, Vec<u8>) {
+/// Turns a committed change into its answer; `qr_api` when the request was
+/// one of SPEC §1's (`/api/v4/…`), whose errors have their own JSON.
+pub fn answer(outcome: Outcome, qr_api: bool) -> (u16, Vec<u8>) {
+    let error = |status: u16, message: &str| {
+        let path: &[u8] = if qr_api { b"/api/v4/" } else { b"/api/" };
+        (status, crate::http::error_body(path, status, message))
+    };
     match outcome {
         Outcome::Published { hash } => (201, qr::published_json(hash)),
         Outcome::TablePut(t) => (200, qr::table_put_json(&t)),
-        Outcome::Failed(message) => (500, qr::error_json(&message)),
+        Outcome::Failed(message) => error(500, &message),
+        Outcome::Unavailable(message) => error(503, &message),
         Outcome::StaffAdded { name, token } => (
             201,
             serde_json::to_vec(&serde_json::json!({"name": name, "token": token})).unwrap_or_default(),
@@ -406,7 +421,7 @@ pub fn answer(outcome: Outcome) -> (u16, Vec<u8>) {
                 .unwrap_or_default(),
         ),
         Outcome::Respond { status, body } => (status, body),
-        Outcome::Rejected { status, message } => (status, crate::http::error_body(b"/api/tickets", status, &message)),
+        Outcome::Rejected { status, message } => error(status, &message),
     }
 }
 

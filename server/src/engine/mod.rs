@@ -11,7 +11,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -122,6 +122,9 @@ pub enum Outcome {
     TablePut(TableRepr),
     /// The store failed; nothing changed.
     Failed(String),
+    /// Refused without being tried: an earlier commit failed, and the
+    /// engine takes no change until it is restarted (see [`Halt`]).
+    Unavailable(String),
     /// A staff account was created (SPEC §2).
     StaffAdded {
         /// Its name.
@@ -211,6 +214,46 @@ pub enum EngineError {
     /// The engine is shut down.
     #[error("the engine is shut down")]
     Closed,
+    /// A commit failed earlier: changes are refused until a restart
+    /// (see [`Halt`]).
+    #[error("{0}")]
+    Halted(String),
+}
+
+/// Whether the engine took a ticket-board change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// Applied, and on its way to the store.
+    Yes,
+    /// Refused: the engine is shutting down.
+    ShuttingDown,
+    /// Refused: the store failed earlier (see [`Halt`]).
+    Halted,
+}
+
+/// Fail-stop for writes. When a commit fails (a full disk, an I/O error),
+/// changes already applied in memory (the ticket board, the orders) are
+/// ahead of the disk, and no later commit can be trusted to put them right:
+/// a change acknowledged after that could rest on one that is lost. So the
+/// first failure stops every write, as PostgreSQL stops on a failed WAL
+/// flush: from then on each change is refused at once (HTTP 503, C-ABI
+/// `FLOORBELL_STATUS_STORE`, WebSocket clients closed with 1011 and new ones
+/// refused with 503), while reads of what was committed go on, until the
+/// operator fixes the disk and restarts floorbell, which then loads what
+/// the disk holds. Set once; never cleared.
+#[derive(Debug, Default)]
+pub struct Halt(OnceLock<String>);
+
+impl Halt {
+    /// Why changes are refused, once a commit has failed.
+    pub fn reason(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
+
+    /// Records the first failure; true if this call set it.
+    fn set(&self, reason: String) -> bool {
+        self.0.set(reason).is_ok()
+    }
 }
 
 /// The two tokens of SPEC §0.
@@ -260,6 +303,8 @@ pub struct Engine {
     /// Set by [`Engine::shutdown`] (under the board's lock): ticket changes
     /// are refused from then on.
     closed: AtomicBool,
+    /// Set by the writer when a commit fails: every later change is refused.
+    halt: Arc<Halt>,
 }
 
 /// SHA-256 of a staff token: what the store and the board keep.
@@ -448,7 +493,9 @@ impl Engine {
         let (tx, rx) = crossbeam_channel::unbounded();
         let local = Arc::new(Local::default());
         let submitted = Arc::new(AtomicUsize::new(0));
+        let halt = Arc::new(Halt::default());
         let writer = Writer {
+            halt: Arc::clone(&halt),
             submitted: Arc::clone(&submitted),
             local: Arc::clone(&local),
             reactors: Arc::clone(&reactors),
@@ -484,6 +531,7 @@ impl Engine {
             webhooks,
             submitted,
             closed: AtomicBool::new(false),
+            halt,
         };
         Ok((Arc::new(engine), generated))
     }
@@ -533,6 +581,10 @@ impl Engine {
     ///
     /// Gives the job back when the writer has stopped.
     pub fn submit(&self, job: Job) -> Result<(), Job> {
+        if let Some(reason) = self.halted() {
+            answer_now(Some(job.reply), Outcome::Unavailable(reason.to_owned()));
+            return Ok(());
+        }
         match job.request {
             WriteRequest::Ticket(change) => {
                 self.apply_ticket(change, Some(job.reply));
@@ -563,6 +615,9 @@ impl Engine {
     ///
     /// [`EngineError::Closed`] when the writer has stopped.
     pub fn submit_event(&self, prepared: PreparedEvent) -> Result<(), EngineError> {
+        if let Some(reason) = self.halted() {
+            return Err(EngineError::Halted(reason.to_owned()));
+        }
         self.submitted.fetch_add(1, Ordering::Relaxed);
         let job = Job {
             request: WriteRequest::PublishEvent(prepared),
@@ -580,17 +635,24 @@ impl Engine {
         self.submitted.load(Ordering::Acquire)
     }
 
+    /// Why changes are refused, once a commit has failed (see [`Halt`]).
+    pub fn halted(&self) -> Option<&str> {
+        self.halt.reason()
+    }
+
     /// Feeds the ticket board an input from a WebSocket connection; its
     /// messages go out after the change is on disk.
-    pub fn ticket_change(&self, change: TicketChange) -> bool {
+    pub fn ticket_change(&self, change: TicketChange) -> Taken {
         self.apply_ticket(change, None)
     }
 
     /// Applies a change to the board and hands its records and messages to
-    /// the writer, under the board's lock (see the `board` field).
-    /// Returns false when the engine has shut down: nothing was applied,
-    /// and a caller waiting for a reply would wait in vain.
-    fn apply_ticket(&self, change: TicketChange, reply: Option<Reply>) -> bool {
+    /// the writer, under the board's lock (see the `board` field). When the
+    /// engine is shutting down or halted nothing is applied, and a caller
+    /// waiting for a reply would wait in vain. A connection that goes away
+    /// is still let go of while halted: that keeps the board's memory
+    /// bounded, and the records it makes are refused by the writer.
+    fn apply_ticket(&self, change: TicketChange, reply: Option<Reply>) -> Taken {
         let now = now_ms().div_euclid(1000);
         let mut board = self.board.lock();
         // Set under this lock before the writer is told to stop, so every
@@ -598,7 +660,14 @@ impl Engine {
         if self.closed.load(Ordering::Acquire) {
             drop(board);
             answer_now(reply, Outcome::Failed("the engine is shutting down".into()));
-            return false;
+            return Taken::ShuttingDown;
+        }
+        if let Some(reason) = self.halted() {
+            if !matches!(change, TicketChange::Closed { .. }) {
+                drop(board);
+                answer_now(reply, Outcome::Unavailable(reason.to_owned()));
+                return Taken::Halted;
+            }
         }
         let mut activate = None;
         let mut reply_to = None;
@@ -607,7 +676,7 @@ impl Engine {
             TicketChange::Opened { conn, role } => {
                 activate = Some(conn);
                 let Some(role) = to_board_role(role) else {
-                    return true; // not a ticket-board client
+                    return Taken::Yes; // not a ticket-board client
                 };
                 (board.connect(conn, role), None)
             }
@@ -643,7 +712,7 @@ impl Engine {
                                 message: e.to_string(),
                             },
                         );
-                        return true;
+                        return Taken::Yes;
                     }
                 }
             }
@@ -661,7 +730,7 @@ impl Engine {
                             message: e.to_string(),
                         },
                     );
-                    return true;
+                    return Taken::Yes;
                 }
             },
         };
@@ -682,7 +751,7 @@ impl Engine {
             });
         let reply = reply.zip(outcome);
         if records.is_empty() && delivery.is_none() && reply.is_none() {
-            return true;
+            return Taken::Yes;
         }
         // Sent while the lock is held: the writer commits in application order.
         if self
@@ -696,9 +765,9 @@ impl Engine {
             .is_err()
         {
             tracing::warn!("a ticket change arrived after shutdown; dropped");
-            return false;
+            return Taken::ShuttingDown;
         }
-        true
+        Taken::Yes
     }
 
     /// The body of `GET /api/tickets/staff`: names only, never tokens.
@@ -756,8 +825,10 @@ impl Engine {
     ///
     /// # Errors
     ///
-    /// [`EngineError::Closed`] at once when the engine is shutting down, or
-    /// when no reply comes within 30 s (its store fails).
+    /// [`EngineError::Closed`] at once when the engine is shutting down (or
+    /// when no reply comes within 30 s, which a working store never takes);
+    /// [`EngineError::Halted`] at once when a commit has failed, this
+    /// command's or an earlier one (see [`Halt`]).
     pub fn session_command(
         &self,
         session: &LocalSession,
@@ -773,19 +844,30 @@ impl Engine {
             role: session.role,
             text: text.to_owned(),
         });
-        if !taken {
-            return Err(EngineError::Closed);
+        match taken {
+            Taken::Yes => {}
+            Taken::ShuttingDown => return Err(EngineError::Closed),
+            Taken::Halted => return Err(self.refusal()),
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let message = session
-                .rx
-                .recv_timeout(left)
-                .map_err(|_| EngineError::Closed)?;
+            // A commit that fails drops every session's channel (see
+            // `Writer::halt`): the wait ends at once.
+            let message = session.rx.recv_timeout(left).map_err(|_| self.refusal())?;
             if message.starts_with(b"success ") || message.starts_with(b"error ") {
                 return Ok(String::from_utf8_lossy(&message).into_owned());
             }
+        }
+    }
+
+    /// The error for a change that was refused or never answered:
+    /// [`EngineError::Halted`] once a commit has failed, else
+    /// [`EngineError::Closed`].
+    fn refusal(&self) -> EngineError {
+        match self.halted() {
+            Some(reason) => EngineError::Halted(reason.to_owned()),
+            None => EngineError::Closed,
         }
     }
 
@@ -917,6 +999,8 @@ enum Pending {
 
 /// The store writer thread: group commit.
 struct Writer {
+    /// Set when a commit fails; from then on batches are refused untried.
+    halt: Arc<Halt>,
     /// Commit counters, logged at debug level once a second.
     stats: CommitStats,
     /// Local sessions and subscribers (the C ABI's).
@@ -1084,24 +1168,31 @@ impl Writer {
             ops.push(StoreOp::ExpireEventsBefore(tail));
         }
         ops.extend(extra);
-        let result = if ops.is_empty() {
+        // What each change of a batch that was not committed is told.
+        let result: Result<(), Outcome> = if let Some(reason) = self.halt.reason() {
+            Err(Outcome::Unavailable(reason.to_owned()))
+        } else if ops.is_empty() {
             Ok(())
         } else {
             let started = std::time::Instant::now();
             let r = self.store.commit(&ops);
             self.stats.record(batch.len(), started.elapsed());
-            r
+            r.map_err(|e| {
+                // Events and tables are not visible yet and are refused. A
+                // ticket or order change is already applied in memory: its
+                // messages are withheld (no `success` was sent), and from
+                // now on the engine takes no change (see `Halt`).
+                tracing::error!(
+                    error = %e,
+                    changes = batch.len(),
+                    "store commit failed: the batch is refused, and so is every later change until floorbell is restarted"
+                );
+                self.halt(&e);
+                Outcome::Failed(format!("the store failed: {e}"))
+            })
         };
         if let (Ok(()), Some(tail)) = (&result, expire_before) {
             self.expired_before = tail;
-        }
-        if let Err(e) = &result {
-            // Events and tables are not visible yet and are refused. A ticket
-            // change is already applied in memory: its messages are withheld
-            // (no `success` was sent), and the board stays ahead of the disk
-            // until a restart reloads the disk's state. SPEC gap: a store that
-            // fails is an operator's problem; it is logged loudly.
-            tracing::error!(error = %e, changes = batch.len(), "store commit failed; the batch is refused");
         }
         // Visible only after the commit (DESIGN.md, write path step 5).
         let mut hashes = Vec::with_capacity(visible.len());
@@ -1135,7 +1226,7 @@ impl Writer {
             let (reply, outcome) = match pending {
                 Pending::Job(job) => {
                     let outcome = match (&result, job.request) {
-                        (Err(e), _) => Outcome::Failed(format!("the store failed: {e}")),
+                        (Err(refused), _) => refused.clone(),
                         (Ok(()), WriteRequest::PublishEvent(_)) => Outcome::Published {
                             hash: hashes.next().unwrap_or(0),
                         },
@@ -1163,7 +1254,7 @@ impl Writer {
                         Some((reply, outcome)) => {
                             let outcome = match &result {
                                 Ok(()) => outcome,
-                                Err(e) => Outcome::Failed(format!("the store failed: {e}")),
+                                Err(refused) => refused.clone(),
                             };
                             (Some(reply), outcome)
                         }
@@ -1200,5 +1291,22 @@ impl Writer {
         for m in woken {
             m.wake();
         }
+    }
+
+    /// Stops every write after the commit that failed with `error` (see
+    /// [`Halt`]): WebSocket clients of the board and the orders are closed
+    /// (a command of theirs may never be answered), and in-process sessions
+    /// waiting for a reply are let go.
+    fn halt(&self, error: &StoreError) {
+        let reason =
+            format!("the store failed ({error}); floorbell refuses changes until it is restarted");
+        if !self.halt.set(reason) {
+            return;
+        }
+        for m in self.reactors.read().iter() {
+            m.post(ReactorMsg::Halted);
+            m.wake();
+        }
+        self.local.halt();
     }
 }

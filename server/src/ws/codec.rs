@@ -33,6 +33,8 @@ pub mod close_code {
     pub const POLICY: u16 = 1008;
     /// Message too big.
     pub const TOO_BIG: u16 = 1009;
+    /// Internal error (a commit failed: the engine takes no more changes).
+    pub const INTERNAL: u16 = 1011;
     /// Try again later (§3.5: the client does not keep up).
     pub const TRY_AGAIN_LATER: u16 = 1013;
 }

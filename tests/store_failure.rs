@@ -43,6 +43,16 @@ fn a_failed_commit_refuses_every_change_and_loses_nothing_acknowledged() {
     let reply = recv_text(&mut kiosk);
     assert!(reply.starts_with("success new {\"id\":0,"), "{reply}");
 
+    let health = server.request("GET", "/healthz", &[], None);
+    assert_eq!(
+        (health.status, health.body.as_str()),
+        (200, r#"{"status":200,"message":"ok"}"#)
+    );
+    assert_eq!(
+        server.request("POST", "/healthz", &[], Some(b"{}")).status,
+        405
+    );
+
     let mut acknowledged = Vec::new();
     let failed = loop {
         assert!(acknowledged.len() < 100, "the store never failed");
@@ -106,6 +116,15 @@ fn a_failed_commit_refuses_every_change_and_loses_nothing_acknowledged() {
         Ok(_) => panic!("a WebSocket client was taken after the failure"),
     }
 
+    // A monitor sees it, and why.
+    let health = server.request("GET", "/healthz", &[], None);
+    assert_eq!(health.status, 503, "{}", health.body);
+    assert!(
+        error_text(&health, "message").contains("refuses changes"),
+        "{}",
+        health.body
+    );
+
     // Reads go on: exactly the acknowledged events, in order.
     assert_eq!(server.poll_hashes("none"), acknowledged);
     server.assert_healthy();
@@ -122,6 +141,7 @@ fn a_failed_commit_refuses_every_change_and_loses_nothing_acknowledged() {
     // failed change is not, and changes are taken again.
     let server = Launch::new().data_dir(dir.path()).start();
     assert_eq!(server.poll_hashes("none"), acknowledged);
+    assert_eq!(server.request("GET", "/healthz", &[], None).status, 200);
     let mut kiosk = server.ws("/ws/kiosk");
     say(&mut kiosk, "query anna@example.com", "success query Anna");
     send_text(&mut kiosk, "new boris@example.com Boris");

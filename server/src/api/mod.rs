@@ -89,6 +89,7 @@ enum Route {
     StaffList,
     StaffMember,
     Serving,
+    Health,
     Gw(gateway::GwRoute),
     Page,
 }
@@ -102,6 +103,7 @@ fn route(path: &[u8]) -> Option<Route> {
         b"/ws/display" => Some(Route::Ws(WsRole::Display)),
         b"/api/tickets/staff" => Some(Route::StaffList),
         b"/api/tickets/serving" => Some(Route::Serving),
+        b"/healthz" => Some(Route::Health),
         p if p.starts_with(STAFF_PREFIX)
             && p.len() > STAFF_PREFIX.len()
             && !p[STAFF_PREFIX.len()..].contains(&b'/') =>
@@ -273,6 +275,16 @@ pub fn handle(
         (Route::Page, Method::Get | Method::Head) => {
             crate::pages::serve(engine, head, head_bytes, path)
         }
+        // Public, for a supervisor or a monitor: 200 while changes are
+        // taken, 503 with the reason once a commit has failed (see
+        // `engine::Halt`; reads still work then, changes need a restart).
+        (Route::Health, Method::Get | Method::Head) => match engine.halted() {
+            None => Action::Respond {
+                status: 200,
+                body: Body::Static(br#"{"status":200,"message":"ok"}"#),
+            },
+            Some(reason) => error(503, path, reason),
+        },
         // Public, like /ws/display: exactly what a display shows.
         (Route::Serving, Method::Get | Method::Head) => Action::Respond {
             status: 200,

@@ -199,8 +199,9 @@ fn acknowledged_ticket_state_survives_kill_9() {
 
 /// Closed tickets older than `--history-days` are forgotten, at start and
 /// then every minute: their rows leave the store, the board answers for them as
-/// closed, and their ids are never handed out again, even when the newest
-/// ones go (the next id is kept in the store's `meta`).
+/// closed, their visitors with no other ticket are forgotten, and their ids
+/// are never handed out again, even when the newest ones go (the next id is
+/// kept in the store's `meta`).
 #[test]
 fn long_closed_tickets_are_forgotten_and_their_ids_stay_used() {
     use floorbell_core::store::{Store, StoreOp, META_TICKETS_NEXT_ID};
@@ -269,6 +270,18 @@ fn long_closed_tickets_are_forgotten_and_their_ids_stay_used() {
     ] {
         say(&mut kim, cmd, reply);
     }
+    // Their visitors went with them (same commit); v0's ticket stays.
+    let visitors = Store::open_read_only(dir.path())
+        .and_then(|st| st.load_visitors())
+        .unwrap();
+    assert_eq!(visitors, [("v0@example.com".to_string(), "V".to_string())]);
+    let mut kiosk = s.ws("/ws/kiosk");
+    say(&mut kiosk, "query v0@example.com", "success query V");
+    say(
+        &mut kiosk,
+        "query v1@example.com",
+        "error query visitor email does not exist",
+    );
     say(&mut kim, "complete 0", "success complete 0");
     s.kill();
 

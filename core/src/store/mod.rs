@@ -190,6 +190,8 @@ pub enum StoreOp {
         /// The name.
         name: String,
     },
+    /// Forget these visitors (by email).
+    ForgetVisitors(Vec<String>),
 }
 
 fn state_name(state: TicketState) -> &'static str {
@@ -667,6 +669,12 @@ impl Store {
                         "INSERT OR REPLACE INTO visitors (email, name) VALUES (?1, ?2)",
                     )?
                     .execute([email, name])?;
+                }
+                StoreOp::ForgetVisitors(emails) => {
+                    let mut stmt = tx.prepare_cached("DELETE FROM visitors WHERE email = ?1")?;
+                    for email in emails {
+                        stmt.execute([email])?;
+                    }
                 }
                 StoreOp::PutAccessToken(t) => {
                     tx.prepare_cached(

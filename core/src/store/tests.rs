@@ -143,11 +143,16 @@ fn ticket_board_records_round_trip() {
                 email: "e@x.com".into(),
                 name: "Анна Б".into(),
             },
+            StoreOp::PutVisitor {
+                email: "gone@x.com".into(),
+                name: "Gone".into(),
+            },
         ])
         .unwrap();
         s.commit(&[
             StoreOp::PutTicket(ticket(1, TicketState::Completed)),
             StoreOp::DeleteStaff("Lee".into()),
+            StoreOp::ForgetVisitors(vec!["gone@x.com".into(), "never@x.com".into()]),
         ])
         .unwrap();
     }

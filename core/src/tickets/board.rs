@@ -8,7 +8,7 @@
 //! from the difference. No command announces seating by hand, so the
 //! displays and the table-less consoles cannot drift from the board.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use bytes::Bytes;
 use subtle::ConstantTimeEq;
@@ -67,8 +67,14 @@ pub struct TicketBoard {
     max_waiting: usize,
     /// Claimed, still open tickets by owner (drawn on displays at the owner's table).
     in_service: HashMap<String, BTreeSet<u64>>,
-    /// Visitor names by email.
+    /// Visitor names by email. A visitor is remembered while a ticket of
+    /// theirs is on the board, and forgotten with their last one (see
+    /// [`Self::forget_closed`]).
     visitors: HashMap<String, String>,
+    /// Visitors restored from the store may have no ticket left (a store
+    /// written before visitors were forgotten with their tickets): the next
+    /// [`Self::forget_closed`] looks for them once.
+    orphans_possible: bool,
     /// The id the next ticket gets.
     next_id: u64,
     /// Open connections.
@@ -121,6 +127,7 @@ impl TicketBoard {
             max_waiting: super::DEFAULT_MAX_WAITING,
             in_service: HashMap::new(),
             visitors: HashMap::new(),
+            orphans_possible: false,
             next_id: 0,
             conns: BTreeMap::new(),
             seats: BTreeMap::new(),
@@ -149,6 +156,7 @@ impl TicketBoard {
         let mut board = TicketBoard::new(tables, hash_token);
         board.staff = staff.into_iter().map(|a| (a.name, a.token_hash)).collect();
         board.visitors = visitors.into_iter().collect();
+        board.orphans_possible = !board.visitors.is_empty();
         board.next_id = next_ticket_id;
         for ticket in tickets {
             board.next_id = board.next_id.max(ticket.id.saturating_add(1));
@@ -229,9 +237,12 @@ impl TicketBoard {
 
     /// Forgets up to `max` closed tickets that ended before `ended_before`
     /// (Unix seconds), lowest ids first, so a board that runs for years
-    /// does not keep every ticket it ever had. Nothing is sent; the output's
-    /// one record ([`TicketRecord::TicketsForgotten`]) deletes them from the
-    /// store. Empty when none is due.
+    /// does not keep every ticket it ever had, and with them the visitors
+    /// (email, name) who have no ticket left: a kiosk remembers a visitor
+    /// as long as it keeps their tickets. Nothing is sent; the output's
+    /// records ([`TicketRecord::TicketsForgotten`], then
+    /// [`TicketRecord::VisitorsForgotten`] when visitors go) delete them
+    /// from the store. Empty when none is due.
     pub fn forget_closed(&mut self, ended_before: i64, max: usize) -> Output {
         let ids: Vec<u64> = self
             .tickets
@@ -241,16 +252,35 @@ impl TicketBoard {
             .take(max)
             .collect();
         let mut out = Output::default();
-        if ids.is_empty() {
+        let mut emails: Vec<String> = Vec::new();
+        if self.orphans_possible {
+            self.orphans_possible = false;
+            emails.extend(self.visitors.keys().cloned());
+        }
+        if ids.is_empty() && emails.is_empty() {
             return out;
         }
         for id in &ids {
-            self.tickets.remove(id);
+            if let Some(t) = self.tickets.remove(id) {
+                emails.push(t.email);
+            }
         }
-        out.records.push(TicketRecord::TicketsForgotten {
-            ids,
-            next_id: self.next_id,
-        });
+        if !ids.is_empty() {
+            out.records.push(TicketRecord::TicketsForgotten {
+                ids,
+                next_id: self.next_id,
+            });
+        }
+        let kept: HashSet<&str> = self.tickets.values().map(|t| t.email.as_str()).collect();
+        emails.retain(|e| !kept.contains(e.as_str()) && self.visitors.contains_key(e));
+        emails.sort_unstable();
+        emails.dedup();
+        if !emails.is_empty() {
+            for e in &emails {
+                self.visitors.remove(e);
+            }
+            out.records.push(TicketRecord::VisitorsForgotten { emails });
+        }
         out
     }
 

@@ -88,6 +88,10 @@
 //!   `accept`, `cancel` and `complete` of it answer "already completed or
 //!   cancelled" (for `cancel`/`complete` that comes before the owner check,
 //!   as the owner is forgotten too).
+//! * A visitor (email → name, what `query` answers) is remembered while a
+//!   ticket of theirs is on the board and forgotten with the last one: the
+//!   kiosk's memory of a regular lasts as long as their ticket history, and
+//!   no email is kept longer than that.
 //! * Times before 1970 or after 9999-12-31T23:59:59Z are written clamped to
 //!   that range in ticket JSON.
 //! * Staff accounts are persisted by the caller's admin path (it holds the
@@ -228,6 +232,12 @@ pub enum TicketRecord {
         ids: Vec<u64>,
         /// The board's next ticket id when they were forgotten.
         next_id: u64,
+    },
+    /// Delete the visitors with these emails: their last ticket was
+    /// forgotten ([`TicketBoard::forget_closed`]).
+    VisitorsForgotten {
+        /// The emails, ascending.
+        emails: Vec<String>,
     },
 }
 

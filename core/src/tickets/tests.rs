@@ -807,6 +807,11 @@ pub(super) fn restore_from(
                 }
                 next_id = next_id.max(*n);
             }
+            TicketRecord::VisitorsForgotten { emails } => {
+                for email in emails {
+                    visitors.remove(email);
+                }
+            }
         }
     }
     TicketBoard::restore(
@@ -839,26 +844,36 @@ fn closed_tickets_are_forgotten_after_their_time_and_their_ids_stay_used() {
     assert!(f.board.forget_closed(closed_at, 10).records.is_empty());
     let out = f.board.forget_closed(closed_at + 1, 1);
     assert!(out.messages.is_empty());
+    // Each visitor goes with their last ticket.
     assert_eq!(
         out.records,
-        [TicketRecord::TicketsForgotten {
-            ids: vec![0],
-            next_id: 4
-        }]
+        [
+            TicketRecord::TicketsForgotten {
+                ids: vec![0],
+                next_id: 4
+            },
+            TicketRecord::VisitorsForgotten {
+                emails: vec!["v0@x.com".into()]
+            }
+        ]
     );
+    f.records.extend(out.records);
     let out = f.board.forget_closed(closed_at + 1, 10);
     assert_eq!(
         out.records,
-        [TicketRecord::TicketsForgotten {
-            ids: vec![1],
-            next_id: 4
-        }]
+        [
+            TicketRecord::TicketsForgotten {
+                ids: vec![1],
+                next_id: 4
+            },
+            TicketRecord::VisitorsForgotten {
+                emails: vec!["v1@x.com".into()]
+            }
+        ]
     );
-    f.records.extend(
-        [vec![0], vec![1]]
-            .into_iter()
-            .map(|ids| TicketRecord::TicketsForgotten { ids, next_id: 4 }),
-    );
+    f.records.extend(out.records);
+    assert_eq!(f.board.visitor_name("v0@x.com"), None);
+    assert_eq!(f.board.visitor_name("v2@x.com"), Some("V"));
     assert_eq!(
         f.board.tickets().map(|t| t.id).collect::<Vec<_>>(),
         [2, 3],
@@ -888,15 +903,93 @@ fn closed_tickets_are_forgotten_after_their_time_and_their_ids_stay_used() {
     let out = f.board.forget_closed(f.now + 1, 10);
     assert_eq!(
         out.records,
-        [TicketRecord::TicketsForgotten {
-            ids: vec![2, 3],
-            next_id: 4
-        }]
+        [
+            TicketRecord::TicketsForgotten {
+                ids: vec![2, 3],
+                next_id: 4
+            },
+            TicketRecord::VisitorsForgotten {
+                emails: vec!["v2@x.com".into(), "v3@x.com".into()]
+            }
+        ]
     );
     f.records.extend(out.records);
     let restored = restore_from(4, vec![], &f.records);
     assert_eq!(restored.tickets().count(), 0);
+    assert_eq!(restored.visitors().count(), 0);
     assert_eq!(restored.next_ticket_id(), 4);
+}
+
+#[test]
+fn a_visitor_stays_while_a_ticket_of_theirs_does() {
+    let mut f = Floor::new(4, &["Ann"]);
+    let ann = f.staff();
+    let kiosk = f.kiosk();
+    f.send(kiosk, "new anna@x.com Anna");
+    f.send(kiosk, "new anna@x.com Anna");
+    f.send(ann, &pick(0, "Ann"));
+    f.send(ann, "accept 0");
+    f.send(ann, "complete 0");
+    f.drain_all();
+    // Her first ticket goes; the second still waits, so she is remembered.
+    let out = f.board.forget_closed(f.now + 1, 10);
+    assert_eq!(
+        out.records,
+        [TicketRecord::TicketsForgotten {
+            ids: vec![0],
+            next_id: 2
+        }]
+    );
+    assert_eq!(f.send(kiosk, "query anna@x.com"), "success query Anna");
+    f.send(ann, "accept 1");
+    f.send(ann, "cancel 1");
+    let out = f.board.forget_closed(f.now + 1, 10);
+    assert_eq!(
+        out.records[1],
+        TicketRecord::VisitorsForgotten {
+            emails: vec!["anna@x.com".into()]
+        }
+    );
+    assert_eq!(
+        f.send(kiosk, "query anna@x.com"),
+        "error query visitor email does not exist"
+    );
+    f.board.check_invariants();
+}
+
+#[test]
+fn visitors_restored_without_a_ticket_are_forgotten_once() {
+    // A store written before visitors went with their tickets: Bo's
+    // tickets were forgotten, his name stayed.
+    let records = [
+        TicketRecord::VisitorUpserted {
+            email: "bo@x.com".into(),
+            name: "Bo".into(),
+        },
+        TicketRecord::VisitorUpserted {
+            email: "cy@x.com".into(),
+            name: "Cy".into(),
+        },
+        TicketRecord::TicketUpserted(Ticket {
+            id: 7,
+            email: "cy@x.com".into(),
+            name: "Cy".into(),
+            staff: None,
+            start: 1_569_903_139,
+            end: None,
+            state: TicketState::Waiting,
+        }),
+    ];
+    let mut board = restore_from(4, vec![], &records);
+    let out = board.forget_closed(0, 10);
+    assert_eq!(
+        out.records,
+        [TicketRecord::VisitorsForgotten {
+            emails: vec!["bo@x.com".into()]
+        }]
+    );
+    assert_eq!(board.visitor_name("cy@x.com"), Some("Cy"));
+    assert!(board.forget_closed(0, 10).records.is_empty(), "only once");
 }
 
 #[test]

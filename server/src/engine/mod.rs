@@ -336,6 +336,7 @@ fn record_op(record: TicketRecord) -> StoreOp {
         TicketRecord::TicketUpserted(t) => StoreOp::PutTicket(t),
         TicketRecord::VisitorUpserted { email, name } => StoreOp::PutVisitor { email, name },
         TicketRecord::TicketsForgotten { ids, next_id } => StoreOp::ForgetTickets { ids, next_id },
+        TicketRecord::VisitorsForgotten { emails } => StoreOp::ForgetVisitors(emails),
     }
 }
 
@@ -1081,8 +1082,17 @@ impl Writer {
                             .lock()
                             .forget_closed(cutoff, gateway::PURGE_BATCH);
                         for record in out.records {
-                            if let TicketRecord::TicketsForgotten { ids, .. } = &record {
-                                tracing::info!(tickets = ids.len(), "forgot closed tickets");
+                            match &record {
+                                TicketRecord::TicketsForgotten { ids, .. } => {
+                                    tracing::info!(tickets = ids.len(), "forgot closed tickets");
+                                }
+                                TicketRecord::VisitorsForgotten { emails } => {
+                                    tracing::info!(
+                                        visitors = emails.len(),
+                                        "forgot visitors with no ticket left"
+                                    );
+                                }
+                                _ => {}
                             }
                             extra.push(record_op(record));
                         }

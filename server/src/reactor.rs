@@ -416,6 +416,12 @@ impl Hub {
         Ok((Arc::new(hub), mailbox))
     }
 
+    /// Tells the hub that `n` of the threads it was made for will never
+    /// call [`Hub::run`] (their spawn failed).
+    pub fn never_started(&self, n: usize) {
+        self.running.fetch_sub(n, Ordering::AcqRel);
+    }
+
     /// Serves until a [`ReactorMsg::Shutdown`] has been handled and what was
     /// owed is written (or the grace period is over). Called by each thread.
     pub fn run(&self) {

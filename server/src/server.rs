@@ -67,7 +67,7 @@ impl Server {
         };
         for i in 0..threads {
             let cpu = (!cpus.is_empty()).then(|| cpus[i % cpus.len()]);
-            let hub = Arc::clone(&hub);
+            let worker_hub = Arc::clone(&hub);
             let thread = std::thread::Builder::new()
                 .name(format!("floorbell-reactor-{i}"))
                 .spawn(move || {
@@ -82,11 +82,14 @@ impl Server {
                             );
                         }
                     }
-                    hub.run()
+                    worker_hub.run()
                 });
             match thread {
                 Ok(t) => server.threads.push(t),
                 Err(e) => {
+                    // The threads that run must know they are all there is:
+                    // the last of them closes the connections.
+                    hub.never_started(threads - i);
                     server.stop();
                     return Err(e);
                 }

@@ -402,7 +402,9 @@ pub unsafe extern "C" fn floorbell_engine_publish_event(
 /// reaches subscribers (`FLOORBELL_CHANGE_EVENT`, whose JSON carries the
 /// hash): that callback is the way to learn it is on disk. Events submitted
 /// by one thread are published in the order submitted; everything submitted
-/// is committed by [`floorbell_engine_close`] before it returns.
+/// is committed by [`floorbell_engine_close`] before it returns, unless the
+/// store fails (then this call returns `FLOORBELL_STATUS_STORE` from the
+/// failure on, and what was still waiting is dropped).
 ///
 /// `FLOORBELL_STATUS_INVALID_ARGUMENT` (with the reason in the last error)
 /// for a bad event; nothing is queued then. A failure of the later commit is
@@ -427,6 +429,9 @@ pub unsafe extern "C" fn floorbell_engine_submit_event(
         // SAFETY: per this function's contract.
         let json = unsafe { c_str(event_json, "event_json") }?;
         let prepared = prepare_event(handle, json)?;
+        if let Some(reason) = handle.engine.halted() {
+            return Err(Failure::new(FloorbellStatus::Store, reason));
+        }
         if handle.engine.submitted_waiting() >= MAX_SUBMITTED {
             make_room(&handle.engine)?;
         }

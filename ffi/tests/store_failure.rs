@@ -30,15 +30,17 @@ fn last_error() -> String {
 }
 
 /// Sets the soft file-size limit (the hard one stays, so it can be raised
-/// again), with `SIGXFSZ` ignored.
-fn limit_file_size(bytes: libc::rlim_t) {
+/// again), with `SIGXFSZ` ignored; returns the soft limit it replaced.
+fn limit_file_size(bytes: libc::rlim_t) -> libc::rlim_t {
     // SAFETY: plain syscalls on this process with valid arguments.
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
         let mut limit = std::mem::zeroed::<libc::rlimit>();
         assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit), 0);
-        limit.rlim_cur = bytes;
+        let before = limit.rlim_cur;
+        limit.rlim_cur = bytes.min(limit.rlim_max);
         assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
+        before
     }
 }
 
@@ -132,11 +134,11 @@ fn a_failed_commit_stops_every_write_and_loses_nothing_acknowledged() {
         let kept = publish(engine, 5).expect("a publish before the failure");
 
         // From here no file may grow: the next commit's frames do not fit.
-        limit_file_size(wal_size(dir.path()));
+        let unlimited = limit_file_size(wal_size(dir.path()));
         let started = Instant::now();
         let (status, error) = command(engine, kiosk, "new boris@example.com Boris");
         let waited = started.elapsed();
-        limit_file_size(libc::RLIM_INFINITY);
+        limit_file_size(unlimited);
         assert_eq!(status, FloorbellStatus::Store, "{error}");
         assert!(error.contains("the store failed"), "{error}");
         // Before fail-stop the caller waited for its 30 s timeout.

@@ -69,6 +69,11 @@ pub struct Delivery {
     /// The connection whose command this delivery answers: its count of
     /// commands awaiting their commit goes down by one.
     pub reply_to: Option<ConnId>,
+    /// A commit failed and the engine takes no more changes
+    /// ([`crate::engine::Halt`]): every WebSocket client is closed with
+    /// 1011 (a command of theirs may never be answered). Sent as a delivery
+    /// so that it comes after the frames of every change committed before.
+    pub halt: bool,
 }
 
 #[cfg(test)]

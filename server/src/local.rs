@@ -260,6 +260,7 @@ mod tests {
         let delivery = Delivery {
             activate: None,
             reply_to: Some(id),
+            halt: false,
             messages: vec![
                 (Dest::Conn(id), crate::ws::text_frame(b"success pick 1")),
                 (Dest::AllDisplays, crate::ws::text_frame(b"pick 1")),

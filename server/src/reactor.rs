@@ -108,10 +108,6 @@ pub enum ReactorMsg {
     Deliver(Arc<Delivery>),
     /// Stop accepting, finish what is owed, exit.
     Shutdown,
-    /// A commit failed and the engine takes no more changes
-    /// ([`crate::engine::Halt`]): every WebSocket client is closed with 1011
-    /// (a command of its may never be answered; new ones are refused).
-    Halted,
 }
 
 /// How other threads reach a reactor.
@@ -794,9 +790,6 @@ impl Worker {
                         hub.schedule(SHARDS + s);
                     }
                 }
-                ReactorMsg::Halted => {
-                    self.close_websockets(hub, close_code::INTERNAL, HALTED_CLOSE_REASON);
-                }
                 ReactorMsg::Shutdown => {
                     if let Some(mut listener) = hub.listener.inner.lock().take() {
                         let _ = hub.registry.deregister(&mut listener);
@@ -1086,9 +1079,12 @@ impl Worker {
                 });
                 if let Err(job) = hub.engine.submit(Job { request, reply }) {
                     drop(job);
-                    conn.awaiting = None;
-                    let body = floorbell_core::qr::error_json("the server is shutting down");
-                    http::write_response(&mut conn.out, 503, &body, true, head_only, &self.date);
+                    let qr_api = conn.awaiting.take().is_some_and(|a| a.qr_api);
+                    let (status, body) = api::answer(
+                        Outcome::Unavailable("the server is shutting down".into()),
+                        qr_api,
+                    );
+                    http::write_response(&mut conn.out, status, &body, true, head_only, &self.date);
                     conn.close_after_write = true;
                 }
             }
@@ -1227,10 +1223,11 @@ impl Worker {
             let (reactor, key, _) = split_conn_id(id);
             (reactor == HUB && key % shards == shard).then_some(key)
         };
-        let broadcast = delivery
-            .messages
-            .iter()
-            .any(|(dest, _)| !matches!(dest, Dest::Conn(_)));
+        let broadcast = delivery.halt
+            || delivery
+                .messages
+                .iter()
+                .any(|(dest, _)| !matches!(dest, Dest::Conn(_)));
         let mut targets = std::mem::take(&mut self.targets);
         if broadcast {
             targets.extend((shard..hub.used.load(Ordering::Acquire)).step_by(shards));
@@ -1256,6 +1253,11 @@ impl Worker {
                 let Some(conn) = entry.as_deref_mut().filter(|c| c.ws.is_some()) else {
                     return;
                 };
+                if delivery.halt {
+                    queue_close(conn, close_code::INTERNAL, HALTED_CLOSE_REASON);
+                    w.drive(hub, key, entry);
+                    return;
+                }
                 let id = conn_id(HUB, key, conn.id);
                 if deliver_to(conn, id, delivery, hub.ws_max_queue) {
                     w.drive(hub, key, entry);

@@ -345,6 +345,7 @@ impl Engine {
                 activate: None,
                 messages,
                 reply_to: None,
+                halt: false,
             })
         });
         // Sent under the lock: commit order is seq order.
@@ -371,6 +372,7 @@ impl Engine {
                 activate: Some(conn),
                 messages: vec![(Dest::Conn(conn), frame)],
                 reply_to: None,
+                halt: false,
             })),
             reply: None,
             order_seq: None,

@@ -748,6 +748,7 @@ impl Engine {
                     activate,
                     messages,
                     reply_to,
+                    halt: false,
                 })
             });
         let reply = reply.zip(outcome);
@@ -1064,7 +1065,10 @@ impl Writer {
             if due {
                 let now = std::time::Instant::now();
                 self.stats.log_and_reset();
-                if now >= next_housekeeping || stopping {
+                // Once halted, nothing changes in memory that cannot be
+                // written: the housekeeping waits for the restart.
+                let halted = self.halt.reason().is_some();
+                if (now >= next_housekeeping || stopping) && !halted {
                     let purge = now >= next_purge && !stopping;
                     let wall_ms = now_ms();
                     extra = gateway::housekeeping(
@@ -1106,6 +1110,8 @@ impl Writer {
                     if purge {
                         next_purge = now + if full { EXPIRY_TICK } else { PURGE_TICK };
                     }
+                } else if halted {
+                    next_housekeeping = now + HOUSEKEEPING_TICK;
                 }
                 next_expiry = std::time::Instant::now() + EXPIRY_TICK;
             }
@@ -1262,8 +1268,14 @@ impl Writer {
                     }
                     match job.reply {
                         Some((reply, outcome)) => {
+                            // Applied in memory already (and visible to reads
+                            // of the board and the orders until the restart),
+                            // so never "refused untried": a failure.
                             let outcome = match &result {
                                 Ok(()) => outcome,
+                                Err(Outcome::Unavailable(reason)) => {
+                                    Outcome::Failed(reason.clone())
+                                }
                                 Err(refused) => refused.clone(),
                             };
                             (Some(reply), outcome)
@@ -1313,8 +1325,14 @@ impl Writer {
         if !self.halt.set(reason) {
             return;
         }
+        // Behind the deliveries of the changes committed before, which their
+        // clients must still get.
+        let halt = Arc::new(Delivery {
+            halt: true,
+            ..Delivery::default()
+        });
         for m in self.reactors.read().iter() {
-            m.post(ReactorMsg::Halted);
+            m.post(ReactorMsg::Deliver(Arc::clone(&halt)));
             m.wake();
         }
         self.local.halt();

@@ -114,19 +114,22 @@ unsafe fn session(engine: *const FloorbellEngine, role: &str) -> u64 {
     id
 }
 
+/// Opens an engine on the directory `path` with the default configuration.
+fn open(path: &CString) -> *mut FloorbellEngine {
+    let mut engine = std::ptr::null_mut();
+    // SAFETY: a NUL-terminated path, a writable out pointer.
+    let status = unsafe { floorbell_engine_open(path.as_ptr(), std::ptr::null(), &mut engine) };
+    assert_eq!(status, FloorbellStatus::Ok, "{}", last_error());
+    engine
+}
+
 #[test]
 fn a_failed_commit_stops_every_write_and_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let path = cs(dir.path().to_str().unwrap());
-    let mut engine = std::ptr::null_mut();
     // SAFETY: valid arguments; `engine` is live until its close below.
     unsafe {
-        assert_eq!(
-            floorbell_engine_open(path.as_ptr(), std::ptr::null(), &mut engine),
-            FloorbellStatus::Ok,
-            "{}",
-            last_error()
-        );
+        let mut engine = open(&path);
         let kiosk = session(engine, "kiosk");
         let (status, reply) = command(engine, kiosk, "new anna@example.com Anna");
         assert_eq!(status, FloorbellStatus::Ok);
@@ -182,12 +185,7 @@ fn a_failed_commit_stops_every_write_and_loses_nothing_acknowledged() {
 
         // Reopened: what was acknowledged is there, nothing else, and
         // changes are taken again.
-        assert_eq!(
-            floorbell_engine_open(path.as_ptr(), std::ptr::null(), &mut engine),
-            FloorbellStatus::Ok,
-            "{}",
-            last_error()
-        );
+        engine = open(&path);
         let seen = events(engine);
         assert!(seen.contains(&kept), "{seen}");
         assert_eq!(seen.matches("\"hash\"").count(), 1, "{seen}");

@@ -824,6 +824,20 @@ pub(super) fn restore_from(
     )
 }
 
+/// The records of forgetting tickets `ids` and, with them, the visitors
+/// `emails`.
+fn forgotten(ids: &[u64], next_id: u64, emails: &[&str]) -> Vec<TicketRecord> {
+    vec![
+        TicketRecord::TicketsForgotten {
+            ids: ids.to_vec(),
+            next_id,
+        },
+        TicketRecord::VisitorsForgotten {
+            emails: emails.iter().map(|e| e.to_string()).collect(),
+        },
+    ]
+}
+
 #[test]
 fn closed_tickets_are_forgotten_after_their_time_and_their_ids_stay_used() {
     let mut f = Floor::new(4, &["Ann"]);
@@ -845,32 +859,10 @@ fn closed_tickets_are_forgotten_after_their_time_and_their_ids_stay_used() {
     let out = f.board.forget_closed(closed_at + 1, 1);
     assert!(out.messages.is_empty());
     // Each visitor goes with their last ticket.
-    assert_eq!(
-        out.records,
-        [
-            TicketRecord::TicketsForgotten {
-                ids: vec![0],
-                next_id: 4
-            },
-            TicketRecord::VisitorsForgotten {
-                emails: vec!["v0@x.com".into()]
-            }
-        ]
-    );
+    assert_eq!(out.records, forgotten(&[0], 4, &["v0@x.com"]));
     f.records.extend(out.records);
     let out = f.board.forget_closed(closed_at + 1, 10);
-    assert_eq!(
-        out.records,
-        [
-            TicketRecord::TicketsForgotten {
-                ids: vec![1],
-                next_id: 4
-            },
-            TicketRecord::VisitorsForgotten {
-                emails: vec!["v1@x.com".into()]
-            }
-        ]
-    );
+    assert_eq!(out.records, forgotten(&[1], 4, &["v1@x.com"]));
     f.records.extend(out.records);
     assert_eq!(f.board.visitor_name("v0@x.com"), None);
     assert_eq!(f.board.visitor_name("v2@x.com"), Some("V"));
@@ -903,15 +895,7 @@ fn closed_tickets_are_forgotten_after_their_time_and_their_ids_stay_used() {
     let out = f.board.forget_closed(f.now + 1, 10);
     assert_eq!(
         out.records,
-        [
-            TicketRecord::TicketsForgotten {
-                ids: vec![2, 3],
-                next_id: 4
-            },
-            TicketRecord::VisitorsForgotten {
-                emails: vec!["v2@x.com".into(), "v3@x.com".into()]
-            }
-        ]
+        forgotten(&[2, 3], 4, &["v2@x.com", "v3@x.com"])
     );
     f.records.extend(out.records);
     let restored = restore_from(4, vec![], &f.records);

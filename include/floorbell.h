@@ -169,7 +169,9 @@ floorbell_status floorbell_engine_publish_event(const floorbell_engine *engine,
 // reaches subscribers (`FLOORBELL_CHANGE_EVENT`, whose JSON carries the
 // hash): that callback is the way to learn it is on disk. Events submitted
 // by one thread are published in the order submitted; everything submitted
-// is committed by [`floorbell_engine_close`] before it returns.
+// is committed by [`floorbell_engine_close`] before it returns, unless the
+// store fails (then this call returns `FLOORBELL_STATUS_STORE` from the
+// failure on, and what was still waiting is dropped).
 //
 // `FLOORBELL_STATUS_INVALID_ARGUMENT` (with the reason in the last error)
 // for a bad event; nothing is queued then. A failure of the later commit is

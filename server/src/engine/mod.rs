@@ -238,9 +238,10 @@ pub enum Taken {
 /// first failure stops every write, as PostgreSQL stops on a failed WAL
 /// flush: from then on each change is refused at once (HTTP 503, C-ABI
 /// `FLOORBELL_STATUS_STORE`, WebSocket clients closed with 1011 and new ones
-/// refused with 503), while reads of what was committed go on, until the
-/// operator fixes the disk and restarts floorbell, which then loads what
-/// the disk holds. Set once; never cleared.
+/// refused with 503), while reads go on (polls from what was committed; the
+/// board and the orders from memory, which may hold the change whose commit
+/// failed), until the operator fixes the disk and restarts floorbell, which
+/// then loads what the disk holds. Set once; never cleared.
 #[derive(Debug, Default)]
 pub struct Halt(OnceLock<String>);
 
@@ -616,8 +617,8 @@ impl Engine {
     ///
     /// [`EngineError::Closed`] when the writer has stopped.
     pub fn submit_event(&self, prepared: PreparedEvent) -> Result<(), EngineError> {
-        if let Some(reason) = self.halted() {
-            return Err(EngineError::Halted(reason.to_owned()));
+        if self.halted().is_some() {
+            return Err(self.refusal());
         }
         self.submitted.fetch_add(1, Ordering::Relaxed);
         let job = Job {

@@ -28,6 +28,8 @@ use crate::qr::TableRepr;
 use crate::tickets::{StaffAccount, Ticket, TicketState};
 use crate::webhooks::{PendingDelivery, Registration, WebhookRecord};
 
+pub mod eventlog;
+
 /// The `meta` key holding the ticket board's next id once tickets have been
 /// forgotten (without it, a restart would number on from the highest id
 /// still stored).

@@ -1,16 +1,18 @@
 //! A store that fails under a running server (SPEC §0: nothing acknowledged
 //! is lost; bad things get a clear error). The failure is real: the server
 //! runs with a file-size limit (`RLIMIT_FSIZE`, `SIGXFSZ` ignored), so once
-//! its write-ahead log reaches it a commit fails with `EFBIG`, as on a full
-//! disk. From then on floorbell refuses every change with a clear error,
-//! keeps answering reads, lets its WebSocket clients go with 1011, and after
-//! a restart holds exactly what it acknowledged.
+//! the file it appends QR events to (a growing segment of the event log)
+//! reaches it, a commit fails with `EFBIG`, as on a full disk. From then on
+//! floorbell refuses every change with a clear error, keeps answering reads,
+//! lets its WebSocket clients go with 1011, and after a restart holds exactly
+//! what it acknowledged.
 
 mod common;
 
 use common::*;
 
-/// The file-size limit: the WAL passes it after ~15 of the events below.
+/// The file-size limit: the event log passes it after ~17 of the events
+/// below.
 const LIMIT: libc::rlim_t = 1 << 20;
 
 /// A valid event of ~60 KB (its `order` is passed through as sent).

@@ -4,62 +4,86 @@
 //! one `fdatasync`, against SQLite's B-tree work, ~10 `pwrite`s and 6 lock
 //! calls per transaction (README, "Durable publish").
 //!
-//! Segments are files of [`SEGMENT_BYTES`], filled with zeros when created,
-//! so a write overwrites allocated blocks and `fdatasync` flushes data
-//! without a journal commit. A record is
+//! A record is
 //!
 //! ```text
 //! len: u32 LE | crc: u32 LE (CRC-32 of the payload) | payload (len bytes):
-//!     seq: u64 LE | hash: u32 LE | time_ms: i64 LE | the event's JSON
+//!     epoch: u64 LE | seq: u64 LE | hash: u32 LE | time_ms: i64 LE | JSON
 //! ```
 //!
-//! Recovery reads each segment from its start and keeps the run of records
-//! that (a) have a non-zero length that fits, (b) pass their CRC, and (c)
-//! number on by one from the first. (a) stops at the zeros of a fresh
-//! segment, (b) at a torn write, and (c) at the records left from the
-//! segment's earlier use: a segment is recycled once every event in it is
-//! below the *tail* (the oldest sequence number still retained, persisted
-//! by the caller before the segment is reused), so its leftovers are all
-//! older than the new records written over its start. Records below the
-//! tail are dropped, which also makes a recycled segment that was never
-//! rewritten hold nothing.
+//! **Segments.** Events go to segment files of up to [`SEGMENT_BYTES`]. A
+//! *prepared* segment is written full of zeros (by a background thread) and
+//! synced before it is used, so an append overwrites allocated blocks and
+//! its `fdatasync` flushes data only, without a journal commit. A *growing*
+//! segment is an empty file that appends extend (each `fdatasync` then also
+//! flushes the new size): cheap to create, so a new store, a restart, or a
+//! rotation that finds nothing prepared never waits for 16 MiB of zeros;
+//! the log moves on to a prepared segment as soon as one is ready.
+//!
+//! **Recovery** reads each segment from its start and keeps the run of
+//! records that (a) have a length that fits, (b) pass their CRC, (c) carry
+//! the *epoch* of the segment's first record and (d) number on by one. (a)
+//! stops at the zeros of a prepared segment, (b) at a torn write, and (c) at
+//! what is left from a segment's earlier use: each time a segment is started
+//! (new or reused) it gets a new random epoch, so a reused segment's old
+//! records after the new ones never join the run. Records below the *tail*
+//! (the oldest sequence number still retained, which the caller persists
+//! before it retires segments) are dropped. A segment found at open is never
+//! appended to again (whatever a crash left after its run stays unread), so
+//! the log's writes always start in a segment of its own epoch.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, TryRecvError};
 
 use bytes::Bytes;
 
 use super::StoredEvent;
 
-/// Size of one segment file.
+/// The largest segment: a prepared one has exactly this size.
 pub const SEGMENT_BYTES: u64 = 16 << 20;
-/// Recycled segments kept for reuse; more are deleted.
+/// Recycled (prepared) segments kept for reuse; more are deleted.
 const MAX_SPARE: usize = 2;
 /// `len` and `crc`.
 const HEAD: usize = 8;
-/// `seq`, `hash`, `time_ms`.
-const FIXED: usize = 8 + 4 + 8;
+/// `epoch`, `seq`, `hash`, `time_ms`.
+const FIXED: usize = 8 + 8 + 4 + 8;
 /// Name prefix and suffix of segment files.
 const PREFIX: &str = "events-";
 const SUFFIX: &str = ".log";
+/// Suffix of a segment being prepared (removed at open: a crash left it).
+const PART: &str = ".part";
 
 /// One segment file.
 #[derive(Debug)]
 struct Segment {
     file: File,
     path: PathBuf,
+    /// Of the records written since it was started (see the module doc).
+    epoch: u64,
     /// The first and last sequence numbers it holds (live segments).
     first: Option<u64>,
     last: Option<u64>,
     /// Bytes of records written: the next record goes here.
     len: u64,
+    /// Whether it was written full of zeros (else it grows).
+    prepared: bool,
 }
 
-/// The log (see the module doc). Not thread-safe by design: the store
-/// writer thread owns it.
+impl Segment {
+    /// Empties it for reuse, with a new epoch.
+    fn restart(&mut self) {
+        self.epoch = rand::random();
+        self.first = None;
+        self.last = None;
+        self.len = 0;
+    }
+}
+
+/// The log (see the module doc). Owned by the store writer thread.
 #[derive(Debug)]
 pub struct EventLog {
     dir: PathBuf,
@@ -68,8 +92,10 @@ pub struct EventLog {
     /// Segments holding retained events, oldest first; the last one is
     /// written to.
     live: VecDeque<Segment>,
-    /// Segments whose events are all below the tail, for reuse.
+    /// Prepared segments whose events are all below the tail, for reuse.
     spare: Vec<Segment>,
+    /// The segment being prepared in the background, if one is.
+    preparing: Option<Receiver<io::Result<Segment>>>,
     /// The number in the next new segment's file name.
     next_name: u64,
     /// Encoding buffer, reused.
@@ -79,7 +105,7 @@ pub struct EventLog {
 /// One event to append: sequence number, hash, time, JSON.
 #[derive(Debug, Clone, Copy)]
 pub struct LogRecord<'a> {
-    /// Sequence number: one more than the previous record's.
+    /// Sequence number.
     pub seq: u64,
     /// Its hash.
     pub hash: u32,
@@ -90,13 +116,13 @@ pub struct LogRecord<'a> {
 }
 
 impl EventLog {
-    /// Opens the log in `dir` (creating its first segment if there is
-    /// none) and returns the retained events, in sequence order: every
-    /// record of the segments' valid runs at or above `tail`.
+    /// Opens the log in `dir` (created if missing) and returns the retained
+    /// events, in sequence order: every record of the segments' runs at or
+    /// above `tail`.
     ///
     /// # Errors
     ///
-    /// When a segment cannot be read, created or synced.
+    /// When the directory or a segment cannot be read or created.
     pub fn open(dir: &Path, tail: u64) -> io::Result<(EventLog, Vec<StoredEvent>)> {
         Self::open_sized(dir, tail, SEGMENT_BYTES)
     }
@@ -107,21 +133,34 @@ impl EventLog {
         tail: u64,
         segment_bytes: u64,
     ) -> io::Result<(EventLog, Vec<StoredEvent>)> {
+        if !dir.is_dir() {
+            std::fs::create_dir_all(dir)?;
+            if let Some(parent) = dir.parent() {
+                File::open(parent)?.sync_all()?;
+            }
+        }
         let mut log = EventLog {
             dir: dir.to_path_buf(),
             segment_bytes,
             live: VecDeque::new(),
             spare: Vec::new(),
+            preparing: None,
             next_name: 0,
             buf: Vec::new(),
         };
-        let mut found: Vec<(Segment, Vec<StoredEvent>)> = Vec::new();
+        let mut events = Vec::new();
+        let mut unused = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
             let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with(PREFIX) && name.ends_with(PART) {
+                std::fs::remove_file(entry.path())?;
+                continue;
+            }
             let Some(number) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix(PREFIX)?.strip_suffix(SUFFIX))
+                .strip_prefix(PREFIX)
+                .and_then(|n| n.strip_suffix(SUFFIX))
                 .and_then(|n| n.parse::<u64>().ok())
             else {
                 continue;
@@ -131,50 +170,38 @@ impl EventLog {
             let mut file = OpenOptions::new().read(true).write(true).open(&path)?;
             let mut bytes = Vec::new();
             file.read_to_end(&mut bytes)?;
-            let (events, len) = read_run(&bytes);
-            let events: Vec<StoredEvent> = events.into_iter().filter(|e| e.seq >= tail).collect();
+            let (run, len) = read_run(&bytes);
+            let mut run: Vec<StoredEvent> = run.into_iter().filter(|e| e.seq >= tail).collect();
             let segment = Segment {
                 file,
                 path,
-                first: events.first().map(|e| e.seq),
-                last: events.last().map(|e| e.seq),
+                epoch: 0,
+                first: run.first().map(|e| e.seq),
+                last: run.last().map(|e| e.seq),
                 len,
+                prepared: bytes.len() as u64 >= segment_bytes,
             };
-            found.push((segment, events));
-        }
-        found.sort_by_key(|(s, _)| s.first);
-        let mut events = Vec::new();
-        for (segment, mut run) in found {
             if segment.first.is_some() {
                 events.append(&mut run);
                 log.live.push_back(segment);
             } else {
-                log.spare.push(segment);
+                unused.push(segment);
             }
         }
+        log.live.make_contiguous().sort_by_key(|s| s.first);
         events.sort_by_key(|e| e.seq);
-        // A segment whose run ended early has garbage after it; the next
-        // record is written there, and its leftovers stay unreadable (they
-        // break the run). With no live segment, start a spare or a new one.
-        if log.live.is_empty() {
-            let mut segment = match log.spare.pop() {
-                Some(s) => s,
-                None => log.create()?,
-            };
-            segment.len = 0;
-            log.live.push_back(segment);
+        for segment in unused {
+            log.discard(segment)?;
         }
-        while log.spare.len() > MAX_SPARE {
-            if let Some(s) = log.spare.pop() {
-                remove(&s)?;
-            }
-        }
+        // Writes start in a segment of their own (module doc).
+        let active = log.fresh()?;
+        log.live.push_back(active);
         Ok((log, events))
     }
 
     /// The highest sequence number in the log.
     pub fn last_seq(&self) -> Option<u64> {
-        self.live.iter().rev().find_map(|s| s.last)
+        self.live.iter().filter_map(|s| s.last).max()
     }
 
     /// Appends `records` (in sequence order) and makes them durable: on
@@ -183,14 +210,18 @@ impl EventLog {
     /// # Errors
     ///
     /// When a write, a new segment or an `fdatasync` fails: what was written
-    /// of this call may or may not be on disk (never acknowledged).
+    /// of this call may or may not be on disk (never acknowledged), and the
+    /// log must not be appended to again.
     pub fn append(&mut self, records: &[LogRecord<'_>]) -> io::Result<()> {
         if records.is_empty() {
             return Ok(());
         }
-        // Each segment touched by this batch: its index in `live`, the
-        // offset its part starts at.
-        let mut touched: Vec<(usize, u64)> = Vec::new();
+        self.collect_prepared();
+        if !self.active().prepared && !self.spare.is_empty() {
+            self.rotate()?;
+        }
+        // Each segment this batch writes to, by its index in `live`.
+        let mut touched: Vec<usize> = Vec::new();
         self.buf.clear();
         let mut start = self.active().len;
         for r in records {
@@ -201,52 +232,67 @@ impl EventLog {
                     "an event larger than a log segment",
                 ));
             }
-            if self.active().len + self.buf.len() as u64 + size > self.segment_bytes {
+            let active = self.active();
+            let gap = active
+                .last
+                .is_some_and(|last| last.checked_add(1) != Some(r.seq));
+            if gap || active.len + self.buf.len() as u64 + size > self.segment_bytes {
                 self.flush_part(start, &mut touched)?;
                 self.rotate()?;
                 start = 0;
             }
-            encode(&mut self.buf, r);
             let active = self.live.back_mut().expect("a live segment");
+            encode(&mut self.buf, active.epoch, r);
             active.first.get_or_insert(r.seq);
             active.last = Some(r.seq);
         }
         self.flush_part(start, &mut touched)?;
-        for (i, _) in touched {
+        for i in touched {
             self.live[i].file.sync_data()?;
         }
+        self.prepare_if_due();
         Ok(())
     }
 
     /// Marks every event below `tail` as gone: segments holding only such
-    /// events (never the one being written) become spares, or are deleted
-    /// past [`MAX_SPARE`]. Call only once `tail` is durable where
-    /// [`EventLog::open`] will be given it: a spare is overwritten next.
+    /// events (never the one being written) become spares, or are deleted.
+    /// Call only once `tail` is durable where [`EventLog::open`] will be
+    /// given it.
     ///
     /// # Errors
     ///
-    /// When a segment beyond the spares cannot be deleted.
+    /// When a segment cannot be deleted.
     pub fn retire(&mut self, tail: u64) -> io::Result<()> {
         while self.live.len() > 1 && self.live[0].last.is_none_or(|last| last < tail) {
-            let mut s = self.live.pop_front().expect("checked");
-            s.first = None;
-            s.last = None;
-            s.len = 0;
-            if self.spare.len() < MAX_SPARE {
-                self.spare.push(s);
-            } else {
-                remove(&s)?;
-            }
+            let s = self.live.pop_front().expect("checked");
+            self.discard(s)?;
         }
         Ok(())
+    }
+
+    /// Whether [`EventLog::retire`] with `tail` would free a segment.
+    pub fn retirable(&self, tail: u64) -> bool {
+        self.live.len() > 1 && self.live[0].last.is_none_or(|last| last < tail)
     }
 
     fn active(&self) -> &Segment {
         self.live.back().expect("a live segment")
     }
 
+    /// Keeps `s` as a spare if it is prepared and there is room, else
+    /// deletes it.
+    fn discard(&mut self, mut s: Segment) -> io::Result<()> {
+        if s.prepared && self.spare.len() < MAX_SPARE {
+            s.restart();
+            self.spare.push(s);
+            Ok(())
+        } else {
+            std::fs::remove_file(&s.path)
+        }
+    }
+
     /// Writes the buffered records at `start` of the active segment.
-    fn flush_part(&mut self, start: u64, touched: &mut Vec<(usize, u64)>) -> io::Result<()> {
+    fn flush_part(&mut self, start: u64, touched: &mut Vec<usize>) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
@@ -254,63 +300,171 @@ impl EventLog {
         let active = &mut self.live[i];
         active.file.write_all_at(&self.buf, start)?;
         active.len = start + self.buf.len() as u64;
-        touched.push((i, start));
+        touched.push(i);
         self.buf.clear();
         Ok(())
     }
 
-    /// Starts writing a spare (or a new) segment.
+    /// Moves writing to a fresh segment.
     fn rotate(&mut self) -> io::Result<()> {
-        let mut s = match self.spare.pop() {
-            Some(s) => s,
-            None => self.create()?,
-        };
-        s.first = None;
-        s.last = None;
-        s.len = 0;
+        self.collect_prepared();
+        let s = self.fresh()?;
         self.live.push_back(s);
+        self.prepare_if_due();
         Ok(())
     }
 
-    /// A new segment of zeros, durable with its directory entry.
-    fn create(&mut self) -> io::Result<Segment> {
-        let path = self
-            .dir
-            .join(format!("{PREFIX}{:010}{SUFFIX}", self.next_name));
-        self.next_name += 1;
-        let mut file = OpenOptions::new()
+    /// A spare, or a new growing segment: never a wait for zeros.
+    fn fresh(&mut self) -> io::Result<Segment> {
+        if let Some(mut s) = self.spare.pop() {
+            s.restart();
+            return Ok(s);
+        }
+        let path = self.next_path("");
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .open(&path)?;
-        let zeros = vec![0u8; 1 << 20];
-        let mut left = self.segment_bytes as usize;
-        while left > 0 {
-            let n = left.min(zeros.len());
-            file.write_all(&zeros[..n])?;
-            left -= n;
-        }
-        file.sync_all()?;
         File::open(&self.dir)?.sync_all()?;
-        Ok(Segment {
+        let mut s = Segment {
             file,
             path,
+            epoch: 0,
             first: None,
             last: None,
             len: 0,
-        })
+            prepared: false,
+        };
+        s.restart();
+        Ok(s)
+    }
+
+    fn next_path(&mut self, suffix: &str) -> PathBuf {
+        let path = self
+            .dir
+            .join(format!("{PREFIX}{:010}{SUFFIX}{suffix}", self.next_name));
+        self.next_name += 1;
+        path
+    }
+
+    /// Starts preparing a segment when none is spare or on its way and the
+    /// active one is growing or half full.
+    fn prepare_if_due(&mut self) {
+        let active = self.active();
+        if !self.spare.is_empty()
+            || self.preparing.is_some()
+            || (active.prepared && active.len < self.segment_bytes / 2)
+        {
+            return;
+        }
+        // A growing segment that stays small (a quiet venue, the tests)
+        // is not worth 16 MiB of zeros.
+        if !active.prepared && active.len < self.segment_bytes / 16 {
+            return;
+        }
+        let part = self.next_path(PART);
+        let size = self.segment_bytes;
+        let dir = self.dir.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("floorbell-log-prep".into())
+            .spawn(move || {
+                let made = prepare(&dir, &part, size);
+                if made.is_err() {
+                    let _ = std::fs::remove_file(&part);
+                }
+                let _ = tx.send(made);
+            });
+        match spawned {
+            Ok(_) => self.preparing = Some(rx),
+            Err(e) => tracing::warn!(error = %e, "cannot start preparing an event log segment"),
+        }
+    }
+
+    /// Takes a prepared segment that is ready.
+    fn collect_prepared(&mut self) {
+        let Some(rx) = &self.preparing else { return };
+        match rx.try_recv() {
+            Ok(Ok(s)) => {
+                self.preparing = None;
+                self.spare.push(s);
+            }
+            Ok(Err(e)) => {
+                self.preparing = None;
+                tracing::warn!(error = %e, "cannot prepare an event log segment; appending to a growing one");
+            }
+            Err(TryRecvError::Empty) => {}
+            Err(TryRecvError::Disconnected) => self.preparing = None,
+        }
     }
 }
 
-fn remove(s: &Segment) -> io::Result<()> {
-    std::fs::remove_file(&s.path)
+impl Drop for EventLog {
+    /// Waits for a segment being prepared: a log opened next on the same
+    /// directory must not race its rename.
+    fn drop(&mut self) {
+        if let Some(rx) = self.preparing.take() {
+            let _ = rx.recv();
+        }
+    }
 }
 
-fn encode(buf: &mut Vec<u8>, r: &LogRecord<'_>) {
+#[cfg(test)]
+impl EventLog {
+    /// Waits for the segment being prepared, if one is, and keeps it.
+    fn wait_prepared(&mut self) {
+        if let Some(rx) = self.preparing.take() {
+            if let Ok(made) = rx.recv() {
+                self.spare.push(made.expect("a prepared segment"));
+            }
+        }
+    }
+
+    /// Whether the segment being written was prepared.
+    fn active_prepared(&self) -> bool {
+        self.active().prepared
+    }
+}
+
+/// Writes `size` zeros to `part`, syncs it, and renames it to its segment
+/// name (durably, with the directory).
+fn prepare(dir: &Path, part: &Path, size: u64) -> io::Result<Segment> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(part)?;
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        file.write_all(&zeros[..n])?;
+        left -= n as u64;
+    }
+    file.sync_all()?;
+    let path = part.with_extension("");
+    std::fs::rename(part, &path)?;
+    File::open(dir)?.sync_all()?;
+    let mut s = Segment {
+        file,
+        path,
+        epoch: 0,
+        first: None,
+        last: None,
+        len: 0,
+        prepared: true,
+    };
+    s.restart();
+    Ok(s)
+}
+
+fn encode(buf: &mut Vec<u8>, epoch: u64, r: &LogRecord<'_>) {
     let len = (FIXED + r.json.len()) as u32;
     let at = buf.len();
     buf.extend_from_slice(&len.to_le_bytes());
     buf.extend_from_slice(&[0; 4]);
+    buf.extend_from_slice(&epoch.to_le_bytes());
     buf.extend_from_slice(&r.seq.to_le_bytes());
     buf.extend_from_slice(&r.hash.to_le_bytes());
     buf.extend_from_slice(&r.time_ms.to_le_bytes());
@@ -319,10 +473,15 @@ fn encode(buf: &mut Vec<u8>, r: &LogRecord<'_>) {
     buf[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// The valid run at the start of a segment's bytes (see the module doc),
-/// and where it ends.
+fn le_u64(b: &[u8]) -> u64 {
+    u64::from_le_bytes(b.try_into().unwrap_or_default())
+}
+
+/// The run at the start of a segment's bytes (see the module doc), and
+/// where it ends.
 fn read_run(bytes: &[u8]) -> (Vec<StoredEvent>, u64) {
     let mut events: Vec<StoredEvent> = Vec::new();
+    let mut epoch = None;
     let mut at = 0usize;
     while let Some(head) = bytes.get(at..at + HEAD) {
         let len = u32::from_le_bytes(head[0..4].try_into().unwrap_or_default()) as usize;
@@ -336,17 +495,19 @@ fn read_run(bytes: &[u8]) -> (Vec<StoredEvent>, u64) {
         if crc32fast::hash(payload) != crc {
             break;
         }
-        let seq = u64::from_le_bytes(payload[0..8].try_into().unwrap_or_default());
-        if events
-            .last()
-            .is_some_and(|e| e.seq.checked_add(1) != Some(seq))
+        let this_epoch = le_u64(&payload[0..8]);
+        let seq = le_u64(&payload[8..16]);
+        if *epoch.get_or_insert(this_epoch) != this_epoch
+            || events
+                .last()
+                .is_some_and(|e| e.seq.checked_add(1) != Some(seq))
         {
             break;
         }
         events.push(StoredEvent {
             seq,
-            hash: u32::from_le_bytes(payload[8..12].try_into().unwrap_or_default()),
-            time_ms: i64::from_le_bytes(payload[12..20].try_into().unwrap_or_default()),
+            hash: u32::from_le_bytes(payload[16..20].try_into().unwrap_or_default()),
+            time_ms: le_u64(&payload[20..28]) as i64,
             json: Bytes::copy_from_slice(&payload[FIXED..]),
         });
         at += HEAD + len;

@@ -35,6 +35,9 @@ pub mod eventlog;
 /// still stored).
 pub const META_TICKETS_NEXT_ID: &str = "tickets_next_id";
 
+/// The directory of the QR events' [`eventlog`] inside the data directory.
+pub const EVENT_LOG_DIR: &str = "events";
+
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "floorbell.db";
 /// File name of the lock inside the data directory.
@@ -139,12 +142,18 @@ pub enum StoreError {
     /// SQLite refused an operation.
     #[error("store error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The QR events' log ([`eventlog`]) could not be read or written.
+    #[error("event log error: {0}")]
+    EventLog(std::io::Error),
 }
 
 /// One change to persist. A batch of them is committed atomically.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreOp {
-    /// A published QR event (§1.2).
+    /// A published QR event (§1.2) as a `qr_events` row: how events were
+    /// stored before the [`eventlog`], which holds them now. The engine no
+    /// longer writes it; rows already stored are read until they expire
+    /// (and the tests of that upgrade write them).
     InsertEvent {
         /// Sequence number.
         seq: u64,
@@ -214,7 +223,7 @@ fn state_from(name: &str) -> TicketState {
     }
 }
 
-/// A row of `qr_events`.
+/// A stored QR event: a record of the [`eventlog`] or a row of `qr_events`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
     /// Sequence number.

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use floorbell_core::qr::{PreparedEvent, TableRepr, Tables};
 use floorbell_core::ring::{EventQueue, HashKey, Publisher, QueuedEvent, DEFAULT_CAPACITY};
-use floorbell_core::store::{Store, StoreError, StoreOp};
+use floorbell_core::store::eventlog::{EventLog, LogRecord};
+use floorbell_core::store::{Store, StoreError, StoreOp, EVENT_LOG_DIR};
 use parking_lot::{Mutex, RwLock};
 use rand::Rng;
 use subtle::ConstantTimeEq;
@@ -41,9 +42,6 @@ pub use gateway::{GatewayChange, GatewayState, Principal};
 /// adds for the changes queued behind it; at 64 concurrent publishers a
 /// batch is ~64 anyway.
 pub const MAX_BATCH: usize = 4096;
-/// Evicted events are deleted from the store once this many have gathered
-/// (or at the once-a-second expiry tick).
-const EXPIRE_CHUNK: u64 = 2048;
 /// How often the writer drops expired events when idle.
 pub const EXPIRY_TICK: Duration = Duration::from_secs(1);
 /// How often token uses (`last_used`, `ip_address`) are written to disk.
@@ -55,6 +53,9 @@ const META_QR_TOKEN: &str = "qr_token";
 const META_ADMIN_TOKEN: &str = "admin_token";
 const META_HASH_KEY: &str = "event_hash_key";
 const META_NEXT_SEQ: &str = "qr_next_seq";
+/// Events below this sequence number are gone: the event log's segments
+/// holding only such events are reused (written before they are).
+const META_EXPIRED_BEFORE: &str = "qr_expired_before";
 
 /// A change for the writer thread.
 #[derive(Debug)]
@@ -405,15 +406,32 @@ impl Engine {
         };
         let key = HashKey::from_secret(u128::from_str_radix(&key_hex, 16).unwrap_or(0));
 
-        // Restore the retained events with their original hashes and times.
+        // Restore the retained events with their original hashes and times:
+        // from the event log, and from `qr_events` rows a version before it
+        // wrote (until they expire).
         let retention_ms = config.event_retention.as_millis() as i64;
         let now = now_ms();
-        let events = store.load_events(now - retention_ms)?;
+        let expired_before: u64 = store
+            .meta(META_EXPIRED_BEFORE)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let (log, logged) = EventLog::open(&config.data_dir.join(EVENT_LOG_DIR), expired_before)
+            .map_err(StoreError::EventLog)?;
         let stored_next: u64 = store
             .meta(META_NEXT_SEQ)?
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        let next_seq = stored_next.max(store.max_event_seq()?.map_or(0, |s| s + 1));
+        let next_seq = stored_next
+            .max(store.max_event_seq()?.map_or(0, |s| s + 1))
+            .max(log.last_seq().map_or(0, |s| s + 1));
+        let mut events = store.load_events(now - retention_ms)?;
+        events.extend(
+            logged
+                .into_iter()
+                .filter(|e| e.time_ms > now - retention_ms),
+        );
+        events.sort_by_key(|e| e.seq);
+        events.dedup_by_key(|e| e.seq);
         let first = events.first().map_or(next_seq, |e| e.seq);
         let (queue, mut publisher) = EventQueue::new(DEFAULT_CAPACITY, retention_ms, key, first);
         for e in events {
@@ -501,9 +519,10 @@ impl Engine {
             submitted: Arc::clone(&submitted),
             local: Arc::clone(&local),
             reactors: Arc::clone(&reactors),
-            expired_before: 0,
+            expired_before,
             stats: CommitStats::default(),
             store,
+            log,
             publisher,
             tables: Arc::clone(&tables),
             rx,
@@ -1010,9 +1029,12 @@ struct Writer {
     local: Arc<Local>,
     /// Where committed ticket deliveries go.
     reactors: Arc<RwLock<Vec<Arc<Mailbox>>>>,
-    /// Events below this sequence number are deleted from the store.
+    /// Events below this sequence number are gone from the store (the
+    /// persisted `qr_expired_before`).
     expired_before: u64,
     store: Store,
+    /// Where QR events are written.
+    log: EventLog,
     publisher: Publisher,
     tables: Arc<Tables>,
     rx: Receiver<WriterMsg>,
@@ -1116,18 +1138,16 @@ impl Writer {
                 }
                 next_expiry = std::time::Instant::now() + EXPIRY_TICK;
             }
-            // Expired and evicted events leave the store in chunks of
-            // EXPIRE_CHUNK, or with the once-a-second tick: a flood evicts
-            // ~35k events a second from the full ring. Deleting them once a
-            // second made a 30 ms commit; deleting them with every batch
-            // rewrote the same pages (the oldest leaf, its parents, the free
-            // list) in every transaction.
+            // Expired and evicted events leave the store with the
+            // once-a-second tick, or as soon as that frees a segment of the
+            // event log (a flood evicts ~50k events a second from the full
+            // ring): the new tail is committed, then segments below it are
+            // retired.
             if due || !batch.is_empty() {
                 let tail = self.publisher.expire(now_ms());
                 // Only a tail that moved is worth a transaction (an idle
                 // server does not fsync every second).
-                if tail > self.expired_before && (due || tail - self.expired_before >= EXPIRE_CHUNK)
-                {
+                if tail > self.expired_before && (due || self.log.retirable(tail)) {
                     expire_before = Some(tail);
                 }
             }
@@ -1147,7 +1167,7 @@ impl Writer {
         extra: Vec<StoreOp>,
     ) {
         let now = now_ms();
-        let mut ops = Vec::with_capacity(batch.len() + 2);
+        let mut ops = Vec::with_capacity(4);
         let mut seq = self.publisher.next_seq();
         let mut visible = Vec::new();
         for pending in batch.iter_mut() {
@@ -1157,12 +1177,6 @@ impl Writer {
                         let hash = self.publisher.hash_of(seq);
                         let time_ms = self.publisher.stamp(now);
                         let json = std::mem::replace(prepared, PreparedEvent::empty()).finish(hash);
-                        ops.push(StoreOp::InsertEvent {
-                            seq,
-                            hash,
-                            time_ms,
-                            json: json.clone(),
-                        });
                         visible.push(QueuedEvent {
                             seq,
                             hash,
@@ -1180,19 +1194,24 @@ impl Writer {
         }
         if let Some(tail) = expire_before {
             // A restart numbers on from the newest stored event, or from
-            // this if the rows are all gone: written only when rows go.
+            // this if they are all gone: written only when events go.
             ops.push(StoreOp::PutMeta(META_NEXT_SEQ.into(), seq.to_string()));
+            ops.push(StoreOp::PutMeta(
+                META_EXPIRED_BEFORE.into(),
+                tail.to_string(),
+            ));
+            // `qr_events` rows of a version before the event log.
             ops.push(StoreOp::ExpireEventsBefore(tail));
         }
         ops.extend(extra);
         // What each change of a batch that was not committed is told.
         let result: Result<(), Outcome> = if let Some(reason) = self.halt.reason() {
             Err(Outcome::Unavailable(reason.to_owned()))
-        } else if ops.is_empty() {
+        } else if ops.is_empty() && visible.is_empty() {
             Ok(())
         } else {
             let started = std::time::Instant::now();
-            let r = self.store.commit(&ops);
+            let r = self.persist(&visible, &ops);
             self.stats.record(batch.len(), started.elapsed());
             r.map_err(|e| {
                 // Events and tables are not visible yet and are refused. A
@@ -1210,6 +1229,11 @@ impl Writer {
         };
         if let (Ok(()), Some(tail)) = (&result, expire_before) {
             self.expired_before = tail;
+            if let Err(e) = self.log.retire(tail) {
+                // The segment stays on disk; a restart skips its events
+                // (all below the tail) and deletes it.
+                tracing::warn!(error = %e, "cannot delete an event log segment");
+            }
         }
         // Visible only after the commit (DESIGN.md, write path step 5).
         let mut hashes = Vec::with_capacity(visible.len());
@@ -1314,6 +1338,30 @@ impl Writer {
         for m in woken {
             m.wake();
         }
+    }
+
+    /// Makes `events` and `ops` durable: the events in the log, the rest in
+    /// one SQLite transaction. Events go first: a failure of either stops
+    /// the engine, and events of a batch whose SQLite part failed may come
+    /// back after the restart (never acknowledged, like a commit whose
+    /// fsync failed).
+    fn persist(&mut self, events: &[QueuedEvent], ops: &[StoreOp]) -> Result<(), StoreError> {
+        if !events.is_empty() {
+            let records: Vec<LogRecord<'_>> = events
+                .iter()
+                .map(|e| LogRecord {
+                    seq: e.seq,
+                    hash: e.hash,
+                    time_ms: e.time_ms,
+                    json: &e.json,
+                })
+                .collect();
+            self.log.append(&records).map_err(StoreError::EventLog)?;
+        }
+        if !ops.is_empty() {
+            self.store.commit(ops)?;
+        }
+        Ok(())
     }
 
     /// Stops every write after the commit that failed with `error` (see

@@ -1,6 +1,6 @@
 use super::*;
 
-/// Segments of 4 KiB: a few records each.
+/// Segments of 4 KiB: 7 records of 480 bytes of JSON each.
 const SMALL: u64 = 4096;
 
 fn json(seq: u64, size: usize) -> Vec<u8> {
@@ -10,18 +10,19 @@ fn json(seq: u64, size: usize) -> Vec<u8> {
     j
 }
 
+fn record(seq: u64, json: &[u8]) -> LogRecord<'_> {
+    LogRecord {
+        seq,
+        hash: seq as u32 ^ 0xABCD,
+        time_ms: 1_700_000_000_000 + seq as i64,
+        json,
+    }
+}
+
 /// Appends seqs `from..to` (one batch) with JSON of `size` bytes.
 fn append(log: &mut EventLog, from: u64, to: u64, size: usize) {
     let jsons: Vec<Vec<u8>> = (from..to).map(|s| json(s, size)).collect();
-    let records: Vec<LogRecord<'_>> = (from..to)
-        .zip(&jsons)
-        .map(|(seq, json)| LogRecord {
-            seq,
-            hash: seq as u32 ^ 0xABCD,
-            time_ms: 1_700_000_000_000 + seq as i64,
-            json,
-        })
-        .collect();
+    let records: Vec<LogRecord<'_>> = (from..to).zip(&jsons).map(|(s, j)| record(s, j)).collect();
     log.append(&records).unwrap();
 }
 
@@ -39,17 +40,21 @@ fn segment_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+fn open(dir: &Path, tail: u64) -> (EventLog, Vec<StoredEvent>) {
+    EventLog::open_sized(dir, tail, SMALL).unwrap()
+}
+
 #[test]
 fn events_come_back_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, events) = EventLog::open_sized(dir.path(), 0, SMALL).unwrap();
+    let (mut log, events) = open(dir.path(), 0);
     assert!(events.is_empty());
     assert_eq!(log.last_seq(), None);
     append(&mut log, 0, 3, 60);
     append(&mut log, 3, 4, 60);
     assert_eq!(log.last_seq(), Some(3));
     drop(log);
-    let (log, events) = EventLog::open_sized(dir.path(), 0, SMALL).unwrap();
+    let (log, events) = open(dir.path(), 0);
     assert_eq!(seqs(&events), [0, 1, 2, 3]);
     for e in &events {
         assert_eq!(e.hash, e.seq as u32 ^ 0xABCD);
@@ -60,97 +65,152 @@ fn events_come_back_exactly() {
 }
 
 #[test]
+fn a_new_log_lives_in_its_own_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let events_dir = dir.path().join("events");
+    let (mut log, _) = open(&events_dir, 0);
+    append(&mut log, 0, 1, 60);
+    assert_eq!(segment_files(&events_dir).len(), 1);
+}
+
+#[test]
 fn a_batch_spans_segments_and_the_tail_drops_old_events() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, _) = EventLog::open_sized(dir.path(), 0, SMALL).unwrap();
-    // ~500-byte records: 8 per 4 KiB segment.
+    let (mut log, _) = open(dir.path(), 0);
     append(&mut log, 0, 20, 480);
-    assert_eq!(segment_files(dir.path()).len(), 3);
     drop(log);
-    let (_, events) = EventLog::open_sized(dir.path(), 0, SMALL).unwrap();
+    let (_, events) = open(dir.path(), 0);
     assert_eq!(seqs(&events), (0..20).collect::<Vec<_>>());
-    let (_, events) = EventLog::open_sized(dir.path(), 13, SMALL).unwrap();
+    let (_, events) = open(dir.path(), 13);
     assert_eq!(seqs(&events), (13..20).collect::<Vec<_>>());
 }
 
 #[test]
-fn a_torn_record_ends_the_log_and_is_written_over() {
+fn the_log_moves_from_a_growing_segment_to_a_prepared_one() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, _) = EventLog::open_sized(dir.path(), 0, SMALL).unwrap();
-    append(&mut log, 0, 3, 300);
+    let (mut log, _) = open(dir.path(), 0);
+    // Small appends to a new log prepare nothing.
+    append(&mut log, 0, 1, 60);
+    assert!(log.preparing.is_none());
+    assert!(!log.active_prepared());
+    // Past a sixteenth of a segment, one is prepared, and the next append
+    // goes there.
+    append(&mut log, 1, 2, 480);
+    log.wait_prepared();
+    append(&mut log, 2, 3, 60);
+    assert!(log.active_prepared());
+    assert_eq!(
+        std::fs::metadata(&log.active().path).unwrap().len(),
+        SMALL,
+        "a prepared segment is written full"
+    );
+    drop(log);
+    let (_, events) = open(dir.path(), 0);
+    assert_eq!(seqs(&events), [0, 1, 2]);
+}
+
+#[test]
+fn a_torn_record_ends_its_segment_and_writing_moves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = open(dir.path(), 0);
+    append(&mut log, 0, 3, 100);
     drop(log);
     // A crash in the middle of the third record's write.
     let path = &segment_files(dir.path())[0];
     let mut bytes = std::fs::read(path).unwrap();
-    let third = 2 * (HEAD + FIXED + 300);
-    bytes[third + HEAD + 100] ^= 0xFF;
+    let third = 2 * (HEAD + FIXED + 100);
+    bytes[third + HEAD + 50] ^= 0xFF;
     std::fs::write(path, &bytes).unwrap();
-    let (mut log, events) = EventLog::open_sized(dir.path(), 0, SMALL).unwrap();
+    let (mut log, events) = open(dir.path(), 0);
     assert_eq!(seqs(&events), [0, 1]);
     assert_eq!(log.last_seq(), Some(1));
-    // The next record goes where the torn one was; a shorter one leaves
-    // the torn one's tail behind it, which must not read as a record.
-    append(&mut log, 2, 3, 40);
+    // The third event's number is given again (it was never acknowledged),
+    // in a segment of its own.
+    append(&mut log, 2, 4, 40);
+    assert_eq!(segment_files(dir.path()).len(), 2);
     drop(log);
-    let (_, events) = EventLog::open_sized(dir.path(), 0, SMALL).unwrap();
-    assert_eq!(seqs(&events), [0, 1, 2]);
+    let (_, events) = open(dir.path(), 0);
+    assert_eq!(seqs(&events), [0, 1, 2, 3]);
     assert_eq!(&events[2].json[..], &json(2, 40)[..]);
+}
+
+/// A crash tore a record, the restart gave its number to a new event of the
+/// same size, and that segment was later reused: the old records past the
+/// tear number on exactly from the new ones, and only the epoch tells them
+/// apart.
+#[test]
+fn a_reused_segment_never_joins_its_old_records() {
+    let jsons: Vec<Vec<u8>> = (0..4).map(|s| json(s, 100)).collect();
+    let mut bytes = Vec::new();
+    for (s, j) in jsons.iter().enumerate() {
+        encode(&mut bytes, 7, &record(s as u64, j));
+    }
+    let (run, _) = read_run(&bytes);
+    assert_eq!(seqs(&run), [0, 1, 2, 3]);
+    let mut newer = Vec::new();
+    for (s, j) in jsons.iter().enumerate().take(2) {
+        encode(&mut newer, 8, &record(s as u64, j));
+    }
+    bytes[..newer.len()].copy_from_slice(&newer);
+    let (run, len) = read_run(&bytes);
+    assert_eq!(seqs(&run), [0, 1]);
+    assert_eq!(len as usize, newer.len());
 }
 
 #[test]
 fn a_recycled_segment_never_brings_back_its_old_events() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, _) = EventLog::open_sized(dir.path(), 0, SMALL).unwrap();
-    append(&mut log, 0, 8, 480); // fills the first segment
-    append(&mut log, 8, 10, 480); // starts the second
-    assert_eq!(segment_files(dir.path()).len(), 2);
-    // The caller persisted tail 8: the first segment is spare now.
+    let (mut log, _) = open(dir.path(), 0);
+    append(&mut log, 0, 1, 480); // a growing segment; one is prepared
+    log.wait_prepared();
+    append(&mut log, 1, 8, 480); // fills the prepared one
+    log.wait_prepared();
+    append(&mut log, 8, 10, 480); // the next prepared one
+    assert!(log.active_prepared());
+    // The caller persisted tail 8: the growing segment is deleted, the
+    // first prepared one kept as a spare.
     log.retire(8).unwrap();
+    assert_eq!(log.spare.len(), 1);
+    assert_eq!(segment_files(dir.path()).len(), 2);
     drop(log);
-    // Reopened with that tail, the spare's events stay gone.
-    let (mut log, events) = EventLog::open_sized(dir.path(), 8, SMALL).unwrap();
+    // Reopened with that tail, the spare's events stay gone, and it is
+    // written again: over the start of its old records.
+    let (mut log, events) = open(dir.path(), 8);
     assert_eq!(seqs(&events), [8, 9]);
-    // Fill the second segment: the next batch reuses the spare, writing
-    // two short records over the start of its old ones.
-    append(&mut log, 10, 16, 480);
-    append(&mut log, 16, 18, 100);
+    assert!(log.active_prepared());
+    append(&mut log, 10, 12, 480);
     assert_eq!(segment_files(dir.path()).len(), 2, "the spare was reused");
     drop(log);
-    let (_, events) = EventLog::open_sized(dir.path(), 8, SMALL).unwrap();
-    assert_eq!(seqs(&events), (8..18).collect::<Vec<_>>());
-    // Even without the tail, the old records after the new ones break the
-    // run, so only the first record of a segment could be stale, and it
-    // was overwritten.
-    let (_, events) = EventLog::open_sized(dir.path(), 0, SMALL).unwrap();
-    assert_eq!(seqs(&events), (8..18).collect::<Vec<_>>());
+    for tail in [8, 0] {
+        let (_, events) = open(dir.path(), tail);
+        assert_eq!(seqs(&events), (8..12).collect::<Vec<_>>(), "tail {tail}");
+    }
 }
 
 #[test]
 fn retired_segments_beyond_the_spares_are_deleted() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, _) = EventLog::open_sized(dir.path(), 0, SMALL).unwrap();
-    append(&mut log, 0, 48, 480); // six segments
-    assert_eq!(segment_files(dir.path()).len(), 6);
-    log.retire(40).unwrap(); // five are below the tail
+    let (mut log, _) = open(dir.path(), 0);
+    for i in 0..6 {
+        append(&mut log, i * 7, i * 7 + 7, 480);
+        log.wait_prepared();
+    }
+    append(&mut log, 42, 43, 480);
+    assert!(segment_files(dir.path()).len() >= 6);
+    log.retire(42).unwrap();
+    assert_eq!(log.spare.len(), MAX_SPARE);
     assert_eq!(segment_files(dir.path()).len(), 1 + MAX_SPARE);
     drop(log);
-    let (_, events) = EventLog::open_sized(dir.path(), 40, SMALL).unwrap();
-    assert_eq!(seqs(&events), (40..48).collect::<Vec<_>>());
+    let (_, events) = open(dir.path(), 42);
+    assert_eq!(seqs(&events), [42]);
 }
 
 #[test]
 fn an_event_larger_than_a_segment_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, _) = EventLog::open_sized(dir.path(), 0, SMALL).unwrap();
+    let (mut log, _) = open(dir.path(), 0);
     let big = vec![b'x'; SMALL as usize];
-    let err = log
-        .append(&[LogRecord {
-            seq: 0,
-            hash: 0,
-            time_ms: 0,
-            json: &big,
-        }])
-        .unwrap_err();
+    let err = log.append(&[record(0, &big)]).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
 }
 
@@ -158,55 +218,53 @@ proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
 
     /// Whatever byte of the log a crash tears, reopening yields every
-    /// record written before the torn one, in order, and nothing else.
+    /// record written before the torn one, in order, and not the torn one.
     #[test]
     fn a_torn_byte_anywhere_loses_only_what_follows(
         sizes in proptest::collection::vec(20usize..700, 1..40),
         tear in 0usize..1_000_000,
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let (mut log, _) = EventLog::open_sized(dir.path(), 0, SMALL).unwrap();
+        let (mut log, _) = open(dir.path(), 0);
         for (i, size) in sizes.iter().enumerate() {
             append(&mut log, i as u64, i as u64 + 1, *size);
         }
         drop(log);
-        let files = segment_files(dir.path());
-        // Files in write order (names count up while none is recycled).
-        let mut total = 0;
-        let lens: Vec<usize> = files.iter().map(|f| {
-            let (_, len) = read_run(&std::fs::read(f).unwrap());
-            total += len as usize;
-            len as usize
-        }).collect();
-        let mut at = tear % total.max(1);
+        // Segments in write order: by the first record of their runs.
+        let mut runs: Vec<(u64, PathBuf, usize)> = segment_files(dir.path())
+            .into_iter()
+            .filter_map(|f| {
+                let (run, len) = read_run(&std::fs::read(&f).unwrap());
+                run.first().map(|e| (e.seq, f, len as usize))
+            })
+            .collect();
+        runs.sort();
+        let total: usize = runs.iter().map(|r| r.2).sum();
+        let mut at = tear % total;
         let mut torn_file = 0;
-        while at >= lens[torn_file] {
-            at -= lens[torn_file];
+        while at >= runs[torn_file].2 {
+            at -= runs[torn_file].2;
             torn_file += 1;
         }
-        let mut bytes = std::fs::read(&files[torn_file]).unwrap();
+        let path = &runs[torn_file].1;
+        let mut bytes = std::fs::read(path).unwrap();
         bytes[at] ^= 0x5A;
-        std::fs::write(&files[torn_file], &bytes).unwrap();
+        std::fs::write(path, &bytes).unwrap();
         // The torn record: the one whose bytes hold `at`.
-        let before: usize = lens[..torn_file].iter().sum::<usize>() + at;
         let mut offset = 0;
-        let mut torn_seq = 0;
-        for (i, size) in sizes.iter().enumerate() {
-            // The runs, end to end, are the records in order.
-            let rec = HEAD + FIXED + json(i as u64, *size).len();
-            if before < offset + rec {
-                torn_seq = i;
+        let mut torn_seq = runs[torn_file].0;
+        loop {
+            let rec = HEAD + FIXED + json(torn_seq, sizes[torn_seq as usize]).len();
+            if at < offset + rec {
                 break;
             }
             offset += rec;
+            torn_seq += 1;
         }
-        let (_, events) = EventLog::open_sized(dir.path(), 0, SMALL).unwrap();
+        let (_, events) = open(dir.path(), 0);
         let got = seqs(&events);
-        // Every record before the torn one survives and the torn one does
-        // not; later ones in its segment go with it, those of later
-        // segments are whole and come back, in order.
-        proptest::prop_assert!(!got.contains(&(torn_seq as u64)), "torn record {torn_seq} read back: {got:?}");
-        for s in 0..torn_seq as u64 {
+        proptest::prop_assert!(!got.contains(&torn_seq), "torn record {torn_seq} read back: {got:?}");
+        for s in 0..torn_seq {
             proptest::prop_assert!(got.contains(&s), "record {s} before the tear lost: {got:?}");
         }
         proptest::prop_assert!(got.windows(2).all(|w| w[0] < w[1]));

@@ -30,7 +30,17 @@
 //! (the oldest sequence number still retained, which the caller persists
 //! before it retires segments) are dropped. A segment found at open is never
 //! appended to again (whatever a crash left after its run stays unread), so
-//! the log's writes always start in a segment of its own epoch.
+//! the log's writes always start in a segment of its own epoch; a run that
+//! ends in a record that does not check is logged at warn level.
+//!
+//! **What it assumes**, as SQLite's WAL does by default (powersafe
+//! overwrite): a crash while an append rewrites the disk block it shares
+//! with earlier records leaves each sector of that block old or new, never
+//! torn, so acknowledged bytes stay intact. A record damaged later (a media
+//! error) ends its segment's run like a torn one: the records after it in
+//! that segment are lost, and if they were the newest, their numbers are
+//! given again after the restart, as SQLite drops the WAL frames after a
+//! bad checksum.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -38,6 +48,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -56,6 +67,16 @@ const PREFIX: &str = "events-";
 const SUFFIX: &str = ".log";
 /// Suffix of a segment being prepared (removed at open: a crash left it).
 const PART: &str = ".part";
+/// Segment numbers are below this (ten digits); a file with a larger one
+/// is not the log's and is left alone.
+const MAX_NAME: u64 = 10_000_000_000;
+/// After a preparation failed, none is tried for this long.
+const PREPARE_BACKOFF: Duration = Duration::from_secs(60);
+/// No segment is prepared while the file system has less free space than
+/// this many segments: the growing segment keeps what is left.
+const PREPARE_MIN_FREE_SEGMENTS: u64 = 4;
+/// How long dropping the log waits for a segment being prepared.
+const DROP_WAIT: Duration = Duration::from_secs(10);
 
 /// One segment file.
 #[derive(Debug)]
@@ -96,6 +117,8 @@ pub struct EventLog {
     spare: Vec<Segment>,
     /// The segment being prepared in the background, if one is.
     preparing: Option<Receiver<io::Result<Segment>>>,
+    /// No preparation before this (set when one failed).
+    prepare_after: Option<Instant>,
     /// The number in the next new segment's file name.
     next_name: u64,
     /// Encoding buffer, reused.
@@ -145,6 +168,7 @@ impl EventLog {
             live: VecDeque::new(),
             spare: Vec::new(),
             preparing: None,
+            prepare_after: None,
             next_name: 0,
             buf: Vec::new(),
         };
@@ -162,15 +186,24 @@ impl EventLog {
                 .strip_prefix(PREFIX)
                 .and_then(|n| n.strip_suffix(SUFFIX))
                 .and_then(|n| n.parse::<u64>().ok())
+                .filter(|n| *n < MAX_NAME)
             else {
                 continue;
             };
             log.next_name = log.next_name.max(number + 1);
             let path = entry.path();
             let mut file = OpenOptions::new().read(true).write(true).open(&path)?;
+            // No record lies past `segment_bytes` (appends rotate there).
             let mut bytes = Vec::new();
-            file.read_to_end(&mut bytes)?;
+            (&mut file).take(segment_bytes).read_to_end(&mut bytes)?;
             let (run, len) = read_run(&bytes);
+            if !clean_end(&bytes, len) {
+                tracing::warn!(
+                    segment = %path.display(),
+                    offset = len,
+                    "an event log segment ends in a record that does not check: a write cut short by a crash (never acknowledged), or damage"
+                );
+            }
             let mut run: Vec<StoredEvent> = run.into_iter().filter(|e| e.seq >= tail).collect();
             let segment = Segment {
                 file,
@@ -263,11 +296,16 @@ impl EventLog {
     ///
     /// When a segment cannot be deleted.
     pub fn retire(&mut self, tail: u64) -> io::Result<()> {
+        let mut result = Ok(());
         while self.live.len() > 1 && self.live[0].last.is_none_or(|last| last < tail) {
             let s = self.live.pop_front().expect("checked");
-            self.discard(s)?;
+            // A segment that cannot be deleted stays on disk until a
+            // restart drops it (its events are below the tail).
+            if let Err(e) = self.discard(s) {
+                result = result.and(Err(e));
+            }
         }
-        Ok(())
+        result
     }
 
     /// Whether [`EventLog::retire`] with `tail` would free a segment.
@@ -355,12 +393,25 @@ impl EventLog {
         if !self.spare.is_empty()
             || self.preparing.is_some()
             || (active.prepared && active.len < self.segment_bytes / 2)
+            || self.prepare_after.is_some_and(|t| Instant::now() < t)
         {
             return;
         }
         // A growing segment that stays small (a quiet venue, the tests)
         // is not worth 16 MiB of zeros.
         if !active.prepared && active.len < self.segment_bytes / 16 {
+            return;
+        }
+        // Zeros must not take the last free space from the appends.
+        let free = rustix::fs::statvfs(&self.dir)
+            .map(|v| v.f_bavail.saturating_mul(v.f_frsize))
+            .unwrap_or(u64::MAX);
+        if free < PREPARE_MIN_FREE_SEGMENTS * self.segment_bytes {
+            self.prepare_after = Some(Instant::now() + PREPARE_BACKOFF);
+            tracing::warn!(
+                free_bytes = free,
+                "little free space: the event log keeps appending to a growing segment"
+            );
             return;
         }
         let part = self.next_path(PART);
@@ -373,6 +424,7 @@ impl EventLog {
                 let made = prepare(&dir, &part, size);
                 if made.is_err() {
                     let _ = std::fs::remove_file(&part);
+                    let _ = std::fs::remove_file(part.with_extension(""));
                 }
                 let _ = tx.send(made);
             });
@@ -392,6 +444,7 @@ impl EventLog {
             }
             Ok(Err(e)) => {
                 self.preparing = None;
+                self.prepare_after = Some(Instant::now() + PREPARE_BACKOFF);
                 tracing::warn!(error = %e, "cannot prepare an event log segment; appending to a growing one");
             }
             Err(TryRecvError::Empty) => {}
@@ -405,7 +458,7 @@ impl Drop for EventLog {
     /// directory must not race its rename.
     fn drop(&mut self) {
         if let Some(rx) = self.preparing.take() {
-            let _ = rx.recv();
+            let _ = rx.recv_timeout(DROP_WAIT);
         }
     }
 }
@@ -476,6 +529,21 @@ fn encode(buf: &mut Vec<u8>, epoch: u64, r: &LogRecord<'_>) {
     buf[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// Whether a run ending at `len` ends cleanly: at the end of the file, at
+/// zeros, or at a whole record of another use of the segment.
+fn clean_end(bytes: &[u8], len: u64) -> bool {
+    let rest = bytes.get(len as usize..).unwrap_or_default();
+    if rest.len() < HEAD || rest[..HEAD].iter().all(|&b| b == 0) {
+        return true;
+    }
+    let size = u32::from_le_bytes(rest[0..4].try_into().unwrap_or_default()) as usize;
+    let crc = u32::from_le_bytes(rest[4..8].try_into().unwrap_or_default());
+    size >= FIXED
+        && rest
+            .get(HEAD..HEAD.saturating_add(size))
+            .is_some_and(|payload| crc32fast::hash(payload) == crc)
+}
+
 fn le_u64(b: &[u8]) -> u64 {
     u64::from_le_bytes(b.try_into().unwrap_or_default())
 }
@@ -492,7 +560,10 @@ fn read_run(bytes: &[u8]) -> (Vec<StoredEvent>, u64) {
         if len < FIXED {
             break;
         }
-        let Some(payload) = bytes.get(at + HEAD..at + HEAD + len) else {
+        let Some(payload) = at
+            .checked_add(HEAD + len)
+            .and_then(|end| bytes.get(at + HEAD..end))
+        else {
             break;
         };
         if crc32fast::hash(payload) != crc {

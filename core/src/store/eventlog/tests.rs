@@ -270,3 +270,41 @@ proptest::proptest! {
         proptest::prop_assert!(got.windows(2).all(|w| w[0] < w[1]));
     }
 }
+
+#[test]
+fn odd_files_in_the_directory_are_no_trouble() {
+    let dir = tempfile::tempdir().unwrap();
+    // A number no segment has (more than ten digits), a stranger, a
+    // leftover of a preparation cut short.
+    std::fs::write(dir.path().join("events-18446744073709551615.log"), b"x").unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"hello").unwrap();
+    std::fs::write(dir.path().join("events-0000000007.log.part"), [0u8; 64]).unwrap();
+    let (mut log, events) = open(dir.path(), 0);
+    assert!(events.is_empty());
+    append(&mut log, 0, 2, 60);
+    drop(log);
+    assert!(!dir.path().join("events-0000000007.log.part").exists());
+    assert!(dir.path().join("notes.txt").exists());
+    assert!(dir.path().join("events-18446744073709551615.log").exists());
+    let (_, events) = open(dir.path(), 0);
+    assert_eq!(seqs(&events), [0, 1]);
+}
+
+#[test]
+fn a_run_ends_cleanly_at_zeros_the_end_or_an_older_use() {
+    let j = json(0, 80);
+    let mut bytes = Vec::new();
+    encode(&mut bytes, 1, &record(0, &j));
+    let len = bytes.len() as u64;
+    assert!(clean_end(&bytes, len), "end of file");
+    let mut zeros = bytes.clone();
+    zeros.resize(4096, 0);
+    assert!(clean_end(&zeros, len), "zeros");
+    let mut older = bytes.clone();
+    encode(&mut older, 2, &record(40, &j));
+    assert!(clean_end(&older, len), "a record of another epoch");
+    let mut torn = older.clone();
+    let last = torn.len() - 1;
+    torn[last] ^= 1;
+    assert!(!clean_end(&torn, len), "a record that does not check");
+}

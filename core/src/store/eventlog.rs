@@ -95,6 +95,21 @@ struct Segment {
 }
 
 impl Segment {
+    /// A new, empty segment about to be written.
+    fn started(file: File, path: PathBuf, prepared: bool) -> Segment {
+        let mut s = Segment {
+            file,
+            path,
+            epoch: 0,
+            first: None,
+            last: None,
+            len: 0,
+            prepared,
+        };
+        s.restart();
+        s
+    }
+
     /// Empties it for reuse, with a new epoch.
     fn restart(&mut self) {
         self.epoch = rand::random();
@@ -365,17 +380,7 @@ impl EventLog {
             .create_new(true)
             .open(&path)?;
         File::open(&self.dir)?.sync_all()?;
-        let mut s = Segment {
-            file,
-            path,
-            epoch: 0,
-            first: None,
-            last: None,
-            len: 0,
-            prepared: false,
-        };
-        s.restart();
-        Ok(s)
+        Ok(Segment::started(file, path, false))
     }
 
     fn next_path(&mut self, suffix: &str) -> PathBuf {
@@ -502,17 +507,7 @@ fn prepare(dir: &Path, part: &Path, size: u64) -> io::Result<Segment> {
     let path = part.with_extension("");
     std::fs::rename(part, &path)?;
     File::open(dir)?.sync_all()?;
-    let mut s = Segment {
-        file,
-        path,
-        epoch: 0,
-        first: None,
-        last: None,
-        len: 0,
-        prepared: true,
-    };
-    s.restart();
-    Ok(s)
+    Ok(Segment::started(file, path, true))
 }
 
 fn encode(buf: &mut Vec<u8>, epoch: u64, r: &LogRecord<'_>) {

@@ -30,8 +30,10 @@
 //! (the oldest sequence number still retained, which the caller persists
 //! before it retires segments) are dropped. A segment found at open is never
 //! appended to again (whatever a crash left after its run stays unread), so
-//! the log's writes always start in a segment of its own epoch; a run that
-//! ends in a record that does not check is logged at warn level.
+//! the log's writes always start in a segment of its own epoch. Every append
+//! writes a zero header after its records (the next one writes over it), so
+//! a run that ends anywhere else was cut short by a crash or damaged: that
+//! is logged at warn level.
 //!
 //! **What it assumes**, as SQLite's WAL does by default (powersafe
 //! overwrite): a crash while an append rewrites the disk block it shares
@@ -351,8 +353,13 @@ impl EventLog {
         }
         let i = self.live.len() - 1;
         let active = &mut self.live[i];
+        let end = start + self.buf.len() as u64;
+        // A zero header after the records (the next append writes over
+        // it): a run that ends anywhere else was cut short or damaged.
+        let terminator = (HEAD as u64).min(self.segment_bytes.saturating_sub(end)) as usize;
+        self.buf.resize(self.buf.len() + terminator, 0);
         active.file.write_all_at(&self.buf, start)?;
-        active.len = start + self.buf.len() as u64;
+        active.len = end;
         touched.push(i);
         self.buf.clear();
         Ok(())
@@ -524,19 +531,11 @@ fn encode(buf: &mut Vec<u8>, epoch: u64, r: &LogRecord<'_>) {
     buf[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Whether a run ending at `len` ends cleanly: at the end of the file, at
-/// zeros, or at a whole record of another use of the segment.
+/// Whether a run ending at `len` ends cleanly: at the end of the file or at
+/// the zero header every append writes after its records.
 fn clean_end(bytes: &[u8], len: u64) -> bool {
     let rest = bytes.get(len as usize..).unwrap_or_default();
-    if rest.len() < HEAD || rest[..HEAD].iter().all(|&b| b == 0) {
-        return true;
-    }
-    let size = u32::from_le_bytes(rest[0..4].try_into().unwrap_or_default()) as usize;
-    let crc = u32::from_le_bytes(rest[4..8].try_into().unwrap_or_default());
-    size >= FIXED
-        && rest
-            .get(HEAD..HEAD.saturating_add(size))
-            .is_some_and(|payload| crc32fast::hash(payload) == crc)
+    rest.len() < HEAD || rest[..HEAD].iter().all(|&b| b == 0)
 }
 
 fn le_u64(b: &[u8]) -> u64 {

@@ -291,20 +291,31 @@ fn odd_files_in_the_directory_are_no_trouble() {
 }
 
 #[test]
-fn a_run_ends_cleanly_at_zeros_the_end_or_an_older_use() {
-    let j = json(0, 80);
-    let mut bytes = Vec::new();
-    encode(&mut bytes, 1, &record(0, &j));
-    let len = bytes.len() as u64;
-    assert!(clean_end(&bytes, len), "end of file");
-    let mut zeros = bytes.clone();
-    zeros.resize(4096, 0);
-    assert!(clean_end(&zeros, len), "zeros");
-    let mut older = bytes.clone();
-    encode(&mut older, 2, &record(40, &j));
-    assert!(clean_end(&older, len), "a record of another epoch");
-    let mut torn = older.clone();
-    let last = torn.len() - 1;
-    torn[last] ^= 1;
-    assert!(!clean_end(&torn, len), "a record that does not check");
+fn a_run_ends_cleanly_only_where_an_append_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = open(dir.path(), 0);
+    append(&mut log, 0, 2, 80);
+    append(&mut log, 2, 3, 80);
+    drop(log);
+    let path = &segment_files(dir.path())[0];
+    let bytes = std::fs::read(path).unwrap();
+    let (run, len) = read_run(&bytes);
+    assert_eq!(seqs(&run), [0, 1, 2]);
+    assert!(clean_end(&bytes, len), "after the last append");
+    // The same segment reused: new records over the start of old ones end
+    // at their terminator, not in the middle of an old record.
+    let mut reused = bytes.clone();
+    let mut newer = Vec::new();
+    encode(&mut newer, 9, &record(7, &json(7, 30)));
+    newer.extend_from_slice(&[0; HEAD]);
+    reused[..newer.len()].copy_from_slice(&newer);
+    let (run, len) = read_run(&reused);
+    assert_eq!(seqs(&run), [7]);
+    assert!(clean_end(&reused, len));
+    // A record torn in the middle of the run.
+    let mut torn = bytes.clone();
+    torn[HEAD + FIXED + 10] ^= 1;
+    let (run, len) = read_run(&torn);
+    assert!(run.is_empty());
+    assert!(!clean_end(&torn, len));
 }

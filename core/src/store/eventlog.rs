@@ -314,7 +314,7 @@ impl EventLog {
     /// When a segment cannot be deleted.
     pub fn retire(&mut self, tail: u64) -> io::Result<()> {
         let mut result = Ok(());
-        while self.live.len() > 1 && self.live[0].last.is_none_or(|last| last < tail) {
+        while self.retirable(tail) {
             let s = self.live.pop_front().expect("checked");
             // A segment that cannot be deleted stays on disk until a
             // restart drops it (its events are below the tail).
@@ -334,11 +334,10 @@ impl EventLog {
         self.live.back().expect("a live segment")
     }
 
-    /// Keeps `s` as a spare if it is prepared and there is room, else
-    /// deletes it.
-    fn discard(&mut self, mut s: Segment) -> io::Result<()> {
+    /// Keeps `s` as a spare if it is prepared and there is room (it is
+    /// restarted when taken), else deletes it.
+    fn discard(&mut self, s: Segment) -> io::Result<()> {
         if s.prepared && self.spare.len() < MAX_SPARE {
-            s.restart();
             self.spare.push(s);
             Ok(())
         } else {

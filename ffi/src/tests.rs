@@ -574,6 +574,21 @@ fn submitted_events_are_committed_in_order_and_reach_subscribers() {
             FloorbellStatus::InvalidArgument
         );
         assert!(last_error().contains("code"), "{}", last_error());
+        // Larger than the HTTP body limit: refused here, never handed to the
+        // store (whose failure would stop every later write).
+        let huge = cs(&format!(
+            r#"{{"code":"a","order":{{"note":"{}"}}}}"#,
+            "x".repeat(17 << 20)
+        ));
+        assert_eq!(
+            floorbell_engine_submit_event(engine, huge.as_ptr()),
+            FloorbellStatus::InvalidArgument
+        );
+        assert!(last_error().contains("longer than"), "{}", last_error());
+        assert_eq!(
+            floorbell_engine_publish_event(engine, huge.as_ptr(), std::ptr::null_mut()),
+            FloorbellStatus::InvalidArgument
+        );
         assert_eq!(
             floorbell_engine_submit_event(engine, std::ptr::null()),
             FloorbellStatus::NullPointer

@@ -22,6 +22,12 @@ pub const MAX_CODE_LEN: usize = 64;
 /// SPEC gap: the spec sets none; 256 bytes is far above any venue's labels.
 pub const MAX_TABLE_NAME_LEN: usize = 256;
 
+/// The largest event body [`prepare_event`] takes: the HTTP API's body limit
+/// (SPEC §0, 1 MiB), so an event published in process through the C ABI is
+/// held to the same size as one sent over HTTP, and no event can outgrow
+/// what the store accepts in one record.
+pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
+
 /// Where the 8 hex digits of the hash sit in a [`PreparedEvent`]'s bytes:
 /// right after `{"hash":"0x`.
 const HASH_DIGITS: std::ops::Range<usize> = 11..19;
@@ -63,6 +69,9 @@ pub enum QrError {
     /// A table name longer than [`MAX_TABLE_NAME_LEN`].
     #[error("field \"name\" is longer than {MAX_TABLE_NAME_LEN} bytes")]
     NameTooLong,
+    /// An event body longer than [`MAX_EVENT_BYTES`].
+    #[error("the event is longer than {MAX_EVENT_BYTES} bytes")]
+    TooLarge,
 }
 
 /// A table as SPEC §1.1's `table_repr` shows it.
@@ -143,6 +152,9 @@ pub fn prepare_event(body: &[u8], tables: &TableSet) -> Result<PreparedEvent, Qr
 ///
 /// Any [`QrError`]; nothing is kept on error.
 pub fn prepare_event_str(body: &str, tables: &TableSet) -> Result<PreparedEvent, QrError> {
+    if body.len() > MAX_EVENT_BYTES {
+        return Err(QrError::TooLarge);
+    }
     let [code, table, invoice, order, table_repr] = read_object(body, &EVENT_FIELDS)?;
     let mut out = Vec::with_capacity(EVENT_PREFIX.len() + body.len() + 64);
     out.extend_from_slice(EVENT_PREFIX);

@@ -104,6 +104,23 @@ fn refusals_name_the_problem() {
     assert_eq!(prep(&too_long, &t), Err(QrError::BadCode));
 }
 
+#[test]
+fn an_event_is_at_most_the_http_body_limit() {
+    let t = TableSet::default();
+    // A valid event padded with whitespace to exactly the limit, then one
+    // byte more: the C ABI has no body limit of its own, and the store takes
+    // nothing larger than a log segment.
+    let event = r#"{"code":"a","order":{"x":1}}"#;
+    let at_limit = format!("{event}{}", " ".repeat(MAX_EVENT_BYTES - event.len()));
+    assert!(prep(&at_limit, &t).is_ok());
+    let over = format!("{at_limit} ");
+    assert_eq!(prep(&over, &t), Err(QrError::TooLarge));
+    assert_eq!(
+        QrError::TooLarge.to_string(),
+        "the event is longer than 1048576 bytes"
+    );
+}
+
 /// The `code` of the serialized event, quotes included.
 fn code_of(body: &str) -> Result<String, QrError> {
     let json = prep(body, &TableSet::default())?;

@@ -554,7 +554,7 @@ fn missing_or_wrong_auth_is_401_and_nothing_is_registered() {
 // ---------------------------------------------------------------------------
 
 /// A healthy receiver gets every change: the WebSocket's JSON byte for byte
-/// (`type` first), `Content-Type: application/json`, a valid signature, a
+/// (`type` before `name`, as in the seed), `Content-Type: application/json`, a valid signature, a
 /// new delivery id each, in `seq` order; re-registering with another token
 /// signs from then on with that token's key.
 #[test]
@@ -600,8 +600,8 @@ fn healthy_receiver_gets_every_change_signed_in_seq_order() {
             "{what}: the body is the WebSocket message"
         );
         assert!(
-            message.starts_with(r#"{"type":""#),
-            "{what}: type first: {message}"
+            message.starts_with(r#"{"elapsedTime":"#) && message.contains(r#"","type":"ORDER_"#),
+            "{what}: type before name: {message}"
         );
         let (id, t_sig) = check_delivery(post, &key, &what);
         assert!(

@@ -481,7 +481,7 @@ static class Tests
             var types = seen.Texts(ChangeKind.Order).Select(t => Field(t, "type")).ToArray();
             Equal("ORDER_CREATED ORDER_MODIFIED ORDER_PAGED ORDER_PAGED ORDER_MODIFIED ORDER_CREATED ORDER_CREATED ORDER_MODIFIED ORDER_MODIFIED",
                   string.Join(" ", types), "order changes");
-            Check(seen.Texts(ChangeKind.Order).All(t => t.StartsWith("{\"type\":\"ORDER_") && t.EndsWith("\"}")), "change shape");
+            Check(seen.Texts(ChangeKind.Order).All(t => t.StartsWith("{\"elapsedTime\":") && t.Contains("\",\"type\":\"ORDER_") && t.EndsWith("\"}")), "change shape");
         });
     }
 
@@ -527,7 +527,7 @@ static class Tests
             Equal(201, posted.Status, "POST status (" + posted.Body + ")");
             string uuid = Field(posted.Body, "uuid");
             var change = seen.WaitFor((k, t) => k == ChangeKind.Order && t.Contains(uuid));
-            Check(change.Item2.StartsWith("{\"type\":\"ORDER_CREATED\",") && change.Item2.Contains("\"state\":\"located\""), change.Item2);
+            Check(change.Item2.StartsWith("{\"elapsedTime\":") && change.Item2.EndsWith("\"type\":\"ORDER_CREATED\",\"name\":\"501\"}") && change.Item2.Contains("\"state\":\"located\""), change.Item2);
             Check(change.Item3 != Thread.CurrentThread.ManagedThreadId, "callback ran on the caller's thread");
             Check(fb.ActiveOrders().Contains(uuid), "the HTTP order is active");
 

@@ -663,11 +663,12 @@ pub fn recv_snapshot(ws: &mut Ws) -> Vec<Order> {
     parse_snapshot(&recv_text(ws))
 }
 
-/// A change message: `{"type":…,` then the nine summary keys in order.
+/// A change message: the nine summary keys in order, with `type` before
+/// `name` (where the seed's example payload has it).
 pub fn parse_change(text: &str) -> (String, Order) {
     let v = parse_json(text);
-    let mut expected = vec!["type"];
-    expected.extend(ORDER_KEYS);
+    let mut expected = ORDER_KEYS.to_vec();
+    expected.insert(ORDER_KEYS.len() - 1, "type");
     assert_keys(&v, &expected, "a change message");
     let kind = v["type"].as_str().unwrap().to_string();
     assert!(

@@ -35,15 +35,14 @@ pub const SETTINGS_CHANGED: &[u8] = br#"{"status":200,"message":"Settings succes
 /// `{"elapsedTime":9,"uuid":"…","seq":196,"created":"…","orderType":"ON_PREMISE","locationName":"22","state":"located","stateStarted":"…","name":"66"}`.
 /// Times are local-naive in `zone`; `elapsedTime` counts to `now_ms`.
 pub fn write_order(out: &mut Vec<u8>, order: &Order, now_ms: i64, zone: &Zone) {
-    out.push(b'{');
-    write_order_fields(out, order, now_ms, zone);
+    write_summary(out, order, now_ms, zone, None);
 }
 
-/// The summary without its opening brace (the closing one included), so a
-/// message can put its `type` first.
-fn write_order_fields(out: &mut Vec<u8>, order: &Order, now_ms: i64, zone: &Zone) {
+/// The summary, with `"type":KIND` before `name` when `kind` is given (the
+/// place the seed's webhook example shows it).
+fn write_summary(out: &mut Vec<u8>, order: &Order, now_ms: i64, zone: &Zone, kind: Option<&str>) {
     let mut n = itoa::Buffer::new();
-    out.extend_from_slice(b"\"elapsedTime\":");
+    out.extend_from_slice(b"{\"elapsedTime\":");
     out.extend_from_slice(n.format(order.elapsed_secs(now_ms)).as_bytes());
     out.extend_from_slice(b",\"uuid\":");
     write_str(out, &order.uuid);
@@ -59,6 +58,10 @@ fn write_order_fields(out: &mut Vec<u8>, order: &Order, now_ms: i64, zone: &Zone
     out.extend_from_slice(order.state.as_str().as_bytes());
     out.extend_from_slice(b"\",\"stateStarted\":\"");
     zone.write_local_naive(out, order.state_started_ms);
+    if let Some(kind) = kind {
+        out.extend_from_slice(b"\",\"type\":\"");
+        out.extend_from_slice(kind.as_bytes());
+    }
     out.extend_from_slice(b"\",\"name\":");
     write_str(out, &order.name);
     out.push(b'}');
@@ -73,13 +76,18 @@ pub fn order_json(order: &Order, now_ms: i64, zone: &Zone) -> String {
 }
 
 /// A change's message (SPEC §3.4, and the webhook body of §3.6): the summary
-/// with `type` first, `{"type":"ORDER_CREATED","elapsedTime":…}`.
+/// with `type` added where the seed's example payload
+/// (`table-tracker-webhook.txt`) has it, after `stateStarted`:
+/// `{"elapsedTime":9,…,"stateStarted":"…","type":"ORDER_MODIFIED","name":"66"}`.
 pub fn change_message(change: &Change, now_ms: i64, zone: &Zone) -> Vec<u8> {
     let mut out = Vec::with_capacity(260);
-    out.extend_from_slice(b"{\"type\":\"");
-    out.extend_from_slice(change.kind.as_str().as_bytes());
-    out.extend_from_slice(b"\",");
-    write_order_fields(&mut out, &change.order, now_ms, zone);
+    write_summary(
+        &mut out,
+        &change.order,
+        now_ms,
+        zone,
+        Some(change.kind.as_str()),
+    );
     out
 }
 

@@ -614,6 +614,55 @@ fn incomplete_request_head_gets_408_after_10_s_while_others_are_served() {
     assert_eq!(fresh.read_response().status, 200);
 }
 
+/// With an open-file limit it cannot raise (soft = hard = 200), the server
+/// caps its connections below the limit (200 less a quarter kept for its
+/// other files: 150) instead of letting `accept` run out of descriptors,
+/// where a waiting client would get neither an answer nor a refusal: the
+/// 151st connection gets the 503 of SPEC §0, and the server says why.
+#[test]
+fn the_open_file_limit_caps_connections_with_503s() {
+    let server = Launch::new().open_files_limit(200).start();
+    let mut held: Vec<RawConn> = (0..150)
+        .map(|i| {
+            let mut c = server.raw();
+            c.send(&poll_request());
+            assert_eq!(c.read_response().status, 200, "connection {i}");
+            c
+        })
+        .collect();
+    let mut extra = server.raw();
+    extra.set_timeout(Duration::from_secs(5));
+    extra.send_lossy(&poll_request());
+    match extra.read() {
+        ReadEnd::Response(r) => {
+            assert_eq!(r.status, 503, "connection 151 answered {}", r.text());
+            r.assert_json();
+        }
+        ReadEnd::Closed(_) => {}
+        ReadEnd::TimedOut(bytes) => panic!(
+            "connection 151 neither answered 503 nor closed within 5 s (got {:?})",
+            String::from_utf8_lossy(&bytes)
+        ),
+    }
+    let log = server.stderr();
+    assert!(
+        log.contains("open-file limit allows fewer connections")
+            && log.contains("serving_at_most=150"),
+        "{log}"
+    );
+    // Still serving the held ones, and new ones once they go.
+    held[0].send(&poll_request());
+    assert_eq!(held[0].read_response().status, 200);
+    held.clear();
+    let served = wait_until(Duration::from_secs(5), || {
+        let mut c = server.raw();
+        c.set_timeout(Duration::from_secs(2));
+        c.send_lossy(&poll_request());
+        matches!(c.read(), ReadEnd::Response(r) if r.status == 200)
+    });
+    assert!(served, "no connection served after the held ones closed");
+}
+
 #[test]
 fn connections_over_max_connections_get_503_or_are_closed() {
     let server = Launch::new().arg("--max-connections").arg("4").start();

@@ -23,6 +23,7 @@ pub mod courtesy;
 pub mod discovery;
 pub mod engine;
 pub mod fanout;
+pub mod fdlimit;
 pub mod http;
 pub mod local;
 pub mod pages;

@@ -78,6 +78,7 @@ fn main() -> ExitCode {
 fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let config = Config::from_args(args)?;
     init_logging(&config.log_level);
+    floorbell_server::fdlimit::raise();
     let reactors = config.reactor_count();
     let data_dir = config.data_dir.clone();
     let listen = config.listen;

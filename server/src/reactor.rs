@@ -152,6 +152,11 @@ impl ConnectionCap {
         }
     }
 
+    /// The most connections it lets in.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
     fn try_acquire(&self) -> bool {
         // Relaxed: a counter, no data is published through it.
         if self.open.fetch_add(1, Ordering::Relaxed) < self.max {
@@ -377,7 +382,7 @@ impl Hub {
         let mailbox = Arc::new(Mailbox { tx, waker });
         let (work_tx, work_rx) = crossbeam_channel::unbounded();
         let ws_max_queue = usize::try_from(engine.config().ws_max_queue).unwrap_or(usize::MAX);
-        let keys = engine.config().max_connections.clamp(1, MAX_KEYS);
+        let keys = cap.max().clamp(1, MAX_KEYS);
         let shards = (0..threads.max(1))
             .map(|_| {
                 let (tx, rx) = crossbeam_channel::unbounded();
@@ -659,6 +664,11 @@ struct Worker {
     targets: Vec<usize>,
     /// When to give the CPU away.
     courtesy: Courtesy,
+    /// A descriptor held for the moment the process runs out of them: let
+    /// go to accept a waiting connection and answer it 503 (the poll is
+    /// edge-triggered, so a connection left in the backlog would get no
+    /// readiness again), then taken back.
+    spare: Option<std::fs::File>,
 }
 
 impl Worker {
@@ -671,6 +681,7 @@ impl Worker {
             ws_events: Vec::new(),
             targets: Vec::new(),
             courtesy: Courtesy::default(),
+            spare: std::fs::File::open("/dev/null").ok(),
         }
     }
 
@@ -678,6 +689,16 @@ impl Worker {
     fn tick(&mut self) {
         self.now = Instant::now();
         self.date.refresh(SystemTime::now());
+    }
+
+    /// Answers a connection over the cap 503 and closes it. Best effort,
+    /// never blocking: the socket is fresh, so a small answer fits its send
+    /// buffer.
+    fn refuse(&self, mut stream: TcpStream) {
+        let body = br#"{"status":503,"message":"too many connections"}"#;
+        let mut out = Vec::new();
+        http::write_response(&mut out, 503, body, true, false, &self.date);
+        let _ = stream.write(&out);
     }
 
     fn accept_all(&mut self, hub: &Hub, listener: &mut Option<TcpListener>) {
@@ -689,9 +710,24 @@ impl Worker {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    // Out of descriptors (the cap is kept under the limit, so
+                    // something else holds them): refuse the waiting
+                    // connection with the spare descriptor, and the next.
+                    if self.spare.take().is_none() {
+                        tracing::warn!(error = %e, "accept failed");
+                        return;
+                    }
+                    if let Ok((stream, _)) = l.accept() {
+                        tracing::warn!(error = %e, "out of file descriptors: a connection refused with 503");
+                        self.refuse(stream);
+                    }
+                    self.spare = std::fs::File::open("/dev/null").ok();
+                    continue;
+                }
                 Err(e) => {
-                    // EMFILE and the like: log and wait for the next readiness
-                    // rather than spinning.
+                    // Others: log and wait for the next readiness rather
+                    // than spinning.
                     tracing::warn!(error = %e, "accept failed");
                     return;
                 }
@@ -706,12 +742,7 @@ impl Worker {
                 None
             };
             let Some(key) = key else {
-                // Best effort, never blocking: the socket is fresh, so a small
-                // answer fits its send buffer.
-                let body = br#"{"status":503,"message":"too many connections"}"#;
-                let mut out = Vec::new();
-                http::write_response(&mut out, 503, body, true, false, &self.date);
-                let _ = stream.write(&out);
+                self.refuse(stream);
                 continue;
             };
             let _ = stream.set_nodelay(true);

@@ -49,7 +49,18 @@ impl Server {
     pub fn start(engine: Arc<Engine>, addr: SocketAddr, reactors: usize) -> io::Result<Server> {
         let socket = listener(addr)?;
         let addr = socket.local_addr()?;
-        let cap = Arc::new(ConnectionCap::new(engine.config().max_connections));
+        let wanted = engine.config().max_connections;
+        let max = crate::fdlimit::cap(wanted, crate::fdlimit::current());
+        if max < wanted {
+            tracing::warn!(
+                max_connections = wanted,
+                open_file_limit = crate::fdlimit::current(),
+                serving_at_most = max,
+                "the open-file limit allows fewer connections than --max-connections \
+                 (raise it with `ulimit -n` or LimitNOFILE=)"
+            );
+        }
+        let cap = Arc::new(ConnectionCap::new(max));
         let threads = reactors.max(1);
         let (hub, mailbox) = Hub::new(socket, Arc::clone(&engine), cap, threads)?;
         let mut server = Server {

@@ -118,6 +118,8 @@ pub struct Launch {
     /// `RLIMIT_FSIZE` for the server, with `SIGXFSZ` ignored: a write that
     /// would grow a file past it fails (`EFBIG`), as on a full disk.
     file_size_limit: Option<libc::rlim_t>,
+    /// `RLIMIT_NOFILE` for the server, soft and hard (so it cannot raise it).
+    open_files_limit: Option<libc::rlim_t>,
 }
 
 impl Default for Launch {
@@ -135,6 +137,7 @@ impl Launch {
             standard_flags: true,
             args: Vec::new(),
             file_size_limit: None,
+            open_files_limit: None,
         }
     }
 
@@ -147,6 +150,7 @@ impl Launch {
             standard_flags: false,
             args: args.iter().map(|s| s.to_string()).collect(),
             file_size_limit: None,
+            open_files_limit: None,
         }
     }
 
@@ -173,6 +177,13 @@ impl Launch {
     /// is real, for the tests of what follows one.
     pub fn file_size_limit(mut self, bytes: libc::rlim_t) -> Self {
         self.file_size_limit = Some(bytes);
+        self
+    }
+
+    /// Lets the server hold at most `files` descriptors (`RLIMIT_NOFILE`,
+    /// soft and hard), like a host whose limit it cannot raise.
+    pub fn open_files_limit(mut self, files: libc::rlim_t) -> Self {
+        self.open_files_limit = Some(files);
         self
     }
 
@@ -226,19 +237,27 @@ impl Launch {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if let Some(bytes) = self.file_size_limit {
+        let (file_size, open_files) = (self.file_size_limit, self.open_files_limit);
+        if file_size.is_some() || open_files.is_some() {
             use std::os::unix::process::CommandExt;
             // SAFETY: between fork and exec only async-signal-safe calls
             // (signal, setrlimit) on plain values.
             unsafe {
                 command.pre_exec(move || {
-                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-                    let limit = libc::rlimit {
-                        rlim_cur: bytes,
-                        rlim_max: bytes,
+                    let limit = |n| libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
                     };
-                    if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
-                        return Err(std::io::Error::last_os_error());
+                    if let Some(bytes) = file_size {
+                        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                        if libc::setrlimit(libc::RLIMIT_FSIZE, &limit(bytes)) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                    if let Some(files) = open_files {
+                        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit(files)) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
                     }
                     Ok(())
                 });

@@ -1675,6 +1675,52 @@ fn fragmented_text_is_reassembled() {
     );
 }
 
+/// A frame begun and not finished, or a fragmented message whose last
+/// fragment never comes, holds its bytes for at most the 10 s of an HTTP
+/// request (SPEC §0): then the connection is closed with 1008. A kiosk that
+/// sends nothing at all stays open.
+#[test]
+fn a_message_left_unfinished_is_closed_with_1008_after_10_s() {
+    let s = Launch::new().start();
+    let mut half_frame = s.ws("/ws/kiosk");
+    let mut half_message = s.ws("/ws/kiosk");
+    let mut quiet = s.ws("/ws/kiosk");
+    let started = Instant::now();
+    // A masked text frame of 5 bytes: its header, and no mask key or payload.
+    half_frame.get_mut().write_all(&[0x81, 0x85]).unwrap();
+    send_frame(
+        &mut half_message,
+        OpCode::Data(Data::Text),
+        b"new a@exa",
+        false,
+    );
+    for (ws, what) in [
+        (&mut half_frame, "half a frame"),
+        (&mut half_message, "half a message"),
+    ] {
+        ws.get_ref()
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        let (code, reason, texts) = recv_close(ws);
+        let after = started.elapsed();
+        assert_eq!(
+            (code, reason.as_str()),
+            (1008, "message not completed within 10 seconds"),
+            "{what}"
+        );
+        assert!(texts.is_empty(), "{what}: {texts:?}");
+        assert!(
+            after >= Duration::from_secs(10) && after < Duration::from_secs(13),
+            "{what}: closed after {after:?}"
+        );
+    }
+    say(
+        &mut quiet,
+        "query a@example.com",
+        "error query visitor email does not exist",
+    );
+}
+
 #[test]
 fn ping_between_fragments_is_answered() {
     let s = Launch::new().start();

@@ -73,6 +73,19 @@ const MAX_IN_FLIGHT: usize = 64;
 /// How long a WebSocket client that is being closed may take to read its
 /// close frame before the connection is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// A WebSocket connection with output pending that the socket has taken
+/// nothing of for this long is dropped: its client stopped reading (or is
+/// gone), and what is queued for it (an initial state, pongs) is let go.
+const WS_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// TCP keep-alive on WebSocket connections: the first probe after this much
+/// silence, then one every [`KEEPALIVE_INTERVAL`], [`KEEPALIVE_PROBES`] in
+/// all; and sent data unacknowledged for [`TCP_USER_TIMEOUT`] ends the
+/// connection. So a console whose network went away without a FIN is
+/// closed (and its table freed, SPEC §2.5) within about a minute.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_PROBES: u32 = 3;
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
 /// After a shutdown request, how long answers still owed may take.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Output buffers above this are released once sent, so a connection that
@@ -187,6 +200,8 @@ struct WsConn {
     role: WsRole,
     /// Reassembly of fragmented messages.
     reader: WsReader,
+    /// When the fragmented message being reassembled began.
+    message_started: Option<Instant>,
     /// Receives broadcasts (set when its initial state is delivered).
     active: bool,
     /// Commands sent to the board whose replies are not delivered yet: at
@@ -221,6 +236,8 @@ struct Conn {
     request_started: Option<Instant>,
     /// Last read or write progress.
     last_active: Instant,
+    /// Last write progress (or the accept).
+    last_written: Instant,
     /// The peer sent FIN: answer what is complete, then close.
     peer_closed: bool,
     /// Close once the output is written.
@@ -255,6 +272,33 @@ struct Conn {
 }
 
 impl Conn {
+    /// A connection just accepted at `now`.
+    fn new(stream: TcpStream, peer: Option<std::net::IpAddr>, id: u64, now: Instant) -> Self {
+        Conn {
+            stream,
+            peer,
+            id,
+            input: Vec::new(),
+            out: Vec::new(),
+            out_pos: 0,
+            awaiting: None,
+            continue_sent: false,
+            request_started: None,
+            last_active: now,
+            last_written: now,
+            peer_closed: false,
+            close_after_write: false,
+            unread: true,
+            read_closed: false,
+            queue: VecDeque::new(),
+            queued: 0,
+            initial: 0,
+            queue_front_started: false,
+            streamed: None,
+            ws: None,
+        }
+    }
+
     /// Output not yet written.
     fn unsent(&self) -> usize {
         self.out.len() - self.out_pos + self.queued + self.streamed.as_ref().map_or(0, |s| s.left())
@@ -756,28 +800,7 @@ impl Worker {
                     Interest::READABLE | Interest::WRITABLE,
                 )?;
                 let id = hub.next_conn_id.fetch_add(1, Ordering::Relaxed) + 1;
-                *entry = Some(Box::new(Conn {
-                    stream,
-                    peer: Some(peer.ip()),
-                    id,
-                    input: Vec::new(),
-                    out: Vec::new(),
-                    out_pos: 0,
-                    awaiting: None,
-                    continue_sent: false,
-                    request_started: None,
-                    last_active: now,
-                    peer_closed: false,
-                    close_after_write: false,
-                    unread: true,
-                    read_closed: false,
-                    queue: VecDeque::new(),
-                    queued: 0,
-                    initial: 0,
-                    queue_front_started: false,
-                    streamed: None,
-                    ws: None,
-                }));
+                *entry = Some(Box::new(Conn::new(stream, Some(peer.ip()), id, now)));
                 io::Result::Ok(())
             });
             if let Some(Err(e)) = registered {
@@ -1062,11 +1085,13 @@ impl Worker {
                 conn.ws = Some(Box::new(WsConn {
                     role,
                     reader: WsReader::default(),
+                    message_started: None,
                     active: false,
                     in_flight: 0,
                     auth_deadline: None,
                 }));
                 conn.request_started = None;
+                detect_dead_peer(&conn.stream);
                 let id = conn_id(HUB, key, conn.id);
                 if role != WsRole::Orders {
                     let taken = hub
@@ -1165,6 +1190,11 @@ impl Worker {
         let role = ws.role;
         let mut events = std::mem::take(&mut self.ws_events);
         let used = ws.reader.decode(buf, &mut events);
+        ws.message_started = if ws.reader.is_reassembling() {
+            ws.message_started.or(Some(self.now))
+        } else {
+            None
+        };
         let id = conn_id(HUB, key, conn.id);
         for event in events.drain(..) {
             match event {
@@ -1353,6 +1383,8 @@ fn expired(conn: &mut Conn, now: Instant, date: &DateCache) -> Option<bool> {
     if conn.awaiting.is_some() {
         return None;
     }
+    let unsent = conn.unsent();
+    let frame_started = conn.request_started.filter(|_| !conn.input.is_empty());
     if let Some(ws) = conn.ws.as_mut() {
         // A WebSocket client may stay idle for ever; one that does not read
         // its close frame is dropped after a grace period.
@@ -1363,6 +1395,26 @@ fn expired(conn: &mut Conn, now: Instant, date: &DateCache) -> Option<bool> {
             // SPEC §3.4: silence past --ws-auth-timeout.
             ws.auth_deadline = None;
             queue_close(conn, close_code::POLICY, "authentication timeout");
+            return Some(false);
+        }
+        if unsent > 0 && now.duration_since(conn.last_written) >= WS_STALL_TIMEOUT {
+            return Some(true);
+        }
+        // A frame, or a fragmented message, begun and not finished: its bytes
+        // are not held for ever.
+        let begun = match (frame_started, ws.message_started) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if begun.is_some_and(|started| now.duration_since(started) >= REQUEST_TIMEOUT) {
+            ws.message_started = None;
+            conn.input = Vec::new();
+            conn.request_started = None;
+            queue_close(
+                conn,
+                close_code::POLICY,
+                "message not completed within 10 seconds",
+            );
             return Some(false);
         }
         return None;
@@ -1465,6 +1517,23 @@ fn queue_initial(conn: &mut Conn, frame: Bytes) {
     conn.queue.push_back(frame);
 }
 
+/// Turns on the kernel's checks for a peer that went away without a word
+/// (see [`KEEPALIVE_IDLE`]). Best effort: a socket that refuses them is
+/// still served.
+fn detect_dead_peer(stream: &TcpStream) {
+    let socket = socket2::SockRef::from(stream);
+    let probes = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    if let Err(e) = socket
+        .set_tcp_keepalive(&probes)
+        .and_then(|()| socket.set_tcp_user_timeout(Some(TCP_USER_TIMEOUT)))
+    {
+        tracing::debug!(error = %e, "cannot set TCP keep-alive on a WebSocket connection");
+    }
+}
+
 /// Writes as much pending output as the socket takes.
 fn flush(conn: &mut Conn, now: Instant) -> io::Result<()> {
     loop {
@@ -1474,6 +1543,7 @@ fn flush(conn: &mut Conn, now: Instant) -> io::Result<()> {
                 Ok(n) => {
                     conn.out_pos += n;
                     conn.last_active = now;
+                    conn.last_written = now;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -1511,6 +1581,7 @@ fn flush(conn: &mut Conn, now: Instant) -> io::Result<()> {
             Err(e) => return Err(e),
         };
         conn.last_active = now;
+        conn.last_written = now;
         conn.queued -= written;
         // The initial state was queued before any change after it.
         conn.initial = conn.initial.saturating_sub(written).min(conn.queued);
@@ -1599,6 +1670,61 @@ mod tests {
         gate.run(|v, bits| v.push(bits));
         assert_eq!(*gate.inner.lock(), [READABLE | RUN]);
         assert!(!gate.marked());
+    }
+
+    /// A WebSocket connection (`/ws/display`) on a real loopback socket.
+    fn ws_conn(now: Instant) -> (Conn, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let mut conn = Conn::new(TcpStream::from_std(server), None, 1, now);
+        conn.ws = Some(Box::new(WsConn {
+            role: WsRole::Display,
+            reader: WsReader::default(),
+            message_started: None,
+            active: true,
+            in_flight: 0,
+            auth_deadline: None,
+        }));
+        (conn, client)
+    }
+
+    /// A WebSocket client may stay silent for ever, but output the socket
+    /// takes nothing of for 60 s is let go with its connection.
+    #[test]
+    fn a_websocket_stalled_for_60_s_is_dropped_and_an_idle_one_is_not() {
+        let t0 = Instant::now();
+        let date = DateCache::default();
+        let (mut conn, _client) = ws_conn(t0);
+        let later = t0 + Duration::from_secs(3600);
+        assert_eq!(expired(&mut conn, later, &date), None, "idle, nothing pending");
+        queue_frame(&mut conn, Bytes::from_static(b"\x81\x01x"), 1 << 20);
+        conn.last_written = later - Duration::from_secs(59);
+        assert_eq!(expired(&mut conn, later, &date), None, "59 s without progress");
+        conn.last_written = later - WS_STALL_TIMEOUT;
+        assert_eq!(expired(&mut conn, later, &date), Some(true), "60 s");
+    }
+
+    /// A frame or a fragmented message begun 10 s ago gets a 1008 close; an
+    /// empty input with a stale start does not.
+    #[test]
+    fn a_websocket_message_unfinished_for_10_s_is_closed() {
+        let t0 = Instant::now();
+        let date = DateCache::default();
+        let (mut conn, _client) = ws_conn(t0);
+        conn.request_started = Some(t0);
+        let later = t0 + REQUEST_TIMEOUT;
+        assert_eq!(expired(&mut conn, later, &date), None, "no bytes held");
+        conn.input = vec![0x81, 0x85];
+        assert_eq!(expired(&mut conn, later - Duration::from_millis(1), &date), None);
+        assert_eq!(expired(&mut conn, later, &date), Some(false));
+        assert!(conn.close_after_write && conn.input.is_empty());
+
+        let (mut conn, _client) = ws_conn(t0);
+        conn.ws.as_mut().unwrap().message_started = Some(t0);
+        assert_eq!(expired(&mut conn, later, &date), Some(false));
+        assert!(conn.close_after_write);
     }
 
     /// The connection table's cost per place (README: `--max-connections`).

@@ -1004,9 +1004,20 @@ impl Worker {
                 }
             };
             // Refusals decided by the head alone are answered before the body
-            // arrives, and close the connection (the body is not read).
+            // arrives, and close the connection (the body is not read). A
+            // request that is all here already (a GET with a wrong token) is
+            // skipped instead, and its connection kept like any other's.
             let early = api::check_body_size(&head, rest)
                 .or_else(|| api::check_auth(&hub.engine, &head, rest, conn.peer));
+            let total = head.head_len + head.body_len;
+            let early = match early {
+                Some(action) if rest.len() >= total => {
+                    used += total;
+                    self.act(hub, key, conn, &head, action);
+                    continue;
+                }
+                early => early,
+            };
             if let Some(Action::Respond { status, body }) = early {
                 let head_only = head.method == Method::Head;
                 http::write_response(
@@ -1020,7 +1031,6 @@ impl Worker {
                 conn.close_after_write = true;
                 return used;
             }
-            let total = head.head_len + head.body_len;
             if rest.len() < total {
                 if head.expect_continue && !conn.continue_sent {
                     conn.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
@@ -1698,10 +1708,18 @@ mod tests {
         let date = DateCache::default();
         let (mut conn, _client) = ws_conn(t0);
         let later = t0 + Duration::from_secs(3600);
-        assert_eq!(expired(&mut conn, later, &date), None, "idle, nothing pending");
+        assert_eq!(
+            expired(&mut conn, later, &date),
+            None,
+            "idle, nothing pending"
+        );
         queue_frame(&mut conn, Bytes::from_static(b"\x81\x01x"), 1 << 20);
         conn.last_written = later - Duration::from_secs(59);
-        assert_eq!(expired(&mut conn, later, &date), None, "59 s without progress");
+        assert_eq!(
+            expired(&mut conn, later, &date),
+            None,
+            "59 s without progress"
+        );
         conn.last_written = later - WS_STALL_TIMEOUT;
         assert_eq!(expired(&mut conn, later, &date), Some(true), "60 s");
     }
@@ -1717,7 +1735,10 @@ mod tests {
         let later = t0 + REQUEST_TIMEOUT;
         assert_eq!(expired(&mut conn, later, &date), None, "no bytes held");
         conn.input = vec![0x81, 0x85];
-        assert_eq!(expired(&mut conn, later - Duration::from_millis(1), &date), None);
+        assert_eq!(
+            expired(&mut conn, later - Duration::from_millis(1), &date),
+            None
+        );
         assert_eq!(expired(&mut conn, later, &date), Some(false));
         assert!(conn.close_after_write && conn.input.is_empty());
 

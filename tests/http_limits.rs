@@ -626,6 +626,48 @@ fn incomplete_request_head_gets_408_after_10_s_while_others_are_served() {
     assert_eq!(fresh.read_response().status, 200);
 }
 
+/// `n` connections, each proven accepted by an answered request.
+fn hold_connections(server: &Server, n: usize) -> Vec<RawConn> {
+    (0..n)
+        .map(|i| {
+            let mut c = server.raw();
+            c.send(&poll_request());
+            assert_eq!(c.read_response().status, 200, "connection {i}");
+            c
+        })
+        .collect()
+}
+
+/// One more connection is answered 503 (or closed) at once; returned open.
+fn assert_refused(server: &Server, what: &str) -> RawConn {
+    let mut extra = server.raw();
+    extra.set_timeout(Duration::from_secs(5));
+    extra.send_lossy(&poll_request());
+    match extra.read() {
+        ReadEnd::Response(r) => {
+            assert_eq!(r.status, 503, "{what} answered {}", r.text());
+            r.assert_json();
+        }
+        ReadEnd::Closed(_) => {}
+        ReadEnd::TimedOut(bytes) => panic!(
+            "{what} neither answered 503 nor closed within 5 s (got {:?})",
+            String::from_utf8_lossy(&bytes)
+        ),
+    }
+    extra
+}
+
+/// A new connection is served within 5 s.
+fn assert_served_again(server: &Server) {
+    let served = wait_until(Duration::from_secs(5), || {
+        let mut c = server.raw();
+        c.set_timeout(Duration::from_secs(2));
+        c.send_lossy(&poll_request());
+        matches!(c.read(), ReadEnd::Response(r) if r.status == 200)
+    });
+    assert!(served, "no connection served after the held ones closed");
+}
+
 /// With an open-file limit it cannot raise (soft = hard = 200), the server
 /// caps its connections below the limit (200 less a quarter kept for its
 /// other files: 150) instead of letting `accept` run out of descriptors,
@@ -634,28 +676,8 @@ fn incomplete_request_head_gets_408_after_10_s_while_others_are_served() {
 #[test]
 fn the_open_file_limit_caps_connections_with_503s() {
     let server = Launch::new().open_files_limit(200).start();
-    let mut held: Vec<RawConn> = (0..150)
-        .map(|i| {
-            let mut c = server.raw();
-            c.send(&poll_request());
-            assert_eq!(c.read_response().status, 200, "connection {i}");
-            c
-        })
-        .collect();
-    let mut extra = server.raw();
-    extra.set_timeout(Duration::from_secs(5));
-    extra.send_lossy(&poll_request());
-    match extra.read() {
-        ReadEnd::Response(r) => {
-            assert_eq!(r.status, 503, "connection 151 answered {}", r.text());
-            r.assert_json();
-        }
-        ReadEnd::Closed(_) => {}
-        ReadEnd::TimedOut(bytes) => panic!(
-            "connection 151 neither answered 503 nor closed within 5 s (got {:?})",
-            String::from_utf8_lossy(&bytes)
-        ),
-    }
+    let mut held = hold_connections(&server, 150);
+    assert_refused(&server, "connection 151");
     let log = server.stderr();
     assert!(
         log.contains("open-file limit allows fewer connections")
@@ -666,42 +688,14 @@ fn the_open_file_limit_caps_connections_with_503s() {
     held[0].send(&poll_request());
     assert_eq!(held[0].read_response().status, 200);
     held.clear();
-    let served = wait_until(Duration::from_secs(5), || {
-        let mut c = server.raw();
-        c.set_timeout(Duration::from_secs(2));
-        c.send_lossy(&poll_request());
-        matches!(c.read(), ReadEnd::Response(r) if r.status == 200)
-    });
-    assert!(served, "no connection served after the held ones closed");
+    assert_served_again(&server);
 }
 
 #[test]
 fn connections_over_max_connections_get_503_or_are_closed() {
     let server = Launch::new().arg("--max-connections").arg("4").start();
-    // Four connections, each proven accepted by an answered request.
-    let mut held: Vec<RawConn> = (0..4)
-        .map(|_| {
-            let mut c = server.raw();
-            c.send(&poll_request());
-            assert_eq!(c.read_response().status, 200);
-            c
-        })
-        .collect();
-
-    let mut extra = server.raw();
-    extra.set_timeout(Duration::from_secs(5));
-    extra.send_lossy(&poll_request());
-    match extra.read() {
-        ReadEnd::Response(r) => {
-            assert_eq!(r.status, 503, "fifth connection answered {}", r.text());
-            r.assert_json();
-        }
-        ReadEnd::Closed(_) => {}
-        ReadEnd::TimedOut(bytes) => panic!(
-            "fifth connection neither answered 503 nor closed within 5 s (got {:?})",
-            String::from_utf8_lossy(&bytes)
-        ),
-    }
+    let mut held = hold_connections(&server, 4);
+    let extra = assert_refused(&server, "fifth connection");
 
     // The held connections still work.
     for c in held.iter_mut() {
@@ -712,11 +706,5 @@ fn connections_over_max_connections_get_503_or_are_closed() {
     // Once they go, new connections are served again.
     drop(extra);
     held.clear();
-    let served = wait_until(Duration::from_secs(5), || {
-        let mut c = server.raw();
-        c.set_timeout(Duration::from_secs(2));
-        c.send_lossy(&poll_request());
-        matches!(c.read(), ReadEnd::Response(r) if r.status == 200)
-    });
-    assert!(served, "no connection served after the held ones closed");
+    assert_served_again(&server);
 }

@@ -1013,6 +1013,7 @@ impl Worker {
             let early = match early {
                 Some(action) if rest.len() >= total => {
                     used += total;
+                    conn.continue_sent = false;
                     self.act(hub, key, conn, &head, action);
                     continue;
                 }

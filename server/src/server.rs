@@ -50,11 +50,12 @@ impl Server {
         let socket = listener(addr)?;
         let addr = socket.local_addr()?;
         let wanted = engine.config().max_connections;
-        let max = crate::fdlimit::cap(wanted, crate::fdlimit::current());
+        let open_file_limit = crate::fdlimit::current();
+        let max = crate::fdlimit::cap(wanted, open_file_limit);
         if max < wanted {
             tracing::warn!(
                 max_connections = wanted,
-                open_file_limit = crate::fdlimit::current(),
+                open_file_limit,
                 serving_at_most = max,
                 "the open-file limit allows fewer connections than --max-connections \
                  (raise it with `ulimit -n` or LimitNOFILE=)"

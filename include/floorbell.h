@@ -59,6 +59,14 @@ typedef enum {
   // A tracked order changed: `data` is the JSON `/api/v2/websocket`
   // sends (SPEC §3.4), `type` first.
   FLOORBELL_CHANGE_ORDER = 3,
+  // The callbacks fell behind: more changes waited for them than
+  // `callback-queue-bytes` (config text, default 64 MiB) allows, and
+  // `data` (a decimal number) of them, committed after every change this
+  // callback was given before, were dropped. The changes after this one
+  // are complete again. Resynchronise from here: the events since the
+  // last hash seen (`floorbell_engine_events_since`), the active orders
+  // (`floorbell_engine_orders_active`), a new ticket session.
+  FLOORBELL_CHANGE_LAGGED = 4,
 } floorbell_change;
 
 // An open engine: one data directory, its live state and, while serving,
@@ -73,7 +81,8 @@ typedef struct floorbell_engine floorbell_engine;
 // call). It runs on floorbell's callback thread (`floorbell-callbacks`),
 // one change at a time in commit order, never on the caller's thread; it may
 // call any floorbell function except `floorbell_engine_close` of the same
-// engine. A slow callback delays only later callbacks.
+// engine. A slow callback delays only later callbacks, and one that falls
+// too far behind gets `FLOORBELL_CHANGE_LAGGED` in place of what it missed.
 typedef void (*floorbell_callback)(void *user_data,
                                    floorbell_change kind,
                                    const char *data,

@@ -654,6 +654,69 @@ static void unsubscribe_stops_callbacks(floorbell_engine *fb, struct changes *se
     for (int i = 0; i < barrier.count; i++) free(barrier.texts[i]);
 }
 
+/* --- a callback that falls behind -------------------------------------- */
+
+struct held {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int released;
+    struct changes *seen;
+};
+
+static void on_change_held(void *user_data, floorbell_change kind, const char *data, size_t length) {
+    struct held *h = user_data;
+    pthread_mutex_lock(&h->lock);
+    while (!h->released) pthread_cond_wait(&h->cond, &h->lock);
+    pthread_mutex_unlock(&h->lock);
+    on_change(h->seen, kind, data, length);
+}
+
+/* A callback held while 60 events commit, with a 2 KiB callback queue: it
+ * hears the first ones, then FLOORBELL_CHANGE_LAGGED with the number it
+ * missed, then the next event; events_since its last hash gives the rest. */
+static void lagging_callback(const char *dir) {
+    char sub_dir[4096];
+    snprintf(sub_dir, sizeof sub_dir, "%s/lagging", dir);
+    floorbell_engine *fb = NULL;
+    CHECK_STATUS(floorbell_engine_open(sub_dir, CONFIG "callback-queue-bytes = 2048\n", &fb), FLOORBELL_STATUS_OK);
+    REQUIRE(fb != NULL, "engine_open gave no handle");
+    struct changes seen = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    seen.main_thread = pthread_self();
+    struct held held = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .seen = &seen};
+    CHECK_STATUS(floorbell_engine_subscribe(fb, on_change_held, &held, NULL), FLOORBELL_STATUS_OK);
+    char hashes[61][11];
+    for (int t = 0; t < 60; t++) {
+        char event[64];
+        snprintf(event, sizeof event, "{\"code\":\"waiter_call\",\"table\":%d}", t);
+        CHECK_STATUS(floorbell_engine_publish_event(fb, event, hashes[t]), FLOORBELL_STATUS_OK);
+    }
+    pthread_mutex_lock(&held.lock);
+    held.released = 1;
+    pthread_cond_broadcast(&held.cond);
+    pthread_mutex_unlock(&held.lock);
+    int lag = wait_for_change(&seen, FLOORBELL_CHANGE_LAGGED, "");
+    REQUIRE(lag > 0, "no FLOORBELL_CHANGE_LAGGED after the first change within %d s", TIMEOUT_SECS);
+    CHECK_STATUS(floorbell_engine_publish_event(fb, "{\"code\":\"waiter_call\",\"table\":60}", hashes[60]),
+                 FLOORBELL_STATUS_OK);
+    CHECK(wait_for_change(&seen, FLOORBELL_CHANGE_EVENT, hashes[60]) == lag + 1, "the event after the notice");
+    pthread_mutex_lock(&seen.lock);
+    int missed = atoi(seen.texts[lag]);
+    CHECK(lag + missed == 60, "heard %d + missed %d != 60", lag, missed);
+    for (int i = 0; i < lag; i++) {
+        CHECK(seen.kinds[i] == FLOORBELL_CHANGE_EVENT && strstr(seen.texts[i], hashes[i]) != NULL,
+              "change %d is not event %s: %s", i, hashes[i], seen.texts[i]);
+    }
+    pthread_mutex_unlock(&seen.lock);
+    /* The resync: everything after the last event heard, nothing before. */
+    char *rest = events_since(fb, hashes[lag - 1]);
+    for (int t = 0; t <= 60; t++) {
+        CHECK((strstr(rest, hashes[t]) != NULL) == (t >= lag), "event %d in the resync: %s", t, rest);
+    }
+    floorbell_string_free(rest);
+    CHECK_STATUS(floorbell_engine_close(fb), FLOORBELL_STATUS_OK);
+    for (int i = 0; i < seen.count; i++) free(seen.texts[i]);
+}
+
 int main(void) {
     char dir[] = "/tmp/floorbell-c-test-XXXXXX";
     REQUIRE(mkdtemp(dir) != NULL, "mkdtemp: %s", strerror(errno));
@@ -679,6 +742,7 @@ int main(void) {
     submit_without_waiting(fb, &seen);
     ticket_through_sessions(fb, &seen);
     unsubscribe_stops_callbacks(fb, &seen, sub);
+    lagging_callback(dir);
 
     CHECK_STATUS(floorbell_engine_stop_serving(fb), FLOORBELL_STATUS_OK);
     char *late = http_exchange(port, "GET /api/v4/events?hash=none HTTP/1.1\r\ntoken: " QR_TOKEN "\r\n\r\n");

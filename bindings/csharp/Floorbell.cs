@@ -53,6 +53,10 @@ namespace Floorbell
         Event = 1,
         Ticket = 2,
         Order = 3,
+        /// <summary>The callback fell too far behind (callback-queue-bytes):
+        /// the text is the number of changes it missed here; resynchronise
+        /// (EventsSince the last hash heard, the active orders).</summary>
+        Lagged = 4,
     }
 
     /// <summary>A floorbell call failed: Status says how, Message says why.</summary>

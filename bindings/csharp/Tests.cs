@@ -48,6 +48,7 @@ static class Tests
         Run("serve and read over HTTP", TestServeAndReadOverHttp);
         Run("callback for an HTTP publish", TestCallbackForHttpPublish);
         Run("callback survives GC, stops after unsubscribe", TestCallbackLifetime);
+        Run("a callback that falls behind is told", TestCallbackLagged);
         Run("a ticket through sessions", TestTicketThroughSessions);
         Run("an order through the binding", TestOrderThroughBinding);
         Run("bad order calls throw and change nothing", TestBadOrderCalls);
@@ -388,6 +389,36 @@ static class Tests
             string h2 = fb.PublishEvent("{\"code\":\"waiter_call\",\"table\":3}");
             barrier.WaitFor((k, t) => t.Contains(h2));
             Check(!seen.Texts(ChangeKind.Event).Any(t => t.Contains(h2)), "an unsubscribed callback was called");
+        });
+    }
+
+    static void TestCallbackLagged()
+    {
+        WithDir(dir =>
+        {
+            using (var fb = new Engine(Path.Combine(dir, "data"), Config + "callback-queue-bytes = 2048\n"))
+            using (var release = new ManualResetEventSlim(false))
+            {
+                var seen = new Collector();
+                fb.Subscribe((k, t) => { release.Wait(TimeSpan.FromSeconds(10)); seen.OnChange(k, t); });
+                var hashes = new List<string>();
+                for (int t = 0; t < 60; t++) hashes.Add(fb.PublishEvent("{\"code\":\"waiter_call\",\"table\":" + t + "}"));
+                release.Set();
+                var notice = seen.WaitFor((k, t) => k == ChangeKind.Lagged);
+                string after = fb.PublishEvent("{\"code\":\"waiter_call\",\"table\":60}");
+                seen.WaitFor((k, t) => t.Contains(after));
+                List<Tuple<ChangeKind, string, int>> heard;
+                lock (seen.Changes) heard = seen.Changes.ToList();
+                int lag = heard.FindIndex(c => c.Item1 == ChangeKind.Lagged);
+                Equal(lag + 2, heard.Count, "one event after the notice");
+                Equal(60, lag + int.Parse(notice.Item2), "heard + missed");
+                for (int i = 0; i < lag; i++)
+                    Check(heard[i].Item1 == ChangeKind.Event && heard[i].Item2.Contains(hashes[i]), "event " + i + " in order");
+                // The resync: everything after the last event heard.
+                string since = fb.EventsSince(hashes[lag - 1]);
+                var resync = Regex.Matches(since, "\"hash\":\"(0x[0-9a-f]{8})\"").Cast<Match>().Select(m => m.Groups[1].Value).ToList();
+                Check(resync.SequenceEqual(hashes.Skip(lag).Concat(new[] { after })), "resync: " + since);
+            }
         });
     }
 

@@ -117,6 +117,14 @@ pub enum FloorbellChange {
     /// A tracked order changed: `data` is the JSON `/api/v2/websocket`
     /// sends (SPEC §3.4), `type` first.
     Order = 3,
+    /// The callbacks fell behind: more changes waited for them than
+    /// `callback-queue-bytes` (config text, default 64 MiB) allows, and
+    /// `data` (a decimal number) of them, committed after every change this
+    /// callback was given before, were dropped. The changes after this one
+    /// are complete again. Resynchronise from here: the events since the
+    /// last hash seen (`floorbell_engine_events_since`), the active orders
+    /// (`floorbell_engine_orders_active`), a new ticket session.
+    Lagged = 4,
 }
 
 /// A subscriber callback: `user_data` as given to
@@ -125,7 +133,8 @@ pub enum FloorbellChange {
 /// call). It runs on floorbell's callback thread (`floorbell-callbacks`),
 /// one change at a time in commit order, never on the caller's thread; it may
 /// call any floorbell function except `floorbell_engine_close` of the same
-/// engine. A slow callback delays only later callbacks.
+/// engine. A slow callback delays only later callbacks, and one that falls
+/// too far behind gets `FLOORBELL_CHANGE_LAGGED` in place of what it missed.
 pub type FloorbellCallback = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -706,18 +715,20 @@ pub unsafe extern "C" fn floorbell_engine_subscribe(
         let user = UserData(user_data);
         let id = handle.engine.local().subscribe(Box::new(move |change| {
             let (kind, text) = match change {
-                Change::Event(b) => (FloorbellChange::Event, b),
-                Change::Ticket(b) => (FloorbellChange::Ticket, b),
-                Change::Order(b) => (FloorbellChange::Order, b),
+                Change::Event(b) => (FloorbellChange::Event, b.to_vec()),
+                Change::Ticket(b) => (FloorbellChange::Ticket, b.to_vec()),
+                Change::Order(b) => (FloorbellChange::Order, b.to_vec()),
+                Change::Lagged(n) => (FloorbellChange::Lagged, n.to_string().into_bytes()),
             };
-            let Ok(c) = CString::new(text.to_vec()) else {
+            let length = text.len();
+            let Ok(c) = CString::new(text) else {
                 return;
             };
             let user = &user;
             // SAFETY: the caller's contract keeps `callback` and `user_data`
             // valid while subscribed; `c` lives for the call. A panic cannot
             // come back through an extern "C" callback (it would abort).
-            unsafe { callback(user.0, kind, c.as_ptr(), text.len()) };
+            unsafe { callback(user.0, kind, c.as_ptr(), length) };
         }));
         let id =
             id.ok_or_else(|| Failure::new(FloorbellStatus::Closed, "the engine is closing"))?;

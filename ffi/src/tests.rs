@@ -762,3 +762,110 @@ fn a_callback_may_unsubscribe_itself_while_the_engine_closes() {
         );
     }
 }
+
+/// A [`Sink`] whose first call waits until the test lets it go.
+#[derive(Default)]
+struct HeldSink {
+    sink: Sink,
+    released: parking_lot::Mutex<bool>,
+    release: parking_lot::Condvar,
+}
+
+unsafe extern "C" fn record_held(
+    user: *mut c_void,
+    kind: FloorbellChange,
+    data: *const c_char,
+    length: usize,
+) {
+    // SAFETY: `user` is the test's HeldSink, alive until the engine closes.
+    let held = unsafe { &*(user as *const HeldSink) };
+    let mut released = held.released.lock();
+    while !*released {
+        held.release.wait(&mut released);
+    }
+    drop(released);
+    // SAFETY: as for `record`.
+    unsafe { record(&held.sink as *const Sink as *mut c_void, kind, data, length) };
+}
+
+/// The JSON value of `"hash"` in an event.
+fn hash_of(event: &str) -> String {
+    event.split(r#""hash":""#).nth(1).unwrap()[..10].to_owned()
+}
+
+#[test]
+fn a_callback_that_falls_behind_gets_lagged_and_can_resync() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = cs(dir.path().to_str().unwrap());
+    let mut engine = std::ptr::null_mut();
+    let held = HeldSink::default();
+    // SAFETY: valid arguments; `held` outlives the engine.
+    unsafe {
+        assert_eq!(
+            floorbell_engine_open(
+                path.as_ptr(),
+                cs("callback-queue-bytes = 2048").as_ptr(),
+                &mut engine
+            ),
+            FloorbellStatus::Ok,
+            "{}",
+            last_error()
+        );
+        assert_eq!(
+            floorbell_engine_subscribe(
+                engine,
+                Some(record_held),
+                &held as *const HeldSink as *mut c_void,
+                std::ptr::null_mut()
+            ),
+            FloorbellStatus::Ok
+        );
+        // Each publish is a commit of its own; the callback is held from
+        // the first, so the rest pile up past 2 KiB.
+        for table in 0..60 {
+            let ev = cs(&format!(r#"{{"code":"waiter_call","table":{table}}}"#));
+            assert_eq!(
+                floorbell_engine_publish_event(engine, ev.as_ptr(), std::ptr::null_mut()),
+                FloorbellStatus::Ok
+            );
+        }
+        *held.released.lock() = true;
+        held.release.notify_all();
+        held.sink.wait_for("a lag notice", |c| {
+            c.iter().any(|(k, _)| *k == FloorbellChange::Lagged)
+        });
+        let ev = cs(r#"{"code":"waiter_call","table":60}"#);
+        assert_eq!(
+            floorbell_engine_publish_event(engine, ev.as_ptr(), std::ptr::null_mut()),
+            FloorbellStatus::Ok
+        );
+        held.sink.wait_for("the event after the lag", |c| {
+            c.last().is_some_and(|(_, t)| t.contains(r#""table":60,"#))
+        });
+        let heard = held.sink.changes.lock().clone();
+        let lag = heard
+            .iter()
+            .position(|(k, _)| *k == FloorbellChange::Lagged)
+            .unwrap();
+        let missed: usize = heard[lag].1.parse().unwrap();
+        assert!(lag >= 2 && missed > 0, "{heard:?}");
+        assert_eq!(heard.len(), lag + 2, "one event after the notice");
+        assert_eq!(lag + missed, 60, "heard + missed = published before it");
+        for (i, (kind, text)) in heard[..lag].iter().enumerate() {
+            assert_eq!(*kind, FloorbellChange::Event);
+            assert!(text.contains(&format!(r#""table":{i},"#)), "{text}");
+        }
+        // The resync the notice asks for: the events after the last one
+        // heard are exactly the missed ones and the one after the notice.
+        let mut out = std::ptr::null_mut();
+        let last = cs(&hash_of(&heard[lag - 1].1));
+        assert_eq!(
+            floorbell_engine_events_since(engine, last.as_ptr(), &mut out, std::ptr::null_mut()),
+            FloorbellStatus::Ok
+        );
+        let since = take(out);
+        assert_eq!(since.matches(r#""code":"waiter_call""#).count(), missed + 1);
+        assert!(since.contains(&format!(r#""table":{lag},"#)), "{since}");
+        assert_eq!(floorbell_engine_close(engine), FloorbellStatus::Ok);
+    }
+}

@@ -72,7 +72,9 @@ pub struct ServeArgs {
     pub log_level: Option<String>,
 }
 
-/// The `--config` file: the flags' names as keys; an unknown key is an error.
+/// The `--config` file: the flags' names as keys, and `callback-queue-bytes`
+/// (no flag: only a host program's subscribers use it, and a host gives its
+/// settings as this file's text); an unknown key is an error.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct FileConfig {
@@ -91,6 +93,7 @@ struct FileConfig {
     reactors: Option<usize>,
     pin_reactors: Option<bool>,
     log_level: Option<String>,
+    callback_queue_bytes: Option<usize>,
 }
 
 /// A configuration error, naming the key.
@@ -155,6 +158,9 @@ pub struct Config {
     pub pin_reactors: bool,
     /// Log filter.
     pub log_level: String,
+    /// Bound of the changes waiting for C-ABI subscriber callbacks, bytes
+    /// (see [`crate::local`]).
+    pub callback_queue_bytes: usize,
 }
 
 impl Default for Config {
@@ -175,6 +181,7 @@ impl Default for Config {
             reactors: 0,
             pin_reactors: false,
             log_level: "info".into(),
+            callback_queue_bytes: crate::local::DEFAULT_CALLBACK_QUEUE_BYTES,
         }
     }
 }
@@ -302,6 +309,13 @@ impl Config {
                 "must be between 0 (one per core) and 254",
             ));
         }
+        let callback_queue_bytes = file.callback_queue_bytes.unwrap_or(d.callback_queue_bytes);
+        if !(1024..=1 << 40).contains(&callback_queue_bytes) {
+            return Err(invalid(
+                "callback-queue-bytes",
+                "must be between 1024 and 1099511627776 bytes",
+            ));
+        }
         let qr_token = args.qr_token.clone().or(file.qr_token);
         check_token("qr-token", &qr_token)?;
         let admin_token = args.admin_token.clone().or(file.admin_token);
@@ -337,6 +351,7 @@ impl Config {
             reactors,
             pin_reactors: args.pin_reactors || file.pin_reactors.unwrap_or(false),
             log_level,
+            callback_queue_bytes,
         })
     }
 
@@ -429,6 +444,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("nope"), "{e}");
+        assert_eq!(c.callback_queue_bytes, 64 << 20);
+        let c = Config::from_toml_text("callback-queue-bytes = 4096", dir).unwrap();
+        assert_eq!(c.callback_queue_bytes, 4096);
+        for bad in ["callback-queue-bytes = 1023", "callback-queue-bytes = -1"] {
+            let e = Config::from_toml_text(bad, dir).unwrap_err().to_string();
+            assert!(e.contains("callback-queue-bytes"), "{bad}: {e}");
+        }
     }
 
     #[test]

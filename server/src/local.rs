@@ -7,6 +7,21 @@
 //! Subscribers run on one thread of their own (`floorbell-callbacks`), never
 //! on the writer: a callback may take its time or call back into the engine
 //! (even a write, which waits for the writer) without stalling anyone.
+//!
+//! **A slow host is let fall behind, not grow memory.** The changes waiting
+//! for the callback thread are bounded by `callback-queue-bytes` (their
+//! text plus [`CHANGE_OVERHEAD`] each), as a WebSocket client's queue is by
+//! `ws-max-queue`. A commit whose changes do not fit is dropped whole, and
+//! so is every later one until the callbacks reach the point where the
+//! dropping began: there they get one [`Change::Lagged`] with the number of
+//! changes they missed, then the changes committed after it. So the notice
+//! sits exactly at the gap, and the host resynchronises from it (events
+//! since its last hash, the active orders, a new ticket session).
+//!
+//! A session's channel carries only replies (`success …`, `error …`): the
+//! other direct messages (`taken`, a staff session's initial `new` lines)
+//! are dropped on the writer's side, so a session left idle collects
+//! nothing.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,6 +47,27 @@ pub enum Change {
     Ticket(Bytes),
     /// An order change, as `/api/v2/websocket` sends it (SPEC §3.4).
     Order(Bytes),
+    /// The callbacks fell behind by more than the queue holds, and this
+    /// many changes, committed after those before this notice, were dropped
+    /// (see the module doc).
+    Lagged(u64),
+}
+
+/// The default bound of the changes waiting for the callback thread, in
+/// bytes (see the module doc).
+pub const DEFAULT_CALLBACK_QUEUE_BYTES: usize = 64 << 20;
+/// What a queued change costs beyond its text (its place in the queue).
+pub const CHANGE_OVERHEAD: usize = 64;
+
+impl Change {
+    /// What it counts against the callback queue's bound.
+    fn cost(&self) -> usize {
+        CHANGE_OVERHEAD
+            + match self {
+                Change::Event(b) | Change::Ticket(b) | Change::Order(b) => b.len(),
+                Change::Lagged(_) => 0,
+            }
+    }
 }
 
 /// A subscriber's callback.
@@ -49,8 +85,26 @@ struct Subscriber {
     gate: Mutex<()>,
 }
 
-/// Local sessions and subscribers.
+/// What the callback thread is sent.
+enum Queued {
+    Changes(Vec<Change>, usize),
+    /// Where dropping began: the number dropped is read when it is reached.
+    Lagged,
+}
+
+/// The callback queue's account (see the module doc).
 #[derive(Default)]
+struct Backlog {
+    /// Cost of the changes queued and not yet handed to every callback.
+    bytes: usize,
+    /// Changes dropped since the queued [`Queued::Lagged`].
+    dropped: u64,
+    /// Whether a [`Queued::Lagged`] is queued: everything is dropped until
+    /// the callback thread reaches it.
+    lagging: bool,
+}
+
+/// Local sessions and subscribers.
 pub struct Local {
     /// Session id → where its direct messages go.
     sessions: Mutex<HashMap<ConnId, Sender<Bytes>>>,
@@ -67,12 +121,38 @@ pub struct Local {
     callback_thread: Mutex<Option<ThreadId>>,
     /// Set by [`Local::shutdown`]: no new subscriber, no new thread.
     closed: AtomicBool,
+    /// The callback queue's bound, in bytes.
+    budget: usize,
+    backlog: Arc<Mutex<Backlog>>,
+}
+
+impl Default for Local {
+    fn default() -> Self {
+        Local::new(DEFAULT_CALLBACK_QUEUE_BYTES)
+    }
 }
 
 /// The callback thread's queue and handle.
-type Dispatcher = (Sender<Vec<Change>>, JoinHandle<()>);
+type Dispatcher = (Sender<Queued>, JoinHandle<()>);
 
 impl Local {
+    /// No session, no subscriber; at most `budget` bytes of changes wait for
+    /// the callbacks.
+    pub fn new(budget: usize) -> Local {
+        Local {
+            sessions: Mutex::default(),
+            next_session: AtomicU64::new(0),
+            subscribers: Arc::default(),
+            next_subscription: AtomicU64::new(0),
+            has_subscribers: AtomicBool::new(false),
+            dispatcher: Mutex::new(None),
+            callback_thread: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            budget,
+            backlog: Arc::default(),
+        }
+    }
+
     /// A new session id and the receiver of its direct messages (replies,
     /// `taken`, the initial `new` lines).
     pub fn open_session(&self) -> (ConnId, Receiver<Bytes>) {
@@ -117,12 +197,28 @@ impl Local {
             gate: Mutex::new(()),
         }));
         if dispatcher.is_none() {
-            let (tx, rx) = crossbeam_channel::unbounded::<Vec<Change>>();
+            // Unbounded as a channel, bounded by `backlog` (`notify`).
+            let (tx, rx) = crossbeam_channel::unbounded::<Queued>();
             let subscribers = Arc::clone(&self.subscribers);
+            let backlog = Arc::clone(&self.backlog);
             let thread = std::thread::Builder::new()
                 .name("floorbell-callbacks".into())
                 .spawn(move || {
-                    for changes in rx {
+                    for queued in rx {
+                        let (changes, cost) = match queued {
+                            Queued::Changes(changes, cost) => (changes, cost),
+                            Queued::Lagged => {
+                                let mut b = backlog.lock();
+                                b.lagging = false;
+                                let dropped = std::mem::take(&mut b.dropped);
+                                drop(b);
+                                tracing::warn!(
+                                    dropped,
+                                    "the subscriber callbacks missed changes (FLOORBELL_CHANGE_LAGGED)"
+                                );
+                                (vec![Change::Lagged(dropped)], 0)
+                            }
+                        };
                         // A snapshot: callbacks run without any lock held, so
                         // they may subscribe, unsubscribe or call the engine.
                         let current: Vec<Arc<Subscriber>> = subscribers.read().clone();
@@ -135,6 +231,9 @@ impl Local {
                                 }
                             }
                         }
+                        drop(changes);
+                        let mut b = backlog.lock();
+                        b.bytes = b.bytes.saturating_sub(cost);
                     }
                 });
             match thread {
@@ -181,14 +280,36 @@ impl Local {
         self.has_subscribers.load(Ordering::Acquire)
     }
 
-    /// Hands committed changes to the callback thread.
+    /// Hands committed changes to the callback thread, or drops them when
+    /// the callbacks are too far behind (see the module doc).
     pub fn notify(&self, changes: Vec<Change>) {
         if changes.is_empty() {
             return;
         }
-        if let Some((tx, _)) = self.dispatcher.lock().as_ref() {
-            let _ = tx.send(changes);
+        let dispatcher = self.dispatcher.lock();
+        let Some((tx, _)) = dispatcher.as_ref() else {
+            return;
+        };
+        let cost: usize = changes.iter().map(Change::cost).sum();
+        let mut backlog = self.backlog.lock();
+        if backlog.lagging {
+            backlog.dropped += changes.len() as u64;
+            return;
         }
+        // A commit larger than the whole bound still goes to callbacks that
+        // have caught up: the bound is on what piles up, not on one commit.
+        if backlog.bytes > 0 && backlog.bytes + cost > self.budget {
+            backlog.lagging = true;
+            backlog.dropped = changes.len() as u64;
+            tracing::warn!(
+                queued_bytes = backlog.bytes,
+                "the subscriber callbacks fell behind; changes are dropped until they catch up"
+            );
+            let _ = tx.send(Queued::Lagged);
+            return;
+        }
+        backlog.bytes += cost;
+        let _ = tx.send(Queued::Changes(changes, cost));
     }
 
     /// Routes a committed delivery's frames to local sessions, and its
@@ -199,9 +320,14 @@ impl Local {
         for (dest, frame) in &delivery.messages {
             match *dest {
                 Dest::Conn(id) if Self::is_local(id) => {
+                    // Only replies: nobody reads the rest (module doc).
+                    let text = frame_text(frame);
+                    if !is_reply(&text) {
+                        continue;
+                    }
                     let sessions = sessions.get_or_insert_with(|| self.sessions.lock());
                     if let Some(tx) = sessions.get(&id) {
-                        let _ = tx.send(frame_text(frame));
+                        let _ = tx.send(text);
                     }
                 }
                 Dest::Conn(_) => {}
@@ -225,6 +351,11 @@ impl Local {
             }
         }
     }
+}
+
+/// Whether a direct message answers a command (SPEC §2.1, §2.3).
+pub fn is_reply(text: &[u8]) -> bool {
+    text.starts_with(b"success ") || text.starts_with(b"error ")
 }
 
 /// The text of a server text frame (its payload, without the 2- or 4-byte
@@ -314,6 +445,100 @@ mod tests {
         // … and the two queued changes never reached the callback.
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert!(!local.unsubscribe(sub), "unknown the second time");
+    }
+
+    /// A callback held up while changes pile past the bound: what does not
+    /// fit is dropped from the first change that did not fit until the
+    /// callbacks catch up, and they are told how many at exactly that place.
+    #[test]
+    fn a_callback_that_falls_behind_is_told_how_many_changes_it_missed() {
+        let local = Local::new(1024);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(1);
+        let (entered_tx, entered_rx) = crossbeam_channel::bounded::<()>(1);
+        let sink = Arc::clone(&seen);
+        local
+            .subscribe(Box::new(move |c| {
+                if sink.lock().is_empty() {
+                    let _ = entered_tx.send(());
+                    let _ = release_rx.recv();
+                }
+                sink.lock().push(c.clone());
+            }))
+            .expect("open");
+        let change = |i: usize| Change::Ticket(Bytes::from(format!("{i:03} {}", "x".repeat(96))));
+        // 100 bytes of text + 64: six fit in 1024 bytes besides the first.
+        assert_eq!(change(0).cost(), 164);
+        local.notify(vec![change(0)]);
+        entered_rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .unwrap();
+        for i in 1..=5 {
+            local.notify(vec![change(i)]);
+        }
+        // 6 × 164 = 984 queued; the next does not fit, and nothing after it
+        // is queued while the callback has not caught up (even what would fit).
+        local.notify(vec![change(6), change(7)]);
+        local.notify(vec![change(8)]);
+        local.notify(vec![Change::Event(Bytes::from_static(b"{}"))]);
+        release_tx.send(()).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !seen.lock().iter().any(|c| matches!(c, Change::Lagged(_))) {
+            assert!(std::time::Instant::now() < deadline, "no Lagged");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // Caught up: changes flow again, all of them.
+        local.notify(vec![change(9), change(10)]);
+        local.shutdown();
+        let mut want: Vec<Change> = (0..=5).map(change).collect();
+        want.push(Change::Lagged(4));
+        want.extend([change(9), change(10)]);
+        assert_eq!(*seen.lock(), want);
+        assert_eq!(local.backlog.lock().bytes, 0, "everything accounted for");
+    }
+
+    /// A commit larger than the whole bound still reaches callbacks that
+    /// have caught up.
+    #[test]
+    fn one_large_commit_passes_when_nothing_waits() {
+        let local = Local::new(1024);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        local
+            .subscribe(Box::new(move |c| sink.lock().push(c.clone())))
+            .expect("open");
+        let big: Vec<Change> = (0..20)
+            .map(|i| Change::Event(Bytes::from(format!("{{\"i\":{i}}}"))))
+            .collect();
+        local.notify(big.clone());
+        local.shutdown();
+        assert_eq!(*seen.lock(), big);
+    }
+
+    #[test]
+    fn sessions_get_only_replies() {
+        let local = Local::default();
+        let (id, rx) = local.open_session();
+        let delivery = Delivery {
+            activate: None,
+            reply_to: Some(id),
+            halt: false,
+            messages: vec![
+                (Dest::Conn(id), crate::ws::text_frame(b"taken 1 2")),
+                (Dest::Conn(id), crate::ws::text_frame(b"new {\"id\":1}")),
+                (
+                    Dest::Conn(id),
+                    crate::ws::text_frame(b"error pick the chosen table is not available"),
+                ),
+            ],
+        };
+        local.deliver(&delivery, &mut Vec::new());
+        assert_eq!(
+            rx.try_iter().collect::<Vec<_>>(),
+            [Bytes::from_static(
+                b"error pick the chosen table is not available"
+            )]
+        );
     }
 
     /// A callback that unsubscribes itself, or subscribes, while shutdown

@@ -84,7 +84,7 @@ class Status(enum.IntEnum):
 
 
 #: ``floorbell_change`` numbers → the kind string a callback receives.
-CHANGE_KINDS: dict[int, str] = {1: "event", 2: "ticket", 3: "order"}
+CHANGE_KINDS: dict[int, str] = {1: "event", 2: "ticket", 3: "order", 4: "lagged"}
 
 
 class FloorbellError(Exception):
@@ -448,7 +448,9 @@ class Engine:
     def subscribe(self, callback: Callable[[str, str], None]) -> int:
         """Calls ``callback(kind, text)`` for every committed change, kind
         ``"event"``, ``"ticket"`` or ``"order"``, on floorbell's callback
-        thread. An exception in the callback is printed to stderr and
+        thread. A callback that falls too far behind (``callback-queue-bytes``)
+        gets ``("lagged", "N")`` in place of the N changes it missed, and
+        resynchronises from there. An exception in the callback is printed to stderr and
         otherwise ignored. Returns the subscription id."""
         if not callable(callback):
             raise TypeError("callback must be callable")

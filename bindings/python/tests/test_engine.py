@@ -2,14 +2,16 @@
 every kind of bad call raising FloorbellError without changing anything."""
 
 import gc
+import json
 import re
+import threading
 from pathlib import Path
 
 import pytest
 
 import floorbell
 from floorbell import FloorbellError, Status
-from _support import CONFIG, HASH, Collector
+from _support import CONFIG, HASH, TIMEOUT, Collector
 
 HEADER = Path(__file__).resolve().parents[3] / "include" / "floorbell.h"
 
@@ -150,6 +152,40 @@ def test_open_errors(tmp_path):
         assert e.value.status is Status.IN_USE and "in use" in e.value.message
     # Released on close: it opens again.
     floorbell.Engine(tmp_path / "c", CONFIG).close()
+
+
+def test_change_kinds_mirror_the_header_numbers():
+    header = dict(
+        (name.lower(), int(num)) for name, num in re.findall(r"FLOORBELL_CHANGE_([A-Z0-9_]+) = (\d+)", HEADER.read_text())
+    )
+    assert header, "no FLOORBELL_CHANGE_* in the header"
+    assert {name: num for num, name in floorbell.CHANGE_KINDS.items()} == header
+
+
+def test_a_callback_that_falls_behind_is_told_and_can_resync(tmp_path):
+    release = threading.Event()
+    seen = Collector()
+
+    def slow(kind, text):
+        release.wait(TIMEOUT)
+        seen(kind, text)
+
+    with floorbell.Engine(tmp_path / "data", CONFIG + "callback-queue-bytes = 2048\n") as fb:
+        fb.subscribe(slow)
+        hashes = [fb.publish_event({"code": "waiter_call", "table": t}) for t in range(60)]
+        release.set()
+        _, missed, _ = seen.wait_for(lambda k, t: k == "lagged")
+        after = fb.publish_event({"code": "waiter_call", "table": 60})
+        seen.wait_for(lambda k, t: after in t)
+        kinds = [k for k, _, _ in seen.changes]
+        lag = kinds.index("lagged")
+        assert kinds == ["event"] * lag + ["lagged", "event"], kinds
+        assert lag + int(missed) == 60
+        heard = [json.loads(t)["hash"] for _, t, _ in seen.changes[:lag]]
+        assert heard == hashes[:lag]
+        # The resync: everything after the last event heard.
+        resync = [e["hash"] for e in updates(fb, heard[-1])]
+        assert resync == hashes[lag:] + [after]
 
 
 def test_callback_survives_garbage_collection_and_stops_after_unsubscribe(engine):

@@ -511,7 +511,7 @@ impl Engine {
         let reactors = Arc::new(RwLock::new(Vec::new()));
 
         let (tx, rx) = crossbeam_channel::unbounded();
-        let local = Arc::new(Local::default());
+        let local = Arc::new(Local::new(config.callback_queue_bytes));
         let submitted = Arc::new(AtomicUsize::new(0));
         let halt = Arc::new(Halt::default());
         let writer = Writer {
@@ -858,8 +858,9 @@ impl Engine {
     ) -> Result<String, EngineError> {
         // One command in flight per session: the replies share one channel.
         let _one_at_a_time = session.command.lock();
-        // Direct messages that are not replies (`taken`, initial `new`
-        // lines) are skipped: subscribers get the broadcasts.
+        // A reply left by a command that timed out is skipped (only
+        // replies reach a session's channel: `taken` and the initial `new`
+        // lines are dropped, subscribers get the broadcasts).
         while session.rx.try_recv().is_ok() {}
         let taken = self.ticket_change(TicketChange::Text {
             conn: session.conn,
@@ -877,7 +878,7 @@ impl Engine {
             // A commit that fails drops every session's channel (see
             // `Writer::halt`): the wait ends at once.
             let message = session.rx.recv_timeout(left).map_err(|_| self.refusal())?;
-            if message.starts_with(b"success ") || message.starts_with(b"error ") {
+            if crate::local::is_reply(&message) {
                 return Ok(String::from_utf8_lossy(&message).into_owned());
             }
         }

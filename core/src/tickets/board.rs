@@ -208,6 +208,14 @@ impl TicketBoard {
         self.tickets.values()
     }
 
+    /// The tickets in service (claimed, still open), ascending by id: from
+    /// the owners' index, so it costs their number, not the history's.
+    pub fn serving(&self) -> Vec<&Ticket> {
+        let mut ids: Vec<u64> = self.in_service.values().flatten().copied().collect();
+        ids.sort_unstable();
+        ids.iter().filter_map(|id| self.tickets.get(id)).collect()
+    }
+
     /// The ticket with this id.
     pub fn ticket(&self, id: u64) -> Option<&Ticket> {
         self.tickets.get(&id)
@@ -781,6 +789,14 @@ impl TicketBoard {
             assert_eq!(t.staff.is_some(), t.state != TicketState::Waiting);
             assert_eq!(t.end.is_some(), t.state.is_closed());
         }
+        let serving: Vec<u64> = self.serving().iter().map(|t| t.id).collect();
+        let claimed: Vec<u64> = self
+            .tickets
+            .values()
+            .filter(|t| t.state == TicketState::Claimed)
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(serving, claimed, "serving");
     }
 }
 

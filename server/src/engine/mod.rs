@@ -804,14 +804,15 @@ impl Engine {
     /// The body of `GET /api/tickets/serving`: every ticket in service
     /// (claimed, open) with its number and the visitor's name — what a
     /// display shows, for one that connects after the claim. No emails.
+    /// Public, so it costs the tickets in service, not the history.
     pub fn serving_json(&self) -> Vec<u8> {
-        use floorbell_core::tickets::TicketState;
         let board = self.board.lock();
         let serving: Vec<serde_json::Value> = board
-            .tickets()
-            .filter(|t| t.state == TicketState::Claimed)
+            .serving()
+            .into_iter()
             .map(|t| serde_json::json!({"id": t.id, "name": t.name}))
             .collect();
+        drop(board);
         serde_json::to_vec(&serde_json::json!({ "serving": serving })).unwrap_or_default()
     }
 

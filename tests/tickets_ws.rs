@@ -1986,3 +1986,28 @@ fn serving_lists_claimed_tickets_without_emails() {
         format!(r#"{{"serving":[{{"id":{},"name":"Bo Chen"}}]}}"#, second.id)
     );
 }
+
+/// Hundreds of commands in one write: at most 64 are decoded and sent to
+/// the board at a time, the rest wait in the input, and every one is still
+/// answered, in order (the held-back frames start no 10 s deadline).
+#[test]
+fn a_burst_of_commands_in_one_write_is_answered_in_full_and_in_order() {
+    let s = Launch::new().start();
+    let mut kiosk = s.ws("/ws/kiosk");
+    let mut burst = Vec::new();
+    for i in 0..300 {
+        let text = format!("new v{i}@example.com V{i}");
+        // A masked text frame with a zero mask key (payload unchanged).
+        burst.extend_from_slice(&[0x81, 0x80 | text.len() as u8, 0, 0, 0, 0]);
+        burst.extend_from_slice(text.as_bytes());
+    }
+    kiosk.get_mut().write_all(&burst).unwrap();
+    for i in 0..300 {
+        let reply = recv_text(&mut kiosk);
+        assert!(
+            reply.starts_with("success new {") && reply.contains(&format!("\"V{i}\"")),
+            "reply {i}: {reply}"
+        );
+    }
+    say(&mut kiosk, "query v299@example.com", "success query V299");
+}

@@ -1200,7 +1200,14 @@ impl Worker {
         let Some(ws) = conn.ws.as_mut() else { return 0 };
         let role = ws.role;
         let mut events = std::mem::take(&mut self.ws_events);
-        let used = ws.reader.decode(buf, &mut events);
+        // A ticket command goes to the board and counts as in flight until
+        // its reply: no more are decoded than may be in flight (the rest
+        // waits in the input); an orders client's frames are not commands.
+        let max_texts = match role {
+            WsRole::Orders => usize::MAX,
+            _ => MAX_IN_FLIGHT.saturating_sub(ws.in_flight),
+        };
+        let used = ws.reader.decode(buf, &mut events, max_texts);
         ws.message_started = if ws.reader.is_reassembling() {
             ws.message_started.or(Some(self.now))
         } else {
@@ -1397,6 +1404,9 @@ fn expired(conn: &mut Conn, now: Instant, date: &DateCache) -> Option<bool> {
     let unsent = conn.unsent();
     let frame_started = conn.request_started.filter(|_| !conn.input.is_empty());
     if let Some(ws) = conn.ws.as_mut() {
+        // Input held back at MAX_IN_FLIGHT waits for the board, not for
+        // the client: it starts no deadline.
+        let frame_started = frame_started.filter(|_| ws.in_flight < MAX_IN_FLIGHT);
         // A WebSocket client may stay idle for ever; one that does not read
         // its close frame is dropped after a grace period.
         if conn.close_after_write && now.duration_since(conn.last_active) >= CLOSE_GRACE {

@@ -62,10 +62,15 @@ pub struct WsReader {
 impl WsReader {
     /// Decodes the complete frames at the start of `buf` (unmasking them in
     /// place); returns the bytes used and pushes what they said onto
-    /// `events`. Stops after a close or a failure.
-    pub fn decode(&mut self, buf: &mut [u8], events: &mut Vec<WsEvent>) -> usize {
+    /// `events`. Stops after a close or a failure, and once `max_texts` text
+    /// messages are out (the rest stays in `buf`, undecoded).
+    pub fn decode(&mut self, buf: &mut [u8], events: &mut Vec<WsEvent>, max_texts: usize) -> usize {
         let mut used = 0;
+        let mut texts = 0;
         loop {
+            if texts >= max_texts {
+                return used;
+            }
             let mut cursor = Cursor::new(&buf[used..]);
             let (header, len) = match FrameHeader::parse(&mut cursor) {
                 Ok(Some(h)) => h,
@@ -139,6 +144,7 @@ impl WsReader {
                         if !push_text(events, payload.to_vec()) {
                             return used;
                         }
+                        texts += 1;
                     } else {
                         self.fragments = Some(payload.to_vec());
                     }
@@ -156,6 +162,7 @@ impl WsReader {
                         if !push_text(events, message) {
                             return used;
                         }
+                        texts += 1;
                     } else {
                         self.fragments = Some(message);
                     }
@@ -285,7 +292,7 @@ mod tests {
     fn decode_all(bytes: &[u8]) -> (usize, Vec<WsEvent>) {
         let mut buf = bytes.to_vec();
         let mut events = Vec::new();
-        let used = WsReader::default().decode(&mut buf, &mut events);
+        let used = WsReader::default().decode(&mut buf, &mut events, usize::MAX);
         (used, events)
     }
 
@@ -307,6 +314,44 @@ mod tests {
     }
 
     #[test]
+    fn decoding_stops_after_max_texts_and_resumes_where_it_stopped() {
+        let mut bytes = Vec::new();
+        for i in 0..5 {
+            bytes.extend(client(0x1, true, format!("query {i}@x.y").as_bytes()));
+            bytes.extend(client(0x9, true, b""));
+        }
+        let mut reader = WsReader::default();
+        let mut events = Vec::new();
+        let mut buf = bytes.clone();
+        let used = reader.decode(&mut buf, &mut events, 2);
+        // Two texts and the ping after the first; the second's ping waits.
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert_eq!(events[2], WsEvent::Text("query 1@x.y".into()));
+        let mut rest = bytes[used..].to_vec();
+        let more = reader.decode(&mut rest, &mut events, usize::MAX);
+        assert_eq!(used + more, bytes.len());
+        let texts: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                WsEvent::Text(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "query 0@x.y",
+                "query 1@x.y",
+                "query 2@x.y",
+                "query 3@x.y",
+                "query 4@x.y"
+            ]
+        );
+        assert_eq!(events.len(), 10);
+        assert_eq!(reader.decode(&mut bytes.clone(), &mut Vec::new(), 0), 0);
+    }
+
+    #[test]
     fn partial_frames_wait_for_more() {
         let bytes = client(0x1, true, b"accept 12");
         for cut in 0..bytes.len() {
@@ -321,10 +366,10 @@ mod tests {
         let mut events = Vec::new();
         let mut part = client(0x1, false, b"new a@b.c ");
         part.extend(client(0x9, true, b""));
-        reader.decode(&mut part, &mut events);
+        reader.decode(&mut part, &mut events, usize::MAX);
         assert!(reader.is_reassembling());
         let mut rest = client(0x0, true, "Анна".as_bytes());
-        reader.decode(&mut rest, &mut events);
+        reader.decode(&mut rest, &mut events, usize::MAX);
         assert_eq!(
             events,
             [
@@ -360,7 +405,7 @@ mod tests {
         ));
         let mut unmasked = vec![0x81, 0x01, b'x'];
         assert!(matches!(
-            WsReader::default().decode(&mut unmasked, &mut Vec::new()),
+            WsReader::default().decode(&mut unmasked, &mut Vec::new(), usize::MAX),
             3
         ));
         assert!(matches!(
@@ -385,13 +430,13 @@ mod tests {
         let mut reader = WsReader::default();
         let mut events = Vec::new();
         let mut first = client(0x1, false, b"acc");
-        reader.decode(&mut first, &mut events);
+        reader.decode(&mut first, &mut events, usize::MAX);
         assert!(events.is_empty());
         // A continuation claiming 2^64 - 1 bytes, header only.
         let mut huge = vec![0x80, 0x80 | 127];
         huge.extend_from_slice(&u64::MAX.to_be_bytes());
         huge.extend_from_slice(&[1, 2, 3, 4]);
-        reader.decode(&mut huge, &mut events);
+        reader.decode(&mut huge, &mut events, usize::MAX);
         assert_eq!(
             events,
             [WsEvent::Fail(
@@ -449,7 +494,7 @@ mod tests {
             let mut events = Vec::new();
             for chunk in chunks {
                 pending.extend_from_slice(&chunk);
-                let used = reader.decode(&mut pending, &mut events);
+                let used = reader.decode(&mut pending, &mut events, usize::MAX);
                 proptest::prop_assert!(used <= pending.len());
                 pending.drain(..used);
                 if matches!(events.last(), Some(WsEvent::Fail(..) | WsEvent::Closed(_))) {

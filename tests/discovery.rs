@@ -106,7 +106,7 @@ fn announced_on_loopback_and_withdrawn_on_sigterm() {
         .into_owned();
     let instance = floorbell_server::discovery::instance_name(&host);
     assert!(instance.starts_with("floorbell-"), "{instance}");
-    let first_label = host.split('.').next().unwrap_or("").to_ascii_lowercase();
+    let first_label = host.split('.').next().unwrap_or("");
     if !first_label.is_empty()
         && first_label
             .bytes()

@@ -214,14 +214,15 @@ fn register(
 }
 
 /// `floorbell-` and the host name's first label made a DNS label: ASCII
-/// letters and digits, lowercased; any run of other characters becomes one
-/// `-`; no `-` at either end; cut to fit 63 bytes; `host` if nothing is left.
+/// letters (their case kept, as the host name shows it; DNS compares
+/// without case) and digits; any run of other characters becomes one `-`;
+/// no `-` at either end; cut to fit 63 bytes; `host` if nothing is left.
 pub fn instance_name(hostname: &str) -> String {
     let first = hostname.split('.').next().unwrap_or("");
     let mut label = String::new();
     for c in first.chars() {
         if c.is_ascii_alphanumeric() {
-            label.push(c.to_ascii_lowercase());
+            label.push(c);
         } else if !label.is_empty() && !label.ends_with('-') {
             label.push('-');
         }
@@ -239,8 +240,8 @@ mod tests {
     #[test]
     fn instance_names_are_dns_labels() {
         assert_eq!(instance_name("vm"), "floorbell-vm");
-        assert_eq!(instance_name("POS-01.lan"), "floorbell-pos-01");
-        assert_eq!(instance_name("Kitchen PC (2)"), "floorbell-kitchen-pc-2");
+        assert_eq!(instance_name("POS-01.lan"), "floorbell-POS-01");
+        assert_eq!(instance_name("Kitchen PC (2)"), "floorbell-Kitchen-PC-2");
         assert_eq!(instance_name("--x__y--"), "floorbell-x-y");
         assert_eq!(instance_name("café"), "floorbell-caf");
         assert_eq!(instance_name(""), "floorbell-host");

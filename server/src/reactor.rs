@@ -73,6 +73,10 @@ const MAX_IN_FLIGHT: usize = 64;
 /// How long a WebSocket client that is being closed may take to read its
 /// close frame before the connection is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// A change the writer has not answered in this long is answered 503 (as a
+/// ticket session's command gives up after it): the client is not held for
+/// ever by a stuck disk or a lost reply.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// A WebSocket connection with output pending that the socket has taken
 /// nothing of for this long is dropped: its client stopped reading (or is
 /// gone), and what is queued for it (an initial state, pongs) is let go.
@@ -188,6 +192,8 @@ impl ConnectionCap {
 /// An answer that waits for the writer thread.
 #[derive(Debug, Clone, Copy)]
 struct Awaiting {
+    /// When the change went to the writer.
+    since: Instant,
     keep_alive: bool,
     /// The request was for `/api/v4/…` (SPEC §1), whose errors have their
     /// own JSON.
@@ -1138,6 +1144,7 @@ impl Worker {
                     conn_id: conn.id,
                 };
                 conn.awaiting = Some(Awaiting {
+                    since: self.now,
                     keep_alive: !close,
                     qr_api: matches!(
                         request,
@@ -1398,8 +1405,25 @@ fn deliver_to(conn: &mut Conn, id: ConnId, delivery: &Delivery, max_queue: usize
 /// `Some(true)` to close it quietly, `Some(false)` to drive it (an answer
 /// or a close frame was queued).
 fn expired(conn: &mut Conn, now: Instant, date: &DateCache) -> Option<bool> {
-    if conn.awaiting.is_some() {
-        return None;
+    if let Some(awaiting) = &conn.awaiting {
+        if now.duration_since(awaiting.since) < ANSWER_TIMEOUT {
+            return None;
+        }
+        // Not an acknowledgement either way: the change may still commit
+        // (its late answer finds nothing awaiting and is dropped).
+        let qr_api = awaiting.qr_api;
+        conn.awaiting = None;
+        tracing::warn!("a change had no answer from the store within 30 s; answered 503");
+        let (status, body) = api::answer(
+            Outcome::Unavailable(
+                "no answer from the store within 30 seconds; the change may still be committed"
+                    .into(),
+            ),
+            qr_api,
+        );
+        http::write_response(&mut conn.out, status, &body, true, false, date);
+        conn.close_after_write = true;
+        return Some(false);
     }
     let unsent = conn.unsent();
     let frame_started = conn.request_started.filter(|_| !conn.input.is_empty());
@@ -1757,6 +1781,36 @@ mod tests {
         conn.ws.as_mut().unwrap().message_started = Some(t0);
         assert_eq!(expired(&mut conn, later, &date), Some(false));
         assert!(conn.close_after_write);
+    }
+
+    /// A change the writer never answers gets a 503 after 30 s, and its
+    /// connection closes once that is written.
+    #[test]
+    fn a_change_without_an_answer_for_30_s_gets_a_503() {
+        let t0 = Instant::now();
+        let date = DateCache::default();
+        let (mut conn, _client) = ws_conn(t0);
+        conn.ws = None;
+        conn.awaiting = Some(Awaiting {
+            since: t0,
+            keep_alive: true,
+            qr_api: true,
+        });
+        let later = t0 + ANSWER_TIMEOUT;
+        assert_eq!(
+            expired(&mut conn, later - Duration::from_millis(1), &date),
+            None
+        );
+        assert!(conn.out.is_empty());
+        assert_eq!(expired(&mut conn, later, &date), Some(false));
+        assert!(conn.awaiting.is_none() && conn.close_after_write);
+        let answer = String::from_utf8_lossy(&conn.out).into_owned();
+        assert!(
+            answer.starts_with("HTTP/1.1 503 ")
+                && answer.contains("Connection: close")
+                && answer.contains("no answer from the store within 30 seconds"),
+            "{answer}"
+        );
     }
 
     /// The connection table's cost per place (README: `--max-connections`).

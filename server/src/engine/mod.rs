@@ -48,6 +48,8 @@ pub const EXPIRY_TICK: Duration = Duration::from_secs(1);
 pub const HOUSEKEEPING_TICK: Duration = Duration::from_secs(10);
 /// How often the order history is purged (SPEC §3.3, `--history-days`).
 pub const PURGE_TICK: Duration = Duration::from_secs(60);
+/// How long [`Engine::session_command`] waits for its reply.
+pub const SESSION_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 const META_QR_TOKEN: &str = "qr_token";
 const META_ADMIN_TOKEN: &str = "admin_token";
@@ -837,7 +839,7 @@ impl Engine {
             conn,
             role,
             rx,
-            command: Mutex::new(()),
+            command: Mutex::new(0),
         }
     }
 
@@ -857,12 +859,26 @@ impl Engine {
         session: &LocalSession,
         text: &str,
     ) -> Result<String, EngineError> {
-        // One command in flight per session: the replies share one channel.
-        let _one_at_a_time = session.command.lock();
-        // A reply left by a command that timed out is skipped (only
-        // replies reach a session's channel: `taken` and the initial `new`
-        // lines are dropped, subscribers get the broadcasts).
-        while session.rx.try_recv().is_ok() {}
+        self.session_command_within(session, text, SESSION_REPLY_TIMEOUT)
+    }
+
+    /// [`Engine::session_command`] giving up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::session_command`].
+    pub fn session_command_within(
+        &self,
+        session: &LocalSession,
+        text: &str,
+        timeout: Duration,
+    ) -> Result<String, EngineError> {
+        // One command in flight per session: the replies share one channel,
+        // and `owed` counts those still to come for commands that gave up
+        // (every command taken gets exactly one reply, unless the store
+        // halts, which drops the channel): they are skipped, never taken
+        // for a later command's.
+        let mut owed = session.command.lock();
         let taken = self.ticket_change(TicketChange::Text {
             conn: session.conn,
             role: session.role,
@@ -873,15 +889,25 @@ impl Engine {
             Taken::ShuttingDown => return Err(EngineError::Closed),
             Taken::Halted => return Err(self.refusal()),
         }
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let deadline = std::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             // A commit that fails drops every session's channel (see
             // `Writer::halt`): the wait ends at once.
-            let message = session.rx.recv_timeout(left).map_err(|_| self.refusal())?;
-            if crate::local::is_reply(&message) {
-                return Ok(String::from_utf8_lossy(&message).into_owned());
+            let message = match session.rx.recv_timeout(left) {
+                Ok(message) => message,
+                Err(RecvTimeoutError::Timeout) => {
+                    *owed += 1;
+                    return Err(self.refusal());
+                }
+                Err(RecvTimeoutError::Disconnected) => return Err(self.refusal()),
+            };
+            // Only replies reach a session's channel (`Local::deliver`).
+            if *owed > 0 {
+                *owed -= 1;
+                continue;
             }
+            return Ok(String::from_utf8_lossy(&message).into_owned());
         }
     }
 
@@ -979,8 +1005,9 @@ pub struct LocalSession {
     conn: ConnId,
     role: WsRole,
     rx: Receiver<Bytes>,
-    /// Held while a command waits for its reply.
-    command: Mutex<()>,
+    /// Held while a command waits for its reply: the number of replies
+    /// still owed to commands that gave up waiting.
+    command: Mutex<usize>,
 }
 
 /// What the writer did since its last report: how well group commit groups.
@@ -1387,5 +1414,36 @@ impl Writer {
             m.wake();
         }
         self.local.halt();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A command that gave up before its reply came: that late reply is
+    /// never taken for the next command's.
+    #[test]
+    fn a_late_reply_is_not_taken_for_the_next_command_s() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::from_toml_text("no-mdns = true", &dir.path().join("data")).unwrap();
+        let (engine, _) = Engine::open(config).unwrap();
+        let kiosk = engine.open_session(WsRole::Kiosk);
+        // No reply within no time at all: the commit takes longer.
+        assert!(engine
+            .session_command_within(&kiosk, "new a@example.com Al", Duration::ZERO)
+            .is_err());
+        assert_eq!(
+            engine
+                .session_command(&kiosk, "query a@example.com")
+                .unwrap(),
+            "success query Al"
+        );
+        assert!(engine
+            .session_command(&kiosk, "new b@example.com Bo")
+            .unwrap()
+            .starts_with("success new {\"id\":1,"));
+        engine.close_session(kiosk);
+        engine.shutdown();
     }
 }

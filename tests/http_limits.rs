@@ -708,3 +708,26 @@ fn connections_over_max_connections_get_503_or_are_closed() {
     held.clear();
     assert_served_again(&server);
 }
+
+/// SPEC §0: a keep-alive connection idle for 60 s is closed, quietly (no
+/// answer is owed, so no bytes), and not before.
+#[test]
+fn a_keep_alive_connection_idle_for_60_s_is_closed_quietly() {
+    let server = Launch::new().start();
+    let mut idle = server.raw();
+    idle.send(&poll_request());
+    assert_eq!(idle.read_response().status, 200);
+    let served = Instant::now();
+    assert!(
+        !idle.closed_within(Duration::from_secs(55)),
+        "closed {:?} after its answer, before the 60 s idle timeout",
+        served.elapsed()
+    );
+    assert!(
+        idle.closed_within(Duration::from_secs(10)),
+        "still open 65 s after its answer"
+    );
+    let mut fresh = server.raw();
+    fresh.send(&poll_request());
+    assert_eq!(fresh.read_response().status, 200);
+}

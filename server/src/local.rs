@@ -106,7 +106,7 @@ struct Backlog {
 
 /// Local sessions and subscribers.
 pub struct Local {
-    /// Session id → where its direct messages go.
+    /// Session id → where its replies go.
     sessions: Mutex<HashMap<ConnId, Sender<Bytes>>>,
     next_session: AtomicU64,
     subscribers: Arc<RwLock<Vec<Arc<Subscriber>>>>,
@@ -153,8 +153,8 @@ impl Local {
         }
     }
 
-    /// A new session id and the receiver of its direct messages (replies,
-    /// `taken`, the initial `new` lines).
+    /// A new session id and the receiver of its replies (the only direct
+    /// messages kept, see [`Local::deliver`]).
     pub fn open_session(&self) -> (ConnId, Receiver<Bytes>) {
         let serial = self.next_session.fetch_add(1, Ordering::Relaxed);
         let id = conn_id(LOCAL_REACTOR, (serial >> 32) as usize, serial);

@@ -421,7 +421,7 @@ static class Tests
                 Check(heard.Skip(lag + 1).All(c => c.Item1 == ChangeKind.Event), "one notice");
                 for (int i = 0; i < want.Count; i++)
                     Check(events[i].Item2.Contains(want[i]), "event " + i + " in order: " + events[i].Item2);
-                // The resync: everything after the last event heard.
+                // The resync: everything after the last event heard before the notice.
                 string since = fb.EventsSince(hashes[lag - 1]);
                 var resync = Regex.Matches(since, "\"hash\":\"(0x[0-9a-f]{8})\"").Cast<Match>().Select(m => m.Groups[1].Value).ToList();
                 Check(resync.SequenceEqual(hashes.Skip(lag).Concat(new[] { after })), "resync: " + since);

@@ -185,7 +185,7 @@ def test_a_callback_that_falls_behind_is_told_and_can_resync(tmp_path):
         # after those missed (a publish may return before its change reaches
         # the callback thread: then it is heard after the notice).
         assert heard == hashes[:lag] + (hashes + [after])[lag + int(missed) :]
-        # The resync: everything after the last event heard.
+        # The resync: everything after the last event heard before the notice.
         resync = [e["hash"] for e in updates(fb, heard[lag - 1])]
         assert resync == hashes[lag:] + [after]
 

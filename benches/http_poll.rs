@@ -13,7 +13,9 @@ use floorbell_core::qr::{prepare_event, TableSet};
 use floorbell_server::api::{self, Action};
 use floorbell_server::config::{Config, ServeArgs};
 use floorbell_server::engine::{Engine, Outcome, WriteRequest};
-use floorbell_server::http::{parse_head, write_events, DateCache};
+use floorbell_server::http::{
+    parse_head, write_events, DateCache, StreamBudget, MAX_STREAMED_BYTES,
+};
 
 fn poll(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
@@ -42,6 +44,7 @@ fn poll(c: &mut Criterion) {
     )
     .into_bytes();
     let date = DateCache::default();
+    let budget = StreamBudget::new(MAX_STREAMED_BYTES);
     let mut out = Vec::with_capacity(16 * 1024);
     let mut scratch = api::Scratch::default();
     let mut g = c.benchmark_group("poll");
@@ -56,9 +59,15 @@ fn poll(c: &mut Criterion) {
                 Action::Events => {
                     assert_eq!(scratch.events.len(), 10);
                     out.clear();
-                    assert!(
-                        write_events(&mut out, &mut scratch.events, false, false, &date).is_none()
-                    );
+                    assert!(write_events(
+                        &mut out,
+                        &mut scratch.events,
+                        false,
+                        false,
+                        &date,
+                        &budget
+                    )
+                    .is_none());
                 }
                 other => panic!("unexpected {other:?}"),
             }

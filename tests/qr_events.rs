@@ -894,6 +894,88 @@ fn a_long_poll_answer_is_whole_and_requests_behind_it_keep_their_order() {
     server.assert_healthy();
 }
 
+/// Long answers being sent share `stream-budget-bytes` of events: a client
+/// that does not read its long answer holds its share until it goes, a poll
+/// that would go past the budget meanwhile gets a 503 in §1's error shape
+/// (its connection stays usable), and the share comes back when the stuck
+/// client closes.
+#[test]
+fn long_answers_share_a_budget_that_a_client_which_goes_gives_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("floorbell.toml");
+    // One answer of 30 events of 200 kB (6 MB, more than the 4 MiB the
+    // kernel buffers for a socket here) fits, a second does not.
+    std::fs::write(&config, "stream-budget-bytes = 8000000\n").expect("config");
+    let server = Launch::new()
+        .arg("--config")
+        .arg(config.to_str().expect("utf-8 path"))
+        .start();
+    let mut published = Vec::new();
+    for _ in 0..30 {
+        let reply = server.publish(std::str::from_utf8(&event_of_len(200_000)).unwrap());
+        published.push(hash_of_published(&reply));
+    }
+    let poll = |hash: &str| {
+        format!("GET /api/v4/events?hash={hash} HTTP/1.1\r\nHost: 127.0.0.1\r\ntoken: {QR_TOKEN}\r\n\r\n")
+    };
+    // A client that asks for everything and reads nothing.
+    let sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    sock.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    sock.connect_timeout(&server.addr.into(), Duration::from_secs(5))
+        .expect("connect");
+    let mut stuck: std::net::TcpStream = sock.into();
+    std::io::Write::write_all(&mut stuck, poll("none").as_bytes()).expect("send the poll");
+
+    let mut other = server.raw();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            other.send(poll("none").as_bytes());
+            let reply = other.read_response();
+            if reply.status == 200 {
+                // The stuck client's answer was not streamed yet: read
+                // this one whole and ask again.
+                return false;
+            }
+            assert_eq!(reply.status, 503, "{}", reply.text());
+            assert!(!reply.closes(), "a 503 for the budget keeps the connection");
+            assert_eq!(
+                reply.text(),
+                r#"{"result":false,"error":"too many long answers are being sent; try again shortly"}"#
+            );
+            true
+        }),
+        "no poll was refused while the stuck client held its answer"
+    );
+    // Short answers are copied, not held: still served.
+    other.send(poll(&published[28]).as_bytes());
+    let short = other.read_response();
+    assert_eq!(short.status, 200);
+    assert_eq!(
+        split_updates(&short.text())
+            .iter()
+            .map(|e| hash_in_event(e))
+            .collect::<Vec<_>>(),
+        published[29..]
+    );
+    // The stuck client goes; its share comes back.
+    drop(stuck);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            other.send(poll("none").as_bytes());
+            let reply = other.read_response();
+            if reply.status == 503 {
+                return false;
+            }
+            assert_eq!(reply.status, 200);
+            assert_eq!(split_updates(&reply.text()).len(), 30);
+            true
+        }),
+        "the budget was not given back after the stuck client closed"
+    );
+    server.assert_healthy();
+}
+
 /// RFC 9112 §3.2.2: a server must accept a request target in absolute form
 /// (what a client talking through a proxy sends); it is routed by its path,
 /// so the answer is the same as for the origin form.

@@ -339,7 +339,11 @@ fn main() {
         );
         std::process::exit(2);
     }
-    if args.threads == 0 || args.connections < args.threads || !args.duration.is_finite() || args.duration <= 0.0 {
+    if args.threads == 0
+        || args.connections < args.threads
+        || !args.duration.is_finite()
+        || args.duration <= 0.0
+    {
         eprintln!("publish-load: need threads ≥ 1, connections ≥ threads, duration > 0");
         std::process::exit(2);
     }
@@ -416,7 +420,10 @@ mod tests {
     fn an_answer_is_whole_only_with_its_whole_body() {
         let whole = b"HTTP/1.1 201 Created\r\nContent-Length: 5\r\n\r\nhello";
         for cut in 0..whole.len() {
-            assert!(matches!(answer(&whole[..cut]), Answer::Partial), "cut at {cut}");
+            assert!(
+                matches!(answer(&whole[..cut]), Answer::Partial),
+                "cut at {cut}"
+            );
         }
         assert!(matches!(answer(whole), Answer::Whole(201, n) if n == whole.len()));
         // The next answer's bytes are not part of this one.
@@ -427,7 +434,10 @@ mod tests {
 
     #[test]
     fn an_answer_without_a_length_or_too_big_is_bad() {
-        assert!(matches!(answer(b"HTTP/1.1 201 Created\r\n\r\n"), Answer::Bad));
+        assert!(matches!(
+            answer(b"HTTP/1.1 201 Created\r\n\r\n"),
+            Answer::Bad
+        ));
         assert!(matches!(answer(b"garbage\r\n\r\n"), Answer::Bad));
         let huge = format!("HTTP/1.1 201 Created\r\nContent-Length: {MAX_ANSWER}\r\n\r\n");
         assert!(matches!(answer(huge.as_bytes()), Answer::Bad));

@@ -72,9 +72,11 @@ pub struct ServeArgs {
     pub log_level: Option<String>,
 }
 
-/// The `--config` file: the flags' names as keys, and `callback-queue-bytes`
-/// (no flag: only a host program's subscribers use it, and a host gives its
-/// settings as this file's text); an unknown key is an error.
+/// The `--config` file: the flags' names as keys, plus two bounds that have
+/// no flag: `callback-queue-bytes` (only a host program's subscribers use
+/// it, and a host gives its settings as this file's text) and
+/// `stream-budget-bytes` (a memory bound few will change); an unknown key is
+/// an error.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct FileConfig {
@@ -94,6 +96,7 @@ struct FileConfig {
     pin_reactors: Option<bool>,
     log_level: Option<String>,
     callback_queue_bytes: Option<usize>,
+    stream_budget_bytes: Option<usize>,
 }
 
 /// A configuration error, naming the key.
@@ -161,6 +164,10 @@ pub struct Config {
     /// Bound of the changes waiting for C-ABI subscriber callbacks, bytes
     /// (see [`crate::local`]).
     pub callback_queue_bytes: usize,
+    /// Bytes of events that the long (streamed) poll answers being sent
+    /// may hold at once, all connections together (see
+    /// [`crate::http::StreamBudget`]).
+    pub stream_budget_bytes: usize,
 }
 
 impl Default for Config {
@@ -182,6 +189,7 @@ impl Default for Config {
             pin_reactors: false,
             log_level: "info".into(),
             callback_queue_bytes: crate::local::DEFAULT_CALLBACK_QUEUE_BYTES,
+            stream_budget_bytes: crate::http::MAX_STREAMED_BYTES,
         }
     }
 }
@@ -316,6 +324,13 @@ impl Config {
                 "must be between 1024 and 1099511627776 bytes",
             ));
         }
+        let stream_budget_bytes = file.stream_budget_bytes.unwrap_or(d.stream_budget_bytes);
+        if !(1024..=1 << 40).contains(&stream_budget_bytes) {
+            return Err(invalid(
+                "stream-budget-bytes",
+                "must be between 1024 and 1099511627776 bytes",
+            ));
+        }
         let qr_token = args.qr_token.clone().or(file.qr_token);
         check_token("qr-token", &qr_token)?;
         let admin_token = args.admin_token.clone().or(file.admin_token);
@@ -352,6 +367,7 @@ impl Config {
             pin_reactors: args.pin_reactors || file.pin_reactors.unwrap_or(false),
             log_level,
             callback_queue_bytes,
+            stream_budget_bytes,
         })
     }
 
@@ -450,6 +466,13 @@ mod tests {
         for bad in ["callback-queue-bytes = 1023", "callback-queue-bytes = -1"] {
             let e = Config::from_toml_text(bad, dir).unwrap_err().to_string();
             assert!(e.contains("callback-queue-bytes"), "{bad}: {e}");
+        }
+        assert_eq!(c.stream_budget_bytes, 256 << 20);
+        let c = Config::from_toml_text("stream-budget-bytes = 1048576", dir).unwrap();
+        assert_eq!(c.stream_budget_bytes, 1 << 20);
+        for bad in ["stream-budget-bytes = 10", "stream-budget-bytes = \"big\""] {
+            let e = Config::from_toml_text(bad, dir).unwrap_err().to_string();
+            assert!(e.contains("stream-budget-bytes"), "{bad}: {e}");
         }
     }
 

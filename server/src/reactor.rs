@@ -401,6 +401,8 @@ pub struct Hub {
     running: AtomicUsize,
     /// `--ws-max-queue`.
     ws_max_queue: usize,
+    /// What streamed poll answers hold, all connections together.
+    stream_budget: Arc<http::StreamBudget>,
 }
 
 /// One shard of the deliveries.
@@ -432,6 +434,7 @@ impl Hub {
         let mailbox = Arc::new(Mailbox { tx, waker });
         let (work_tx, work_rx) = crossbeam_channel::unbounded();
         let ws_max_queue = usize::try_from(engine.config().ws_max_queue).unwrap_or(usize::MAX);
+        let stream_budget_bytes = engine.config().stream_budget_bytes;
         let keys = cap.max().clamp(1, MAX_KEYS);
         let shards = (0..threads.max(1))
             .map(|_| {
@@ -463,6 +466,7 @@ impl Hub {
             stopped: AtomicBool::new(false),
             running: AtomicUsize::new(threads.max(1)),
             ws_max_queue,
+            stream_budget: http::StreamBudget::new(stream_budget_bytes),
         };
         Ok((Arc::new(hub), mailbox))
     }
@@ -1085,6 +1089,7 @@ impl Worker {
                     close,
                     head_only,
                     &self.date,
+                    &hub.stream_budget,
                 )
                 .map(Box::new);
                 conn.close_after_write |= close;

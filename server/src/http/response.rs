@@ -1,6 +1,8 @@
 //! Writing an HTTP/1.1 response into a connection's output buffer, and the two
 //! JSON error shapes of the spec.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -120,6 +122,74 @@ pub fn error_body(path: &[u8], status: u16, message: &str) -> Vec<u8> {
 /// Poll answers with more body than this are streamed ([`StreamedEvents`]).
 pub const STREAM_OVER: usize = 256 * 1024;
 
+/// The default bytes of events that streamed answers may hold at once, all
+/// connections together ([`StreamBudget`], `stream-budget-bytes`): three
+/// answers of a full queue (2^18 events of ~300 bytes).
+pub const MAX_STREAMED_BYTES: usize = 256 << 20;
+
+/// The message of the 503 a poll gets when [`StreamBudget`] is spent.
+pub const STREAM_BUSY: &str = "too many long answers are being sent; try again shortly";
+
+/// What the streamed poll answers in progress hold, all connections
+/// together.
+///
+/// A streamed answer keeps a handle on each of its events until the client
+/// has read it, and an event evicted from the queue meanwhile stays in
+/// memory for it. A client that reads a byte a minute never hits the idle
+/// timeout, so without a bound many such clients could each hold a whole
+/// queue's worth of events. Each answer reserves its events' bytes (and
+/// their handles) here before its head is written, and gives them back when
+/// it is dropped: done, or its connection closed.
+#[derive(Debug)]
+pub struct StreamBudget {
+    held: AtomicUsize,
+    max: usize,
+}
+
+impl StreamBudget {
+    /// A budget of `max` bytes.
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(StreamBudget {
+            held: AtomicUsize::new(0),
+            max,
+        })
+    }
+
+    /// Bytes held now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Reserves `bytes`, or `None` when they do not fit beside what is
+    /// held. One answer larger than the whole budget passes while nothing
+    /// else is held, so no poll is refused for ever.
+    fn try_hold(self: &Arc<Self>, bytes: usize) -> Option<Held> {
+        // Relaxed suffices: the count guards nothing but itself.
+        self.held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                (held == 0 || held.saturating_add(bytes) <= self.max).then(|| held + bytes)
+            })
+            .ok()?;
+        Some(Held {
+            budget: Arc::clone(self),
+            bytes,
+        })
+    }
+}
+
+/// Bytes of a [`StreamBudget`] held by one answer, given back on drop.
+#[derive(Debug)]
+struct Held {
+    budget: Arc<StreamBudget>,
+    bytes: usize,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.budget.held.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
 /// Writes the answer to `GET /api/v4/events` (SPEC §1.1) into `out`: the
 /// head, then `{"result":true,"data":{"updates":[…]}}` with the events'
 /// JSON as stored, separated by commas, and empties `events`.
@@ -129,20 +199,35 @@ pub const STREAM_OVER: usize = 256 * 1024;
 /// bytes, and the rest comes back as a [`StreamedEvents`] that the
 /// connection copies a chunk at a time as the socket takes it. Its events
 /// stay shared with the queue, so such an answer holds a 32-byte handle per
-/// event instead of a copy of every event.
+/// event instead of a copy of every event. When `budget` has no room for
+/// them, the answer is a 503 ([`STREAM_BUSY`]) instead.
 pub fn write_events(
     out: &mut Vec<u8>,
     events: &mut Vec<Bytes>,
     close: bool,
     head_only: bool,
     date: &DateCache,
+    budget: &Arc<StreamBudget>,
 ) -> Option<StreamedEvents> {
     use floorbell_core::qr::{UPDATES_PREFIX, UPDATES_SUFFIX};
-    let body_len = UPDATES_PREFIX.len()
-        + UPDATES_SUFFIX.len()
-        + events.iter().map(|e| e.len()).sum::<usize>()
-        + events.len().saturating_sub(1);
+    let event_bytes = events.iter().map(|e| e.len()).sum::<usize>();
+    let body_len =
+        UPDATES_PREFIX.len() + UPDATES_SUFFIX.len() + event_bytes + events.len().saturating_sub(1);
     let streamed = body_len > STREAM_OVER && !head_only;
+    let held = if streamed {
+        let bytes = event_bytes + events.len() * std::mem::size_of::<Bytes>();
+        match budget.try_hold(bytes) {
+            Some(held) => Some(held),
+            None => {
+                events.clear();
+                let body = error_body(b"/api/v4/events", 503, STREAM_BUSY);
+                write_response(out, 503, &body, close, false, date);
+                return None;
+            }
+        }
+    } else {
+        None
+    };
     out.reserve(if streamed { 160 } else { body_len + 160 });
     write_head(out, 200, body_len, close, date);
     if head_only {
@@ -154,13 +239,14 @@ pub fn write_events(
         events: std::mem::take(events),
         next: 0,
         left: body_len - UPDATES_PREFIX.len(),
+        _held: held,
     };
     if streamed {
         return Some(rest);
     }
     rest.refill(out, usize::MAX);
     // Hand the (cleared) vector back: its capacity is reused.
-    *events = rest.events;
+    *events = std::mem::take(&mut rest.events);
     events.clear();
     None
 }
@@ -174,6 +260,8 @@ pub struct StreamedEvents {
     next: usize,
     /// Body bytes not copied yet (separators and the closing bytes too).
     left: usize,
+    /// Its share of the [`StreamBudget`] (none when not streamed).
+    _held: Option<Held>,
 }
 
 impl StreamedEvents {
@@ -226,7 +314,8 @@ mod tests {
             expected.extend_from_slice(floorbell_core::qr::UPDATES_SUFFIX);
             for chunk in [1, 4096, 64 * 1024] {
                 whole.clear();
-                let streamed = write_events(&mut whole, &mut events, false, false, &date);
+                let budget = StreamBudget::new(MAX_STREAMED_BYTES);
+                let streamed = write_events(&mut whole, &mut events, false, false, &date, &budget);
                 assert!(events.is_empty());
                 let head_end = whole.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
                 let length: usize = String::from_utf8_lossy(&whole[..head_end])
@@ -262,6 +351,75 @@ mod tests {
                 events = some_events(n);
             }
         }
+    }
+
+    /// The status line and body of an answer `write_events` wrote.
+    fn status_and_body(out: &[u8]) -> (String, Vec<u8>) {
+        let head_end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let status = String::from_utf8_lossy(&out[..head_end])
+            .lines()
+            .next()
+            .unwrap()
+            .to_owned();
+        (status, out[head_end..].to_vec())
+    }
+
+    #[test]
+    fn streamed_answers_share_a_budget_and_give_it_back() {
+        let date = DateCache::default();
+        let n = 1500;
+        let one: usize = some_events(n).iter().map(|e| e.len() + 32).sum();
+        assert!(one > STREAM_OVER);
+        // Room for two such answers, not three.
+        let budget = StreamBudget::new(2 * one + one / 2);
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let (mut out, mut events) = (Vec::new(), some_events(n));
+            held.push(write_events(&mut out, &mut events, false, false, &date, &budget).unwrap());
+            assert!(out.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        }
+        assert_eq!(budget.held(), 2 * one);
+        // The third gets a 503 in §1's error shape, and keeps no events.
+        let (mut out, mut events) = (Vec::new(), some_events(n));
+        assert!(write_events(&mut out, &mut events, false, false, &date, &budget).is_none());
+        assert!(events.is_empty());
+        let (status, body) = status_and_body(&out);
+        assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
+        assert_eq!(
+            body,
+            format!(r#"{{"result":false,"error":"{STREAM_BUSY}"}}"#).into_bytes()
+        );
+        assert!(!out.windows(17).any(|w| w == b"Connection: close"));
+        // Short answers are copied, not held, so the spent budget does not
+        // touch them.
+        let (mut out, mut events) = (Vec::new(), some_events(3));
+        assert!(write_events(&mut out, &mut events, false, false, &date, &budget).is_none());
+        assert!(out.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        // An answer read to its end gives its share back.
+        let mut rest = held.pop().unwrap();
+        while !rest.refill(&mut Vec::new(), 64 * 1024) {}
+        assert_eq!(budget.held(), 2 * one);
+        drop(rest);
+        assert_eq!(budget.held(), one);
+        let (mut out, mut events) = (Vec::new(), some_events(n));
+        held.push(write_events(&mut out, &mut events, false, false, &date, &budget).unwrap());
+        // A closed connection drops its answer unread: the same.
+        held.clear();
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[test]
+    fn one_answer_larger_than_the_budget_passes_alone() {
+        let date = DateCache::default();
+        let budget = StreamBudget::new(1024);
+        let (mut out, mut events) = (Vec::new(), some_events(1500));
+        let first = write_events(&mut out, &mut events, false, false, &date, &budget).unwrap();
+        let (mut out, mut events) = (Vec::new(), some_events(1500));
+        assert!(write_events(&mut out, &mut events, false, false, &date, &budget).is_none());
+        assert!(out.starts_with(b"HTTP/1.1 503 "));
+        drop(first);
+        let (mut out, mut events) = (Vec::new(), some_events(1500));
+        assert!(write_events(&mut out, &mut events, false, false, &date, &budget).is_some());
     }
 
     #[test]

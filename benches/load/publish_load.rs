@@ -94,6 +94,19 @@ struct Tally {
     latency: Histogram<u64>,
 }
 
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            ok: 0,
+            err_status: 0,
+            err_timeout: 0,
+            err_conn: 0,
+            // 1 µs to 60 s, three significant digits.
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
+        }
+    }
+}
+
 /// One keep-alive connection and its request in flight.
 struct Conn {
     stream: TcpStream,
@@ -200,13 +213,7 @@ fn run(
 ) -> std::io::Result<Tally> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(256);
-    let mut tally = Tally {
-        ok: 0,
-        err_status: 0,
-        err_timeout: 0,
-        err_conn: 0,
-        latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
-    };
+    let mut tally = Tally::new();
     let mut conns = Vec::with_capacity(count);
     let mut next = first;
     for i in 0..count {
@@ -367,13 +374,7 @@ fn main() {
     });
     let elapsed = start.elapsed().as_secs_f64();
     let cpu = cpu_time() - cpu_start;
-    let mut total = Tally {
-        ok: 0,
-        err_status: 0,
-        err_timeout: 0,
-        err_conn: 0,
-        latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
-    };
+    let mut total = Tally::new();
     for result in results {
         match result {
             Ok(t) => {

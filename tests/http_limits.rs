@@ -357,6 +357,32 @@ fn declared_content_length_over_1_mib_on_put_table_is_413_without_the_body() {
     server.assert_healthy();
 }
 
+/// A `Content-Length` near `usize::MAX` (head + body would wrap around)
+/// is one 413 and a close, on any path, not a loop of answers or a dead
+/// event loop; the server serves the next client.
+#[test]
+fn a_content_length_that_would_wrap_around_is_413_and_a_close() {
+    let server = Launch::new().start();
+    for (target, length) in [
+        ("/", u64::MAX - 55),
+        ("/api/v4/events", u64::MAX),
+        ("/api/v4/tables/1", u64::MAX - 100),
+    ] {
+        let mut conn = server.raw();
+        let head =
+            format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {length}\r\n\r\n");
+        conn.send(head.as_bytes());
+        let reply = conn.read_response();
+        assert_eq!(reply.status, 413, "{target}: {}", reply.text());
+        assert!(reply.closes(), "{target}");
+        assert!(
+            conn.closed_within(Duration::from_secs(5)),
+            "{target}: more after the 413"
+        );
+    }
+    server.assert_healthy();
+}
+
 #[test]
 fn chunked_request_body_is_411_and_the_connection_is_closed() {
     let server = Launch::new().start();

@@ -1019,7 +1019,9 @@ impl Worker {
             // skipped instead, and its connection kept like any other's.
             let early = api::check_body_size(&head, rest)
                 .or_else(|| api::check_auth(&hub.engine, &head, rest, conn.peer));
-            let total = head.head_len + head.body_len;
+            // Saturating: a declared length near usize::MAX must not wrap
+            // around to a small total (it is refused below with a 413).
+            let total = head.head_len.saturating_add(head.body_len);
             let early = match early {
                 Some(action) if rest.len() >= total => {
                     used += total;

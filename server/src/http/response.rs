@@ -228,7 +228,12 @@ pub fn write_events(
     } else {
         None
     };
-    out.reserve(if streamed { 160 } else { body_len + 160 });
+    // A HEAD answer is only the head, however long its body would be.
+    out.reserve(if streamed || head_only {
+        160
+    } else {
+        body_len + 160
+    });
     write_head(out, 200, body_len, close, date);
     if head_only {
         events.clear();

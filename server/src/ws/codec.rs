@@ -81,7 +81,16 @@ impl WsReader {
                 }
             };
             let header_len = cursor.position() as usize;
-            let so_far = self.fragments.as_ref().map_or(0, Vec::len) as u64;
+            if matches!(header.opcode, OpCode::Control(_)) && len > 125 {
+                events.push(WsEvent::Fail(close_code::PROTOCOL, "bad control frame"));
+                return used;
+            }
+            // Only a continuation adds to the message being collected (a
+            // ping between its fragments is a message of its own).
+            let so_far = match header.opcode {
+                OpCode::Data(Data::Continue) => self.fragments.as_ref().map_or(0, Vec::len) as u64,
+                _ => 0,
+            };
             // The length is the client's 64-bit claim: the sum must not wrap
             // (a continuation claiming 2^64 - 1 once passed as small).
             if len.saturating_add(so_far) > MAX_MESSAGE_BYTES as u64 {
@@ -378,6 +387,43 @@ mod tests {
             ]
         );
         assert!(!reader.is_reassembling());
+    }
+
+    /// A ping between the fragments of a message near the 64 KiB limit is
+    /// answered: only continuations count towards the message's size.
+    #[test]
+    fn a_ping_between_large_fragments_does_not_count_towards_the_message() {
+        let mut reader = WsReader::default();
+        let mut events = Vec::new();
+        let first = "a".repeat(MAX_MESSAGE_BYTES - 100);
+        let mut bytes = client(0x1, false, first.as_bytes());
+        bytes.extend(client(0x9, true, &[b'p'; 125]));
+        bytes.extend(client(0x0, true, &[b'b'; 100]));
+        let used = reader.decode(&mut bytes, &mut events, usize::MAX);
+        assert_eq!(used, bytes.len());
+        assert!(matches!(events[0], WsEvent::Pong(_)), "{:?}", &events[0]);
+        assert!(matches!(&events[1], WsEvent::Text(t) if t.len() == MAX_MESSAGE_BYTES));
+        // One byte more is too big.
+        let mut bytes = client(0x1, false, first.as_bytes());
+        bytes.extend(client(0x0, true, &[b'b'; 101]));
+        let (_, events) = decode_all(&bytes);
+        assert_eq!(
+            events,
+            [WsEvent::Fail(
+                close_code::TOO_BIG,
+                "message larger than 64 KiB"
+            )]
+        );
+        // A control frame over 125 bytes is refused as soon as its header
+        // arrives, without waiting for a payload it claims.
+        let mut huge_ping = vec![0x89, 0x80 | 127];
+        huge_ping.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        huge_ping.extend_from_slice(&[0; 4]);
+        let (_, events) = decode_all(&huge_ping);
+        assert_eq!(
+            events,
+            [WsEvent::Fail(close_code::PROTOCOL, "bad control frame")]
+        );
     }
 
     #[test]

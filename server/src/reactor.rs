@@ -1501,8 +1501,7 @@ fn sniff_path(buf: &[u8]) -> &[u8] {
     let line = buf.split(|&b| b == b'\n').next().unwrap_or(b"");
     let mut parts = line.split(|&b| b == b' ');
     let _method = parts.next();
-    let target = parts.next().unwrap_or(b"");
-    target.split(|&b| b == b'?').next().unwrap_or(b"")
+    http::request::path_of_target(parts.next().unwrap_or(b""))
 }
 
 /// Queues a close frame after what is queued and stops the connection's

@@ -106,6 +106,16 @@ fn offset(base: &[u8], part: &[u8]) -> Range<usize> {
 /// it, and proxies send it) is routed by its path, as the origin form
 /// `/path?query` would be; an empty path is `/` (the slash is borrowed from
 /// the `//` after the scheme, so both stay slices of the request).
+/// The path of a request target's bytes, as [`split_target`] finds it (the
+/// bytes before any `?` when they are not UTF-8): the path of a request
+/// that never parsed, for the shape of its error.
+pub fn path_of_target(target: &[u8]) -> &[u8] {
+    match std::str::from_utf8(target) {
+        Ok(target) => split_target(target).0.as_bytes(),
+        Err(_) => target.split(|&b| b == b'?').next().unwrap_or(b""),
+    }
+}
+
 fn split_target(target: &str) -> (&str, Option<&str>) {
     let (path, query) = match target.split_once('?') {
         Some((path, query)) => (path, Some(query)),
@@ -220,7 +230,9 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
                 }
             }
         } else if name.eq_ignore_ascii_case(b"expect") {
-            head.expect_continue = h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+            // RFC 9110 §10.1.1: an HTTP/1.0 request's expectation is ignored.
+            head.expect_continue =
+                http11 && h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         } else if name.eq_ignore_ascii_case(b"token") {
             head.token = Some(offset(buf, h.value));
         } else if name.eq_ignore_ascii_case(b"authorization") {
@@ -289,6 +301,19 @@ mod tests {
     }
 
     #[test]
+    fn the_path_of_a_target_that_never_parsed() {
+        for (target, path) in [
+            (&b"/api/v4/events?hash=x"[..], &b"/api/v4/events"[..]),
+            (b"http://h:1/api/v4/events?hash=x", b"/api/v4/events"),
+            (b"HTTP://h", b"/"),
+            (b"/a\xff?b", b"/a\xff"),
+            (b"", b""),
+        ] {
+            assert_eq!(path_of_target(target), path);
+        }
+    }
+
+    #[test]
     fn partial_heads_ask_for_more_until_the_limit() {
         assert_eq!(parse_head(b"GET / HTTP/1.1\r\nHost:"), Ok(None));
         let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
@@ -302,10 +327,16 @@ mod tests {
             parse_head(b"POST /x HTTP/1.0\r\nContent-Length: 12\r\nExpect: 100-continue\r\n\r\n")
                 .unwrap()
                 .unwrap();
+        // RFC 9110 §10.1.1: HTTP/1.0's expectation is ignored.
         assert_eq!(
             (h.body_len, h.keep_alive, h.expect_continue),
-            (12, false, true)
+            (12, false, false)
         );
+        let h =
+            parse_head(b"POST /x HTTP/1.1\r\nContent-Length: 12\r\nExpect: 100-continue\r\n\r\n")
+                .unwrap()
+                .unwrap();
+        assert!(h.expect_continue);
         let h = parse_head(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
             .unwrap()
             .unwrap();

@@ -41,7 +41,7 @@ use floorbell_core::webhooks::{
 };
 use parking_lot::Mutex;
 
-use crate::engine::{answer_now, now_ms, AppliedJob, Outcome, Reply, WriterMsg};
+use crate::engine::{answer_now, now_ms, AppliedJob, Outcome, Reply, WriterMsg, WriterTx};
 
 /// How long the registration check waits for any answer (SPEC §3.6).
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -113,7 +113,7 @@ impl Webhooks {
     /// # Errors
     ///
     /// When the thread cannot start.
-    pub(crate) fn start(self: &Arc<Self>, writer: Sender<WriterMsg>) -> std::io::Result<()> {
+    pub(crate) fn start(self: &Arc<Self>, writer: WriterTx) -> std::io::Result<()> {
         let Some(rx) = self.rx.lock().take() else {
             return Ok(());
         };
@@ -165,7 +165,7 @@ impl Webhooks {
         url: String,
         key: [u8; 32],
         reply: Reply,
-        writer: Sender<WriterMsg>,
+        writer: WriterTx,
     ) {
         if self.checks.fetch_add(1, Ordering::AcqRel) >= MAX_CHECKS {
             self.checks.fetch_sub(1, Ordering::AcqRel);
@@ -234,7 +234,7 @@ impl Webhooks {
     }
 
     /// `DELETE /api/v2/register?http_client=URL`.
-    pub(crate) fn unregister(&self, url: &str, reply: Reply, writer: &Sender<WriterMsg>) {
+    pub(crate) fn unregister(&self, url: &str, reply: Reply, writer: &WriterTx) {
         let mut outbox = self.outbox.lock();
         match outbox.unregister(url) {
             Ok(out) => {
@@ -265,7 +265,7 @@ impl Webhooks {
     }
 
     /// The dispatcher loop (see the module doc).
-    fn dispatch(self: Arc<Self>, rx: Receiver<DispatchMsg>, writer: Sender<WriterMsg>) {
+    fn dispatch(self: Arc<Self>, rx: Receiver<DispatchMsg>, writer: WriterTx) {
         let done_tx = self.tx.clone();
         let mut senders: HashMap<String, Sender<Attempt>> = HashMap::new();
         let mut held: Vec<Attempt> = Vec::new();

@@ -190,6 +190,50 @@ pub(crate) enum WriterMsg {
     Stop,
 }
 
+/// The way to the store writer: a channel that closes for good at
+/// [`Engine::shutdown`].
+///
+/// The writer commits what came before its `Stop` and then leaves; a message
+/// sent after the `Stop` but before the writer dropped its receiver would be
+/// taken by the channel and never read: a change acknowledged (a C-ABI
+/// submit returning 0) and lost. So every send holds `open` for reading and
+/// checks it, and the `Stop` is sent holding it for writing: once it is
+/// sent, every later send is refused to its caller instead.
+#[derive(Clone)]
+pub(crate) struct WriterTx {
+    tx: Sender<WriterMsg>,
+    open: Arc<RwLock<bool>>,
+}
+
+impl WriterTx {
+    fn new(tx: Sender<WriterMsg>) -> Self {
+        WriterTx {
+            tx,
+            open: Arc::new(RwLock::new(true)),
+        }
+    }
+
+    /// Hands `msg` to the writer; gives it back once the writer was told to
+    /// stop (or has stopped).
+    // The message comes back whole, as crossbeam's `SendError` gives it.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn send(&self, msg: WriterMsg) -> Result<(), WriterMsg> {
+        let open = self.open.read();
+        if !*open {
+            return Err(msg);
+        }
+        self.tx.send(msg).map_err(|e| e.0)
+    }
+
+    /// Tells the writer to stop after what was sent; later sends fail.
+    fn stop(&self) {
+        let mut open = self.open.write();
+        if std::mem::replace(&mut *open, false) {
+            let _ = self.tx.send(WriterMsg::Stop);
+        }
+    }
+}
+
 /// A change already applied in memory (ticket board, gateway, webhooks), to
 /// persist and release.
 #[derive(Default)]
@@ -283,7 +327,7 @@ pub struct Engine {
     queue: Arc<EventQueue>,
     tables: Arc<Tables>,
     tokens: Tokens,
-    writer: Sender<WriterMsg>,
+    writer: WriterTx,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     /// The ticket board. A lock is honest here: every command changes shared
     /// state, the critical section is short (no I/O: the commit happens on
@@ -538,6 +582,7 @@ impl Engine {
             .name("floorbell-store".into())
             .spawn(move || writer.run())
             .map_err(EngineError::Thread)?;
+        let tx = WriterTx::new(tx);
         webhooks.start(tx.clone()).map_err(EngineError::Thread)?;
         let engine = Engine {
             config,
@@ -623,7 +668,7 @@ impl Engine {
                     request,
                     reply: job.reply,
                 }))
-                .map_err(|e| match e.0 {
+                .map_err(|msg| match msg {
                     WriterMsg::Job(job) => job,
                     _ => unreachable!("only jobs are sent here"),
                 }),
@@ -952,7 +997,7 @@ impl Engine {
         {
             let _board = self.board.lock();
             self.closed.store(true, Ordering::Release);
-            let _ = self.writer.send(WriterMsg::Stop);
+            self.writer.stop();
         }
         if let Some(handle) = self.writer_thread.lock().take() {
             let _ = handle.join();
@@ -1445,5 +1490,67 @@ mod tests {
             .starts_with("success new {\"id\":1,"));
         engine.close_session(kiosk);
         engine.shutdown();
+    }
+
+    /// Once the writer is told to stop, a send is refused even while the
+    /// writer still holds its receiver (nobody would read it).
+    #[test]
+    fn the_writer_channel_refuses_sends_after_its_stop() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let writer = WriterTx::new(tx);
+        assert!(writer
+            .send(WriterMsg::Applied(AppliedJob::default()))
+            .is_ok());
+        writer.stop();
+        writer.stop();
+        assert!(writer
+            .send(WriterMsg::Applied(AppliedJob::default()))
+            .is_err());
+        // The job before the stop, then the stop (once), then nothing.
+        assert!(matches!(rx.try_recv(), Ok(WriterMsg::Applied(_))));
+        assert!(matches!(rx.try_recv(), Ok(WriterMsg::Stop)));
+        assert!(rx.try_recv().is_err());
+    }
+
+    /// Events submitted while the engine shuts down: every submit that
+    /// returned Ok is in the store after a restart.
+    #[test]
+    fn every_event_whose_submit_returned_ok_survives_a_shutdown_racing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = || Config::from_toml_text("no-mdns = true", &dir.path().join("data")).unwrap();
+        let mut accepted = 0;
+        for round in 0..5 {
+            let (engine, _) = Engine::open(config()).unwrap();
+            let engine = Arc::new(engine);
+            let submitter = {
+                let engine = Arc::clone(&engine);
+                std::thread::spawn(move || {
+                    let mut ok = 0;
+                    // At most 5 × 40,000 in all: under the queue's 2^18.
+                    for i in 0..40_000 {
+                        let json = format!(r#"{{"code":"waiter_call","table":{i}}}"#);
+                        let prepared = engine
+                            .tables()
+                            .with(|t| floorbell_core::qr::prepare_event_str(&json, t))
+                            .unwrap();
+                        match engine.submit_event(prepared) {
+                            Ok(()) => ok += 1,
+                            Err(_) => break,
+                        }
+                    }
+                    ok
+                })
+            };
+            std::thread::sleep(Duration::from_millis(20 + 10 * round));
+            engine.shutdown();
+            accepted += submitter.join().unwrap();
+            drop(engine);
+            let (engine, _) = Engine::open(config()).unwrap();
+            let stored = engine
+                .queue()
+                .read(floorbell_core::ring::Cursor::All, now_ms(), |_| {});
+            assert_eq!(stored, accepted, "round {round}");
+            engine.shutdown();
+        }
     }
 }

@@ -223,6 +223,21 @@ _in_callback = threading.local()
 _open_engines: "weakref.WeakSet[Engine]" = weakref.WeakSet()
 
 
+# Engines collected on a floorbell callback thread (see Engine.__del__):
+# the thread closing each, and what its callbacks need until that close
+# returns (the native engine may call them until then).
+_orphans: list = []
+_orphans_lock = threading.Lock()
+
+
+def _close_orphan(lib: ctypes.CDLL, handle: int, keep: list) -> None:
+    try:
+        lib.floorbell_engine_close(handle)
+    finally:
+        with _orphans_lock:
+            _orphans.remove(keep)
+
+
 @atexit.register
 def _close_all() -> None:
     for engine in list(_open_engines):
@@ -230,6 +245,10 @@ def _close_all() -> None:
             engine.close()
         except Exception:
             pass
+    with _orphans_lock:
+        closing = [keep[0] for keep in _orphans if keep[0].ident is not None]
+    for thread in closing:
+        thread.join(timeout=30)
 
 
 class Engine:
@@ -303,9 +322,27 @@ class Engine:
         _check(self._lib, status)
 
     def __del__(self) -> None:
-        # A finalizer on floorbell's own callback thread cannot close (close
-        # joins that thread): the handle is leaked rather than deadlocked.
-        if getattr(self, "_closed", True) or getattr(_in_callback, "active", False):
+        if getattr(self, "_closed", True):
+            return
+        if getattr(_in_callback, "active", False):
+            # Collected on a floorbell callback thread (this engine's own, or
+            # another's): close would join that thread. Another thread closes
+            # it, and the callback objects are kept alive until that close
+            # returns: the collector clears this object's dicts once this
+            # returns, and the native engine may still call them.
+            self._closed = True
+            handle, self._handle = self._handle, None
+            keep: list = [None, list(self._subscriptions.values()), list(self._retired)]
+            thread = threading.Thread(
+                target=_close_orphan, args=(self._lib, handle, keep), name="floorbell-close", daemon=True
+            )
+            keep[0] = thread
+            with _orphans_lock:
+                _orphans.append(keep)
+            try:
+                thread.start()
+            except RuntimeError:
+                pass  # no new thread (interpreter exit): left open, callbacks kept
             return
         try:
             self.close()

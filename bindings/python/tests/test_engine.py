@@ -5,6 +5,7 @@ import gc
 import json
 import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -209,3 +210,50 @@ def test_callback_survives_garbage_collection_and_stops_after_unsubscribe(engine
     h2 = engine.publish_event({"code": "waiter_call", "table": 3})
     barrier.wait_for(lambda k, t: h2 in t)
     assert not any(h2 in t for t in seen.texts("event")), seen.changes
+
+
+class _Holder:
+    """A callback that holds its engine: engine → callback → holder → engine."""
+
+    def __init__(self):
+        self.engine = None
+        self.heard = 0
+
+    def __call__(self, kind, text):
+        self.heard += 1
+
+
+def test_an_engine_collected_on_a_callback_thread_is_closed_and_its_callbacks_kept(tmp_path):
+    # Engine A, left to the cycle collector with changes still coming to its
+    # callback; the collector then runs on engine B's callback thread. A must
+    # be closed from another thread (its directory free again), its
+    # callbacks alive until then (the native engine may still call them).
+    holder = _Holder()
+    a = floorbell.Engine(tmp_path / "a", CONFIG)
+    holder.engine = a
+    a.subscribe(holder)
+    for table in range(2000):
+        a.submit_event({"code": "waiter_call", "table": table})
+    del a, holder
+    collected = threading.Event()
+
+    def collect(kind, text):
+        gc.collect()
+        collected.set()
+
+    with floorbell.Engine(tmp_path / "b", CONFIG) as b:
+        b.subscribe(collect)
+        b.publish_event({"code": "waiter_call", "table": 1})
+        assert collected.wait(TIMEOUT)
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            try:
+                again = floorbell.Engine(tmp_path / "a", CONFIG)
+                break
+            except FloorbellError as e:
+                assert e.status is Status.IN_USE, e
+                assert time.monotonic() < deadline, "engine A was never closed"
+                time.sleep(0.05)
+        # Everything A was given is committed by its close.
+        with again:
+            assert len(updates(again)) == 2000

@@ -125,6 +125,10 @@ floorbell_status floorbell_engine_open(const char *data_dir,
 // last) may still call the engine: `floorbell_engine_unsubscribe` works,
 // a subscribe or a session command returns `FLOORBELL_STATUS_CLOSED`.
 //
+// Called from this engine's own callback thread (where it could not wait
+// for the callbacks to end), it returns `FLOORBELL_STATUS_WRONG_STATE` and
+// closes nothing: the handle stays valid, to be closed from another thread.
+//
 // # Safety
 //
 // `engine` is NULL or a handle from [`floorbell_engine_open`] not closed yet.

@@ -26,6 +26,7 @@ using System;
 using System.Collections.Generic;
 using System.Runtime.InteropServices;
 using System.Text;
+using System.Threading;
 
 namespace Floorbell
 {
@@ -96,16 +97,41 @@ namespace Floorbell
             lock (roots) roots.Add(GCHandle.Alloc(callback));
         }
 
+        // Set once the native engine is closed and the roots are freed.
+        readonly ManualResetEventSlim released = new ManualResetEventSlim(false);
+
+        /// <summary>Waits until the native engine is closed: Dispose marks
+        /// the handle closed, and the close itself runs when the last call
+        /// in progress on it ends.</summary>
+        public void WaitReleased() => released.Wait();
+
         protected override bool ReleaseHandle()
         {
+            if (Engine.InCallback)
+            {
+                // The last call to end ran inside a subscriber callback (it
+                // called the engine while Dispose ran on another thread).
+                // Close joins floorbell's callback thread, so it cannot run
+                // here: another thread closes, and frees the roots only then
+                // (the callback thread may still call the delegates).
+                IntPtr engine = handle;
+                new Thread(() => Close(engine)) { IsBackground = true, Name = "floorbell-close" }.Start();
+                return true;
+            }
+            Close(handle);
+            return CloseStatus == Status.Ok;
+        }
+
+        void Close(IntPtr engine)
+        {
             // Joins floorbell's callback thread: no callback runs after this.
-            CloseStatus = Native.floorbell_engine_close(handle);
+            CloseStatus = Native.floorbell_engine_close(engine);
             lock (roots)
             {
                 foreach (var root in roots) root.Free();
                 roots.Clear();
             }
-            return CloseStatus == Status.Ok;
+            released.Set();
         }
     }
 
@@ -265,6 +291,9 @@ namespace Floorbell
 
         [ThreadStatic] static bool inCallback;
 
+        /// <summary>Whether this thread is inside a subscriber callback.</summary>
+        internal static bool InCallback => inCallback;
+
         sealed class Subscription
         {
             public NativeCallback Callback;
@@ -307,6 +336,10 @@ namespace Floorbell
                 throw new FloorbellException(Status.WrongState, "Dispose called from a floorbell callback");
             if (handle.IsClosed) return;
             handle.Dispose();
+            // A call still running on another thread (a callback's, say)
+            // holds the handle: the close happens when it ends. Dispose
+            // returns only after it, so the directory is free again then.
+            handle.WaitReleased();
             lock (gate)
             {
                 subscriptions.Clear();

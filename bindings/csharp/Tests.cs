@@ -54,6 +54,7 @@ static class Tests
         Run("bad order calls throw and change nothing", TestBadOrderCalls);
         Run("callback for an order changed over HTTP, the button", TestOrderOverHttp);
         Run("submitted events reach subscribers", TestSubmitEvent);
+        Run("Dispose while a callback calls the engine", TestDisposeWhileACallbackCalls);
         Run("durable after kill -9", TestDurableAfterKill);
 
         watchdog.Dispose();
@@ -594,6 +595,46 @@ static class Tests
             var tables = seen.Texts(ChangeKind.Event).Select(t => Regex.Match(t, "\"table\":([0-9]+)").Groups[1].Value);
             Equal("0,1,2,3,4,5,6,7,8,9", string.Join(",", tables), "submission order");
             Equal(10, Hashes(fb.EventsSince()).Length, "events stored");
+        });
+    }
+
+    // Dispose on one thread while a subscriber callback keeps calling the
+    // engine: the last call to end (the callback's) must not close the
+    // engine on floorbell's own callback thread, and Dispose returns only
+    // once the engine is closed: the directory opens again at once, with
+    // every submitted event in it.
+    static void TestDisposeWhileACallbackCalls()
+    {
+        WithDir(dir =>
+        {
+            string data = Path.Combine(dir, "data");
+            var fb = new Engine(data, Config);
+            var calling = new ManualResetEventSlim(false);
+            int closedSeen = 0;
+            fb.Subscribe((kind, text) =>
+            {
+                if (Volatile.Read(ref closedSeen) != 0) return;
+                calling.Set();
+                // Back-to-back calls: Dispose lands inside one of them.
+                try
+                {
+                    while (true) fb.EventsSince(null);
+                }
+                catch (FloorbellException e)
+                {
+                    Equal(Status.Closed, e.Status, "a call after Dispose");
+                    Volatile.Write(ref closedSeen, 1);
+                }
+            });
+            for (int table = 0; table < 200; table++)
+                fb.SubmitEvent("{\"code\":\"waiter_call\",\"table\":" + table + "}");
+            Check(calling.Wait(10000), "the callback never ran");
+            Thread.Sleep(20);
+            fb.Dispose();
+            Check(fb.IsClosed, "closed after Dispose");
+            Equal(1, Volatile.Read(ref closedSeen), "the callback saw the close");
+            using (var again = new Engine(data, Config))
+                Equal(200, Hashes(again.EventsSince()).Length, "events stored");
         });
     }
 

@@ -257,6 +257,10 @@ pub unsafe extern "C" fn floorbell_engine_open(
 /// last) may still call the engine: `floorbell_engine_unsubscribe` works,
 /// a subscribe or a session command returns `FLOORBELL_STATUS_CLOSED`.
 ///
+/// Called from this engine's own callback thread (where it could not wait
+/// for the callbacks to end), it returns `FLOORBELL_STATUS_WRONG_STATE` and
+/// closes nothing: the handle stays valid, to be closed from another thread.
+///
 /// # Safety
 ///
 /// `engine` is NULL or a handle from [`floorbell_engine_open`] not closed yet.
@@ -265,6 +269,13 @@ pub unsafe extern "C" fn floorbell_engine_close(engine: *mut FloorbellEngine) ->
     guard(|| {
         if engine.is_null() {
             return Ok(());
+        }
+        // SAFETY: per this function's contract, a live handle.
+        if unsafe { &*engine }.engine.local().on_callback_thread() {
+            return Err(Failure::new(
+                FloorbellStatus::WrongState,
+                "floorbell_engine_close called from the engine's own callback",
+            ));
         }
         // SAFETY: per this function's contract, the pointer came from
         // Box::into_raw in floorbell_engine_open and is closed only once.

@@ -763,6 +763,75 @@ fn a_callback_may_unsubscribe_itself_while_the_engine_closes() {
     }
 }
 
+/// What a callback that tries to close its own engine was told.
+struct CloseFromCallback {
+    engine: *mut FloorbellEngine,
+    status: std::sync::atomic::AtomicI32,
+}
+
+unsafe extern "C" fn close_own_engine(
+    user: *mut c_void,
+    _kind: FloorbellChange,
+    _data: *const c_char,
+    _length: usize,
+) {
+    // SAFETY: `user` is the test's CloseFromCallback, alive until close.
+    let me = unsafe { &*(user as *const CloseFromCallback) };
+    if me.status.load(std::sync::atomic::Ordering::SeqCst) == -1 {
+        // SAFETY: the engine is alive (the refused close frees nothing).
+        let status = unsafe { floorbell_engine_close(me.engine) };
+        me.status
+            .store(status as i32, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// `floorbell_engine_close` from the engine's own callback thread could not
+/// wait for that thread: it is refused, and the engine keeps working until
+/// closed from another thread.
+#[test]
+fn close_from_the_engine_s_own_callback_is_refused_and_closes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open_engine(&dir);
+    let me = Box::new(CloseFromCallback {
+        engine,
+        status: std::sync::atomic::AtomicI32::new(-1),
+    });
+    // SAFETY: valid arguments; `me` outlives the engine.
+    unsafe {
+        let mut id = 0;
+        assert_eq!(
+            floorbell_engine_subscribe(
+                engine,
+                Some(close_own_engine),
+                &*me as *const CloseFromCallback as *mut c_void,
+                &mut id
+            ),
+            FloorbellStatus::Ok
+        );
+        let ev = cs(r#"{"code":"waiter_call","table":5}"#);
+        assert_eq!(
+            floorbell_engine_publish_event(engine, ev.as_ptr(), std::ptr::null_mut()),
+            FloorbellStatus::Ok
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while me.status.load(std::sync::atomic::Ordering::SeqCst) == -1 {
+            assert!(std::time::Instant::now() < deadline, "no callback");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(
+            me.status.load(std::sync::atomic::Ordering::SeqCst),
+            FloorbellStatus::WrongState as i32
+        );
+        // Still open and working.
+        let mut hash = [0 as c_char; 11];
+        assert_eq!(
+            floorbell_engine_publish_event(engine, ev.as_ptr(), hash.as_mut_ptr()),
+            FloorbellStatus::Ok
+        );
+        assert_eq!(floorbell_engine_close(engine), FloorbellStatus::Ok);
+    }
+}
+
 /// A [`Sink`] whose first call waits until the test lets it go.
 #[derive(Default)]
 struct HeldSink {

@@ -271,7 +271,9 @@ impl Local {
         true
     }
 
-    fn on_callback_thread(&self) -> bool {
+    /// Whether the caller runs on this engine's callback thread (inside a
+    /// subscriber callback).
+    pub fn on_callback_thread(&self) -> bool {
         *self.callback_thread.lock() == Some(std::thread::current().id())
     }
 

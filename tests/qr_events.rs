@@ -903,15 +903,15 @@ fn a_long_poll_answer_is_whole_and_requests_behind_it_keep_their_order() {
 fn long_answers_share_a_budget_that_a_client_which_goes_gives_back() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("floorbell.toml");
-    // One answer of 30 events of 200 kB (6 MB, more than the 4 MiB the
+    // One answer of 40 events of 200 kB (8 MB, more than the 4 MiB the
     // kernel buffers for a socket here) fits, a second does not.
-    std::fs::write(&config, "stream-budget-bytes = 8000000\n").expect("config");
+    std::fs::write(&config, "stream-budget-bytes = 10000000\n").expect("config");
     let server = Launch::new()
         .arg("--config")
         .arg(config.to_str().expect("utf-8 path"))
         .start();
     let mut published = Vec::new();
-    for _ in 0..30 {
+    for _ in 0..40 {
         let reply = server.publish(std::str::from_utf8(&event_of_len(200_000)).unwrap());
         published.push(hash_of_published(&reply));
     }
@@ -926,6 +926,18 @@ fn long_answers_share_a_budget_that_a_client_which_goes_gives_back() {
         .expect("connect");
     let mut stuck: std::net::TcpStream = sock.into();
     std::io::Write::write_all(&mut stuck, poll("none").as_bytes()).expect("send the poll");
+    // Its answer has begun (peeked, not read) before anyone else polls.
+    stuck
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut status_line = [0u8; 12];
+    assert!(
+        wait_until(Duration::from_secs(10), || stuck
+            .peek(&mut status_line)
+            .is_ok_and(|n| n == status_line.len())),
+        "no answer began for the stuck client"
+    );
+    assert_eq!(&status_line, b"HTTP/1.1 200");
 
     let mut other = server.raw();
     assert!(
@@ -933,8 +945,8 @@ fn long_answers_share_a_budget_that_a_client_which_goes_gives_back() {
             other.send(poll("none").as_bytes());
             let reply = other.read_response();
             if reply.status == 200 {
-                // The stuck client's answer was not streamed yet: read
-                // this one whole and ask again.
+                // The kernel took the stuck client's whole answer after
+                // all: read this one whole and ask again.
                 return false;
             }
             assert_eq!(reply.status, 503, "{}", reply.text());
@@ -948,7 +960,7 @@ fn long_answers_share_a_budget_that_a_client_which_goes_gives_back() {
         "no poll was refused while the stuck client held its answer"
     );
     // Short answers are copied, not held: still served.
-    other.send(poll(&published[28]).as_bytes());
+    other.send(poll(&published[38]).as_bytes());
     let short = other.read_response();
     assert_eq!(short.status, 200);
     assert_eq!(
@@ -956,7 +968,7 @@ fn long_answers_share_a_budget_that_a_client_which_goes_gives_back() {
             .iter()
             .map(|e| hash_in_event(e))
             .collect::<Vec<_>>(),
-        published[29..]
+        published[39..]
     );
     // The stuck client goes; its share comes back.
     drop(stuck);
@@ -968,7 +980,7 @@ fn long_answers_share_a_budget_that_a_client_which_goes_gives_back() {
                 return false;
             }
             assert_eq!(reply.status, 200);
-            assert_eq!(split_updates(&reply.text()).len(), 30);
+            assert_eq!(split_updates(&reply.text()).len(), 40);
             true
         }),
         "the budget was not given back after the stuck client closed"

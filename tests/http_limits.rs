@@ -548,9 +548,10 @@ fn a_poll_with_connection_close_or_http_1_0_or_a_fin_ends_the_connection() {
     }
 }
 
-/// A client that pipelines polls and stops reading: once its last answer
-/// (the 408 for the requests left waiting) is queued, it is dropped after a
-/// grace period without progress, freeing its slot (it was kept for ever).
+/// A client that pipelines polls and stops reading: its answers wait for it
+/// (the requests behind them get no 408: they wait for the server), and
+/// after 60 s without progress it is dropped, freeing its slot (it was
+/// kept for ever).
 #[test]
 fn a_pipelining_client_that_stops_reading_is_dropped() {
     use socket2::{Domain, Protocol, Socket, Type};
@@ -599,8 +600,8 @@ fn a_pipelining_client_that_stops_reading_is_dropped() {
             _ => {}
         }
         assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the stuck client still held its slot after 30 s"
+            started.elapsed() < Duration::from_secs(75),
+            "the stuck client still held its slot after 75 s"
         );
         std::thread::sleep(Duration::from_millis(500));
     }

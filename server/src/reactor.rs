@@ -1433,11 +1433,28 @@ fn expired(conn: &mut Conn, now: Instant, date: &DateCache) -> Option<bool> {
         return Some(false);
     }
     let unsent = conn.unsent();
+    // Input the server itself holds back (behind output past its bound or a
+    // long answer going out, or commands at the in-flight cap) waits for the
+    // server, not for the client, and no more is read meanwhile: its 10 s
+    // clocks restart from now while the hold lasts, so the client has its
+    // whole time once the hold ends (complete pipelined requests once got a
+    // 408 behind a slow reader's answers).
+    let held = unsent > MAX_PENDING_OUTPUT
+        || conn.streamed.is_some()
+        || conn
+            .ws
+            .as_ref()
+            .is_some_and(|ws| ws.in_flight >= MAX_IN_FLIGHT);
+    if held {
+        if conn.request_started.is_some() {
+            conn.request_started = Some(now);
+        }
+        if let Some(ws) = conn.ws.as_mut().filter(|ws| ws.message_started.is_some()) {
+            ws.message_started = Some(now);
+        }
+    }
     let frame_started = conn.request_started.filter(|_| !conn.input.is_empty());
     if let Some(ws) = conn.ws.as_mut() {
-        // Input held back at MAX_IN_FLIGHT waits for the board, not for
-        // the client: it starts no deadline.
-        let frame_started = frame_started.filter(|_| ws.in_flight < MAX_IN_FLIGHT);
         // A WebSocket client may stay idle for ever; one that does not read
         // its close frame is dropped after a grace period.
         if conn.close_after_write && now.duration_since(conn.last_active) >= CLOSE_GRACE {
@@ -1471,9 +1488,9 @@ fn expired(conn: &mut Conn, now: Instant, date: &DateCache) -> Option<bool> {
         }
         return None;
     }
-    if conn.streamed.is_some() {
-        // A long answer still going out: nothing may be written before its
-        // end, and a client that stopped taking it is dropped once idle.
+    if held {
+        // Answers still going out (nothing more is answered before they
+        // are): a client that stopped taking them is dropped once idle.
         return (now.duration_since(conn.last_active) >= IDLE_TIMEOUT).then_some(true);
     }
     if conn.close_after_write {
@@ -1787,6 +1804,63 @@ mod tests {
         conn.ws.as_mut().unwrap().message_started = Some(t0);
         assert_eq!(expired(&mut conn, later, &date), Some(false));
         assert!(conn.close_after_write);
+    }
+
+    /// Complete requests held back behind answers a slow client has not
+    /// taken yet get no 408: the 10 s clock runs only while the server waits
+    /// for the client, and restarts when the hold ends. A client that takes
+    /// nothing for 60 s is dropped.
+    #[test]
+    fn requests_held_behind_unsent_answers_get_no_408() {
+        let t0 = Instant::now();
+        let date = DateCache::default();
+        let (mut conn, _client) = ws_conn(t0);
+        conn.ws = None;
+        conn.input = b"GET /api/v4/events?hash=none HTTP/1.1\r\n\r\n".to_vec();
+        conn.request_started = Some(t0);
+        conn.out = vec![b'x'; MAX_PENDING_OUTPUT + 1];
+        let held_until = t0 + Duration::from_secs(30);
+        assert_eq!(expired(&mut conn, held_until, &date), None, "held 30 s");
+        assert_eq!(conn.request_started, Some(held_until), "clock restarted");
+        assert!(conn.out.len() == MAX_PENDING_OUTPUT + 1, "no 408 written");
+        // The client takes the answers: from then on its 10 s run.
+        conn.out.clear();
+        conn.last_active = held_until;
+        let almost = held_until + REQUEST_TIMEOUT - Duration::from_millis(1);
+        assert_eq!(expired(&mut conn, almost, &date), None);
+        assert_eq!(
+            expired(&mut conn, held_until + REQUEST_TIMEOUT, &date),
+            Some(false)
+        );
+        assert!(conn.out.starts_with(b"HTTP/1.1 408 "));
+
+        // A client that takes nothing at all is dropped once idle.
+        let (mut conn, _client) = ws_conn(t0);
+        conn.ws = None;
+        conn.input = b"GET / HTTP/1.1\r\n\r\n".to_vec();
+        conn.request_started = Some(t0);
+        conn.out = vec![b'x'; MAX_PENDING_OUTPUT + 1];
+        let idle = t0 + IDLE_TIMEOUT;
+        assert_eq!(
+            expired(&mut conn, idle - Duration::from_millis(1), &date),
+            None
+        );
+        assert_eq!(expired(&mut conn, idle, &date), Some(true));
+
+        // A WebSocket command at the in-flight cap: its message clock
+        // restarts too.
+        let (mut conn, _client) = ws_conn(t0);
+        conn.input = vec![0x81, 0x85];
+        conn.request_started = Some(t0);
+        let ws = conn.ws.as_mut().unwrap();
+        ws.in_flight = MAX_IN_FLIGHT;
+        ws.message_started = Some(t0);
+        assert_eq!(expired(&mut conn, held_until, &date), None);
+        conn.ws.as_mut().unwrap().in_flight = 0;
+        assert_eq!(
+            expired(&mut conn, held_until + REQUEST_TIMEOUT, &date),
+            Some(false)
+        );
     }
 
     /// A change the writer never answers gets a 503 after 30 s, and its

@@ -174,12 +174,21 @@ pub fn parse_staff(text: &str) -> Result<StaffCommand<'_>, Malformed<'_>> {
 pub fn parse_kiosk(text: &str) -> Result<KioskCommand<'_>, Malformed<'_>> {
     let (word, rest) = split_word(text);
     let bad = Malformed { word };
-    let email_ok = |e: &str| !e.is_empty() && e.len() <= MAX_EMAIL_LEN;
+    // SPEC gap: §2.3's name is "the rest of the line": a control character
+    // (a line break, a NUL) has no place in it or in an email, and would
+    // break a line-based client's framing (and a C string) when the name
+    // comes back in `success query NAME`.
+    let plain = |t: &str| !t.chars().any(char::is_control);
+    let email_ok = |e: &str| !e.is_empty() && e.len() <= MAX_EMAIL_LEN && plain(e);
     match word {
         "new" => {
             let (email, name) = rest.and_then(|r| r.split_once(' ')).ok_or(bad)?;
             // SPEC gap: §2.3 sets no limits; see MAX_EMAIL_LEN, MAX_VISITOR_NAME_LEN.
-            if !email_ok(email) || name.is_empty() || name.len() > MAX_VISITOR_NAME_LEN {
+            if !email_ok(email)
+                || name.is_empty()
+                || name.len() > MAX_VISITOR_NAME_LEN
+                || !plain(name)
+            {
                 return Err(bad);
             }
             Ok(KioskCommand::New { email, name })
@@ -574,6 +583,10 @@ mod tests {
             "new  Name",
             long_email.as_str(),
             long_name.as_str(),
+            "new e@x.com An\0na",
+            "new e@x.com Anna\nsuccess pick 1",
+            "new e@x.com Anna\r",
+            "new e\u{7f}@x.com Anna",
         ] {
             assert_eq!(
                 parse_kiosk(frame),
@@ -581,7 +594,7 @@ mod tests {
                 "{frame:?}"
             );
         }
-        for frame in ["query", "query ", "query a b"] {
+        for frame in ["query", "query ", "query a b", "query e@x.com\0"] {
             assert_eq!(parse_kiosk(frame), Err(Malformed { word: "query" }));
         }
         assert_eq!(parse_kiosk("pick 1 t"), Err(Malformed { word: "pick" }));

@@ -286,7 +286,9 @@ floorbell_status floorbell_session_close(const floorbell_engine *engine, uint64_
 // subscription id to `*out_subscription` (may be NULL). See
 // [`FloorbellCallback`] for the thread that runs it.
 // `FLOORBELL_STATUS_CLOSED` once the engine is closing (a callback that
-// runs during [`floorbell_engine_close`] may still unsubscribe).
+// runs during [`floorbell_engine_close`] may still unsubscribe);
+// `FLOORBELL_STATUS_IO` when the callback thread cannot be started (nothing
+// is subscribed then).
 //
 // # Safety
 //

@@ -39,7 +39,7 @@ use floorbell_server::engine::{
     now_ms, Engine, EngineError, LocalSession, Outcome, TicketChange, WriteRequest,
 };
 use floorbell_server::fanout::WsRole;
-use floorbell_server::local::Change;
+use floorbell_server::local::{Change, SubscribeError};
 use floorbell_server::server::Server;
 use parking_lot::Mutex;
 
@@ -356,8 +356,11 @@ pub unsafe extern "C" fn floorbell_engine_stop_serving(
 ) -> FloorbellStatus {
     guard(|| {
         let handle = engine_ref(engine)?;
-        let server = handle.server.lock().take();
-        match server {
+        // Held until the server has stopped: a serve on another thread
+        // meanwhile waits, else this stop would unhook the new server's
+        // event loops from the engine (`set_reactors`) as it ends.
+        let mut server = handle.server.lock();
+        match server.take() {
             Some(mut s) => {
                 s.stop();
                 Ok(())
@@ -672,21 +675,28 @@ pub unsafe extern "C" fn floorbell_session_close(
 ) -> FloorbellStatus {
     guard(|| {
         let handle = engine_ref(engine)?;
-        let s = handle.sessions.lock().remove(&session).ok_or_else(|| {
-            Failure::new(FloorbellStatus::NotFound, format!("no session {session}"))
-        })?;
-        // A command still running on another thread holds a reference: the
-        // session is put back and the caller told to wait for it.
-        match Arc::try_unwrap(s) {
-            Ok(s) => handle.engine.close_session(s),
-            Err(s) => {
-                handle.sessions.lock().insert(session, s);
-                return Err(Failure::new(
-                    FloorbellStatus::WrongState,
-                    "a command is running on this session",
-                ));
+        let not_found = || Failure::new(FloorbellStatus::NotFound, format!("no session {session}"));
+        let busy = || {
+            Failure::new(
+                FloorbellStatus::WrongState,
+                "a command is running on this session",
+            )
+        };
+        let s = {
+            let mut sessions = handle.sessions.lock();
+            // A command still running on another thread holds a reference
+            // (cloned under this lock): the caller is told to wait for it,
+            // and the session stays in the map meanwhile (a command on a
+            // third thread must not find it missing).
+            if Arc::strong_count(sessions.get(&session).ok_or_else(not_found)?) > 1 {
+                return Err(busy());
             }
-        }
+            sessions.remove(&session).ok_or_else(not_found)?
+        };
+        // The only reference now (checked under the map's lock).
+        handle
+            .engine
+            .close_session(Arc::try_unwrap(s).map_err(|_| busy())?);
         Ok(())
     })
 }
@@ -705,7 +715,9 @@ unsafe impl Sync for UserData {}
 /// subscription id to `*out_subscription` (may be NULL). See
 /// [`FloorbellCallback`] for the thread that runs it.
 /// `FLOORBELL_STATUS_CLOSED` once the engine is closing (a callback that
-/// runs during [`floorbell_engine_close`] may still unsubscribe).
+/// runs during [`floorbell_engine_close`] may still unsubscribe);
+/// `FLOORBELL_STATUS_IO` when the callback thread cannot be started (nothing
+/// is subscribed then).
 ///
 /// # Safety
 ///
@@ -732,17 +744,21 @@ pub unsafe extern "C" fn floorbell_engine_subscribe(
                 Change::Lagged(n) => (FloorbellChange::Lagged, n.to_string().into_bytes()),
             };
             let length = text.len();
-            let Ok(c) = CString::new(text) else {
-                return;
-            };
+            // NUL-terminated for C, `length` bytes before the NUL. Built by
+            // hand, not with CString: a change is never dropped for a NUL
+            // inside it (`length` says where it ends).
+            let mut c = text;
+            c.push(0);
             let user = &user;
             // SAFETY: the caller's contract keeps `callback` and `user_data`
             // valid while subscribed; `c` lives for the call. A panic cannot
             // come back through an extern "C" callback (it would abort).
-            unsafe { callback(user.0, kind, c.as_ptr(), length) };
+            unsafe { callback(user.0, kind, c.as_ptr().cast::<c_char>(), length) };
         }));
-        let id =
-            id.ok_or_else(|| Failure::new(FloorbellStatus::Closed, "the engine is closing"))?;
+        let id = id.map_err(|e| match e {
+            SubscribeError::Closed => Failure::new(FloorbellStatus::Closed, e.to_string()),
+            SubscribeError::Thread(_) => Failure::new(FloorbellStatus::Io, e.to_string()),
+        })?;
         if !out_subscription.is_null() {
             // SAFETY: writable per the contract.
             unsafe { *out_subscription = id };

@@ -38,6 +38,17 @@ use crate::fanout::{conn_id, split_conn_id, ConnId, Delivery, Dest};
 /// are numbered from 0 and never reach it.
 pub const LOCAL_REACTOR: usize = 0xFF;
 
+/// Why [`Local::subscribe`] added no subscriber.
+#[derive(Debug, thiserror::Error)]
+pub enum SubscribeError {
+    /// [`Local::shutdown`] has begun.
+    #[error("the engine is closing")]
+    Closed,
+    /// The callback thread could not be started.
+    #[error("cannot start the callback thread: {0}")]
+    Thread(std::io::Error),
+}
+
 /// What changed, as a subscriber sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
@@ -180,22 +191,20 @@ impl Local {
         split_conn_id(id).0 == LOCAL_REACTOR
     }
 
-    /// Adds a subscriber; returns its id for [`Local::unsubscribe`], or
-    /// `None` once [`Local::shutdown`] has begun.
-    pub fn subscribe(&self, callback: Callback) -> Option<u64> {
+    /// Adds a subscriber; returns its id for [`Local::unsubscribe`].
+    ///
+    /// # Errors
+    ///
+    /// [`SubscribeError::Closed`] once [`Local::shutdown`] has begun;
+    /// [`SubscribeError::Thread`] when the callback thread cannot start
+    /// (nothing is subscribed then).
+    pub fn subscribe(&self, callback: Callback) -> Result<u64, SubscribeError> {
         let mut dispatcher = self.dispatcher.lock();
         // Checked under the dispatcher's lock, which shutdown takes after
         // setting it: no thread is started that shutdown would not join.
         if self.closed.load(Ordering::Acquire) {
-            return None;
+            return Err(SubscribeError::Closed);
         }
-        let id = self.next_subscription.fetch_add(1, Ordering::Relaxed) + 1;
-        self.subscribers.write().push(Arc::new(Subscriber {
-            id,
-            callback,
-            active: AtomicBool::new(true),
-            gate: Mutex::new(()),
-        }));
         if dispatcher.is_none() {
             // Unbounded as a channel, bounded by `backlog` (`notify`).
             let (tx, rx) = crossbeam_channel::unbounded::<Queued>();
@@ -236,16 +245,19 @@ impl Local {
                         b.bytes = b.bytes.saturating_sub(cost);
                     }
                 });
-            match thread {
-                Ok(handle) => {
-                    *self.callback_thread.lock() = Some(handle.thread().id());
-                    *dispatcher = Some((tx, handle));
-                }
-                Err(e) => tracing::error!(error = %e, "cannot start the callback thread"),
-            }
+            let handle = thread.map_err(SubscribeError::Thread)?;
+            *self.callback_thread.lock() = Some(handle.thread().id());
+            *dispatcher = Some((tx, handle));
         }
+        let id = self.next_subscription.fetch_add(1, Ordering::Relaxed) + 1;
+        self.subscribers.write().push(Arc::new(Subscriber {
+            id,
+            callback,
+            active: AtomicBool::new(true),
+            gate: Mutex::new(()),
+        }));
         self.has_subscribers.store(true, Ordering::Release);
-        Some(id)
+        Ok(id)
     }
 
     /// Removes a subscriber; false when the id is unknown. When it returns,
@@ -558,7 +570,7 @@ mod tests {
                 // Late enough that shutdown is already waiting.
                 std::thread::sleep(std::time::Duration::from_millis(200));
                 let unsubscribed = me.unsubscribe(own.load(Ordering::SeqCst));
-                let refused = me.subscribe(Box::new(|_| {})).is_none();
+                let refused = matches!(me.subscribe(Box::new(|_| {})), Err(SubscribeError::Closed));
                 let _ = done_tx.send((unsubscribed, refused));
             }))
             .expect("open");
@@ -574,6 +586,9 @@ mod tests {
             .recv_timeout(std::time::Duration::from_secs(5))
             .expect("shutdown returns");
         assert_eq!(done_rx.try_recv(), Ok((true, true)));
-        assert!(local.subscribe(Box::new(|_| {})).is_none());
+        assert!(matches!(
+            local.subscribe(Box::new(|_| {})),
+            Err(SubscribeError::Closed)
+        ));
     }
 }

@@ -383,6 +383,35 @@ fn a_content_length_that_would_wrap_around_is_413_and_a_close() {
     server.assert_healthy();
 }
 
+/// RFC 9112 §9.6: a request refused from its head while its body is still
+/// coming (an 8 MB upload, 413) gets its answer, then an orderly end: the
+/// server shuts its side and reads the rest away instead of closing on
+/// unread input (a reset, which can destroy the answer and fails the
+/// client's upload with a broken pipe).
+#[test]
+fn an_upload_refused_from_its_head_is_answered_then_ended_without_a_reset() {
+    let server = Launch::new().start();
+    let mut conn = server.raw();
+    let body = vec![b'a'; 8 << 20];
+    conn.send(
+        format!(
+            "PUT /api/v4/tables/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    // The client goes on sending its body, as an HTTP library does.
+    let mut writer = conn.stream.try_clone().expect("clone");
+    let upload = std::thread::spawn(move || std::io::Write::write_all(&mut writer, &body));
+    let reply = conn.read_response();
+    assert_eq!(reply.status, 413, "body: {}", reply.text());
+    assert!(reply.closes());
+    let sent = upload.join().expect("the upload thread");
+    assert!(sent.is_ok(), "the upload failed: {sent:?}");
+    assert!(conn.closed_within(Duration::from_secs(5)));
+    server.assert_healthy();
+}
+
 #[test]
 fn chunked_request_body_is_411_and_the_connection_is_closed() {
     let server = Launch::new().start();

@@ -73,6 +73,10 @@ const MAX_IN_FLIGHT: usize = 64;
 /// How long a WebSocket client that is being closed may take to read its
 /// close frame before the connection is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Input read and thrown away after a last answer before the connection is
+/// closed anyway (an upload refused from its head, over a LAN, within
+/// CLOSE_GRACE).
+const LINGER_MAX: usize = 16 << 20;
 /// A change the writer has not answered in this long is answered 503 (as a
 /// ticket session's command gives up after it): the client is not held for
 /// ever by a stuck disk or a lost reply.
@@ -248,6 +252,10 @@ struct Conn {
     peer_closed: bool,
     /// Close once the output is written.
     close_after_write: bool,
+    /// After the last answer, the write side is shut and input is read and
+    /// discarded until the client closes (RFC 9112 §9.6): the bytes
+    /// discarded so far (see [`Worker::linger`]).
+    lingered: Option<usize>,
     /// The socket may hold bytes not read yet: set by a readable event,
     /// cleared by a short read or WouldBlock. With edge-triggered readiness
     /// a later arrival raises a new event, so a connection that was drained
@@ -294,6 +302,7 @@ impl Conn {
             last_written: now,
             peer_closed: false,
             close_after_write: false,
+            lingered: None,
             unread: true,
             read_closed: false,
             queue: VecDeque::new(),
@@ -891,10 +900,13 @@ impl Worker {
             }
             let unsent = conn.unsent();
             if conn.close_after_write {
-                if unsent == 0 {
-                    return self.close(hub, key, entry);
+                if unsent > 0 {
+                    return; // wait for writable
                 }
-                return; // wait for writable
+                if self.linger(conn) {
+                    return; // wait for readable, or CLOSE_GRACE
+                }
+                return self.close(hub, key, entry);
             }
             if conn.awaiting.is_some() || unsent > MAX_PENDING_OUTPUT || conn.streamed.is_some() {
                 return; // resumed by the completion or the next writable event
@@ -970,6 +982,50 @@ impl Worker {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return self.close(hub, key, entry),
+            }
+        }
+    }
+
+    /// A last answer is out: whether to keep the connection for now.
+    ///
+    /// Closing a socket with input unread makes the kernel send a reset,
+    /// and a reset can destroy the answer before the client has read it: a
+    /// client still sending the body of a refused request (413, 401) may
+    /// then see only a broken pipe. So when input is left (RFC 9112 §9.6's
+    /// lingering close), the write side is shut (the client sees the end of
+    /// the answer) and what arrives is read and thrown away until the
+    /// client closes, [`LINGER_MAX`] bytes, or [`CLOSE_GRACE`] without the
+    /// client closing (`expired`). WebSocket closes and connections with
+    /// nothing unread close at once.
+    fn linger(&mut self, conn: &mut Conn) -> bool {
+        if conn.lingered.is_none() {
+            if conn.peer_closed || conn.ws.is_some() || (conn.input.is_empty() && !conn.unread) {
+                return false;
+            }
+            if conn.stream.shutdown(std::net::Shutdown::Write).is_err() {
+                return false;
+            }
+            conn.input = Vec::new();
+            conn.lingered = Some(0);
+            // The grace period runs from here; discarding is not progress.
+            conn.last_active = self.now;
+        }
+        loop {
+            match conn.stream.read(&mut self.scratch) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    let lingered = conn.lingered.unwrap_or(0) + n;
+                    if lingered > LINGER_MAX {
+                        return false;
+                    }
+                    conn.lingered = Some(lingered);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.unread = false;
+                    return true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
             }
         }
     }

@@ -10,7 +10,7 @@
 //! commit, so no poller ever sees an event that a crash could undo.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -225,6 +225,11 @@ impl WriterTx {
         self.tx.send(msg).map_err(|e| e.0)
     }
 
+    /// Whether sends are still taken (no [`WriterTx::stop`] yet).
+    fn is_open(&self) -> bool {
+        *self.open.read()
+    }
+
     /// Tells the writer to stop after what was sent; later sends fail.
     fn stop(&self) {
         let mut open = self.open.write();
@@ -348,9 +353,6 @@ pub struct Engine {
     webhooks: Arc<Webhooks>,
     /// Events given to [`Engine::submit_event`] and not committed yet.
     submitted: Arc<AtomicUsize>,
-    /// Set by [`Engine::shutdown`] (under the board's lock): ticket changes
-    /// are refused from then on.
-    closed: AtomicBool,
     /// Set by the writer when a commit fails: every later change is refused.
     halt: Arc<Halt>,
 }
@@ -598,7 +600,6 @@ impl Engine {
             gateway,
             webhooks,
             submitted,
-            closed: AtomicBool::new(false),
             halt,
         };
         Ok((Arc::new(engine), generated))
@@ -723,9 +724,10 @@ impl Engine {
     fn apply_ticket(&self, change: TicketChange, reply: Option<Reply>) -> Taken {
         let now = now_ms().div_euclid(1000);
         let mut board = self.board.lock();
-        // Set under this lock before the writer is told to stop, so every
-        // change applied here reaches the writer ahead of its Stop.
-        if self.closed.load(Ordering::Acquire) {
+        // The writer is told to stop under this lock, so every change
+        // applied here reaches the writer ahead of its Stop, and none is
+        // applied in memory after it.
+        if !self.writer.is_open() {
             drop(board);
             answer_now(reply, Outcome::Failed("the engine is shutting down".into()));
             return Taken::ShuttingDown;
@@ -996,7 +998,6 @@ impl Engine {
         self.webhooks.stop();
         {
             let _board = self.board.lock();
-            self.closed.store(true, Ordering::Release);
             self.writer.stop();
         }
         if let Some(handle) = self.writer_thread.lock().take() {

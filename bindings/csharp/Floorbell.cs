@@ -86,16 +86,11 @@ namespace Floorbell
         /// <summary>The status floorbell_engine_close returned.</summary>
         public Status CloseStatus { get; private set; } = Status.Ok;
 
-        // Every callback delegate ever subscribed, rooted until the engine is
-        // closed: native code may call it until then, even when the Engine
-        // object was dropped without Dispose and is being finalized (a
-        // collected delegate's thunk would be a dangling function pointer).
-        readonly List<GCHandle> roots = new List<GCHandle>();
-
-        public void Root(Delegate callback)
-        {
-            lock (roots) roots.Add(GCHandle.Alloc(callback));
-        }
+        // The subscribed callback delegates, rooted while native code may
+        // call them, even when the Engine object was dropped without Dispose
+        // and is being finalized (a collected delegate's thunk would be a
+        // dangling function pointer).
+        public readonly CallbackRoots Roots = new CallbackRoots();
 
         // Set once the native engine is closed and the roots are freed.
         readonly ManualResetEventSlim released = new ManualResetEventSlim(false);
@@ -126,12 +121,66 @@ namespace Floorbell
         {
             // Joins floorbell's callback thread: no callback runs after this.
             CloseStatus = Native.floorbell_engine_close(engine);
-            lock (roots)
-            {
-                foreach (var root in roots) root.Free();
-                roots.Clear();
-            }
+            Roots.FreeAll();
             released.Set();
+        }
+    }
+
+    /// <summary>GC roots of the callback delegates native code may call.
+    /// Held by the handle and by each callback (never the handle itself
+    /// from a callback, or an undisposed engine could not be finalized).</summary>
+    internal sealed class CallbackRoots
+    {
+        readonly List<KeyValuePair<Delegate, GCHandle>> live = new List<KeyValuePair<Delegate, GCHandle>>();
+        // Unsubscribed from inside their own call: still executing then, so
+        // freed when the next callback starts on the (single) callback thread.
+        readonly List<Delegate> deferred = new List<Delegate>();
+
+        public void Add(Delegate callback)
+        {
+            lock (live) live.Add(new KeyValuePair<Delegate, GCHandle>(callback, GCHandle.Alloc(callback)));
+        }
+
+        /// <summary>Native code will not call `callback` again and is not in it.</summary>
+        public void Free(Delegate callback)
+        {
+            lock (live)
+            {
+                int i = live.FindIndex(r => ReferenceEquals(r.Key, callback));
+                if (i < 0) return;
+                live[i].Value.Free();
+                live.RemoveAt(i);
+            }
+        }
+
+        /// <summary>Native code will not call `callback` again, but it is
+        /// running on this thread now.</summary>
+        public void Defer(Delegate callback)
+        {
+            lock (live) deferred.Add(callback);
+        }
+
+        /// <summary>Called as a callback starts: the deferred ones have returned.</summary>
+        public void FreeDeferred()
+        {
+            Delegate[] done;
+            lock (live)
+            {
+                if (deferred.Count == 0) return;
+                done = deferred.ToArray();
+                deferred.Clear();
+            }
+            foreach (var d in done) Free(d);
+        }
+
+        public void FreeAll()
+        {
+            lock (live)
+            {
+                foreach (var root in live) root.Value.Free();
+                live.Clear();
+                deferred.Clear();
+            }
         }
     }
 
@@ -281,12 +330,12 @@ namespace Floorbell
 
         // Subscription id → its delegate. The delegate is what native code
         // calls: it must stay reachable (not collected) while floorbell may
-        // call it, so it is kept here, and after Unsubscribe in `retired`
-        // until the engine is closed (a batch already being dispatched may
-        // still reach it). The handle also roots it with a GCHandle, for an
-        // engine finalized without Dispose.
+        // call it, so the handle roots it with a GCHandle (also for an engine
+        // finalized without Dispose) until Unsubscribe, which returns only
+        // after a call in progress on another thread (the C contract). One
+        // that unsubscribes itself from inside its own call is freed when
+        // the next callback starts.
         readonly Dictionary<ulong, Subscription> subscriptions = new Dictionary<ulong, Subscription>();
-        readonly List<Subscription> retired = new List<Subscription>();
         readonly object gate = new object();
 
         [ThreadStatic] static bool inCallback;
@@ -298,6 +347,8 @@ namespace Floorbell
         {
             public NativeCallback Callback;
             public volatile bool Active = true;
+            // Set on the callback thread during a call.
+            public volatile bool Running;
         }
 
         /// <summary>The library version, MAJOR.MINOR.PATCH.</summary>
@@ -343,7 +394,6 @@ namespace Floorbell
             lock (gate)
             {
                 subscriptions.Clear();
-                retired.Clear();
             }
             if (handle.CloseStatus != Status.Ok)
                 throw new FloorbellException(handle.CloseStatus, Native.LastError());
@@ -513,10 +563,13 @@ namespace Floorbell
         {
             if (callback == null) throw new ArgumentNullException(nameof(callback));
             var sub = new Subscription();
+            var roots = handle.Roots;
             sub.Callback = (userData, kind, data, length) =>
             {
+                roots.FreeDeferred();
                 if (!sub.Active) return; // unsubscribed: a change already in flight
                 inCallback = true;
+                sub.Running = true;
                 try
                 {
                     var bytes = new byte[(int)(ulong)length];
@@ -529,14 +582,23 @@ namespace Floorbell
                 }
                 finally
                 {
+                    sub.Running = false;
                     inCallback = false;
                 }
             };
             ulong id = 0;
             lock (gate)
             {
-                handle.Root(sub.Callback);
-                Run(h => Native.floorbell_engine_subscribe(h, sub.Callback, IntPtr.Zero, out id));
+                handle.Roots.Add(sub.Callback);
+                try
+                {
+                    Run(h => Native.floorbell_engine_subscribe(h, sub.Callback, IntPtr.Zero, out id));
+                }
+                catch
+                {
+                    handle.Roots.Free(sub.Callback); // nothing was subscribed
+                    throw;
+                }
                 subscriptions[id] = sub;
             }
             return id;
@@ -553,7 +615,10 @@ namespace Floorbell
                 {
                     sub.Active = false;
                     subscriptions.Remove(subscription);
-                    retired.Add(sub);
+                    // Running now only when called from inside it (floorbell
+                    // waited for a call on another thread to return).
+                    if (sub.Running && inCallback) handle.Roots.Defer(sub.Callback);
+                    else handle.Roots.Free(sub.Callback);
                 }
             }
         }

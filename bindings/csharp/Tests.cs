@@ -12,6 +12,7 @@ using System;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
+using System.Runtime.CompilerServices;
 using System.Linq;
 using System.Net;
 using System.Text;
@@ -48,6 +49,7 @@ static class Tests
         Run("serve and read over HTTP", TestServeAndReadOverHttp);
         Run("callback for an HTTP publish", TestCallbackForHttpPublish);
         Run("callback survives GC, stops after unsubscribe", TestCallbackLifetime);
+        Run("unsubscribed callbacks are let go", TestUnsubscribedCallbacksAreLetGo);
         Run("a callback that falls behind is told", TestCallbackLagged);
         Run("a ticket through sessions", TestTicketThroughSessions);
         Run("an order through the binding", TestOrderThroughBinding);
@@ -391,6 +393,68 @@ static class Tests
             barrier.WaitFor((k, t) => t.Contains(h2));
             Check(!seen.Texts(ChangeKind.Event).Any(t => t.Contains(h2)), "an unsubscribed callback was called");
         });
+    }
+
+    // A host that subscribes and unsubscribes again and again (a window
+    // opened and closed) must not keep every callback it ever gave; one that
+    // unsubscribes itself is let go once it has returned.
+    static void TestUnsubscribedCallbacksAreLetGo()
+    {
+        WithEngine(fb =>
+        {
+            var outside = SubscribeAndUnsubscribe(fb, 200);
+            var inside = SubscribeUnsubscribingThemselves(fb, 20);
+            fb.PublishEvent("{\"code\":\"waiter_call\",\"table\":2}");
+            // Callbacks run in commit order on one thread: once the barrier
+            // hears h2, each of the 20 has heard the first event and
+            // unsubscribed itself, and a later start let the last one go.
+            var barrier = new Collector();
+            fb.Subscribe(barrier.OnChange);
+            string h2 = fb.PublishEvent("{\"code\":\"waiter_call\",\"table\":3}");
+            barrier.WaitFor((k, t) => t.Contains(h2));
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            GC.Collect();
+            // Mono scans stacks conservatively: allow a stray reference or two.
+            int kept = outside.Count(w => w.IsAlive);
+            Check(kept <= 2, kept + " of 200 unsubscribed callbacks still reachable");
+            kept = inside.Count(w => w.IsAlive);
+            Check(kept <= 2, kept + " of 20 self-unsubscribed callbacks still reachable");
+        });
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    static WeakReference[] SubscribeAndUnsubscribe(Engine fb, int n)
+    {
+        var refs = new WeakReference[n];
+        for (int i = 0; i < n; i++)
+        {
+            var seen = new Collector();
+            refs[i] = new WeakReference(seen);
+            fb.Unsubscribe(fb.Subscribe(seen.OnChange));
+        }
+        return refs;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    static WeakReference[] SubscribeUnsubscribingThemselves(Engine fb, int n)
+    {
+        var refs = new WeakReference[n];
+        for (int i = 0; i < n; i++)
+        {
+            var seen = new Collector();
+            refs[i] = new WeakReference(seen);
+            ulong sub = 0;
+            var subscribed = new ManualResetEventSlim(false);
+            sub = fb.Subscribe((k, t) =>
+            {
+                subscribed.Wait();
+                seen.OnChange(k, t);
+                fb.Unsubscribe(sub);
+            });
+            subscribed.Set();
+        }
+        return refs;
     }
 
     static void TestCallbackLagged()

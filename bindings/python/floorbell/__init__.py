@@ -270,10 +270,13 @@ class Engine:
         self._state = threading.Condition(self._lock)
         self._busy = 0
         self._closed = False
-        # Subscription id → [callback object, still wanted]. The ctypes
-        # function object must outlive every call floorbell may still make
-        # through it: it is kept until close, even after unsubscribe (a batch
-        # already being dispatched may still reach it).
+        # Subscription id → [callback object, still wanted, running]. The
+        # ctypes function object must outlive every call floorbell may still
+        # make through it. Unsubscribe from any other thread returns only
+        # after the callback has returned (the C contract), so the object is
+        # let go then. Unsubscribed from inside its own callback, it is still
+        # on the stack: it waits in `_retired` until the next callback starts
+        # on the (single) callback thread, or the engine closes.
         self._subscriptions: dict[int, list] = {}
         self._retired: list = []
         handle = ctypes.c_void_p()
@@ -491,18 +494,25 @@ class Engine:
         otherwise ignored. Returns the subscription id."""
         if not callable(callback):
             raise TypeError("callback must be callable")
-        entry: list = [None, True]
+        entry: list = [None, True, False]
+        retired = self._retired
 
         def trampoline(_user: Optional[int], kind: int, data: Optional[int], length: int) -> None:
+            # Whatever unsubscribed itself in an earlier call has returned
+            # from its function object by now: let it go.
+            if retired:
+                retired.clear()
             if not entry[1]:
                 return  # unsubscribed: a change already in flight
             _in_callback.active = True
+            entry[2] = True
             try:
                 text = ctypes.string_at(data, length).decode("utf-8", errors="replace") if data else ""
                 callback(CHANGE_KINDS.get(kind, str(kind)), text)
             except BaseException:
                 traceback.print_exc(file=sys.stderr)
             finally:
+                entry[2] = False
                 _in_callback.active = False
 
         entry[0] = _CALLBACK(trampoline)
@@ -517,7 +527,11 @@ class Engine:
         entry = self._subscriptions.pop(subscription, None)
         if entry is not None:
             entry[1] = False
-            self._retired.append(entry)
+            if entry[2]:
+                # Called from inside this very callback (floorbell waits for
+                # a running callback otherwise, so it would have returned):
+                # its function object is still executing.
+                self._retired.append(entry)
 
     def __repr__(self) -> str:
         return f"<floorbell.Engine {'closed' if self._closed else 'open'}>"

@@ -6,6 +6,7 @@ import json
 import re
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -210,6 +211,43 @@ def test_callback_survives_garbage_collection_and_stops_after_unsubscribe(engine
     h2 = engine.publish_event({"code": "waiter_call", "table": 3})
     barrier.wait_for(lambda k, t: h2 in t)
     assert not any(h2 in t for t in seen.texts("event")), seen.changes
+
+
+def test_unsubscribed_callbacks_are_let_go(engine):
+    # A host that subscribes and unsubscribes again and again (a window
+    # opened and closed) must not keep every callback it ever gave.
+    refs = []
+    for _ in range(200):
+        callback = Collector()
+        refs.append(weakref.ref(callback))
+        engine.unsubscribe(engine.subscribe(callback))
+    del callback
+    gc.collect()
+    assert sum(r() is not None for r in refs) == 0
+
+
+def test_a_callback_that_unsubscribes_itself_is_let_go_after_it_returns(engine):
+    class Once(Collector):
+        def __call__(self, kind, text):
+            super().__call__(kind, text)
+            engine.unsubscribe(self.sub)
+
+    once = Once()
+    once.sub = engine.subscribe(once)
+    ref = weakref.ref(once)
+    h1 = engine.publish_event({"code": "waiter_call", "table": 2})
+    once.wait_for(lambda k, t: h1 in t)
+    heard = once.changes
+    del once
+    # The next callback on the (single) callback thread starts after the
+    # one that unsubscribed itself returned: from then on it is let go.
+    barrier = Collector()
+    engine.subscribe(barrier)
+    h2 = engine.publish_event({"code": "waiter_call", "table": 3})
+    barrier.wait_for(lambda k, t: h2 in t)
+    gc.collect()
+    assert ref() is None
+    assert [t for _, t, _ in heard if h2 in t] == []
 
 
 class _Holder:

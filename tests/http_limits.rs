@@ -435,6 +435,40 @@ fn chunked_request_body_is_411_and_the_connection_is_closed() {
     );
 }
 
+/// A HEAD refused for its head (chunked, a bad length, another coding, too
+/// large) gets the answer's head and no body, then the close.
+#[test]
+fn a_head_request_refused_for_its_head_gets_no_body() {
+    let server = Launch::new().start();
+    let big = "x".repeat(17 * 1024);
+    for (headers, status) in [
+        ("Transfer-Encoding: chunked\r\n".to_string(), 411),
+        ("Content-Length: ten\r\n".to_string(), 400),
+        ("Transfer-Encoding: gzip\r\n".to_string(), 501),
+        (format!("X-Big: {big}\r\n"), 431),
+    ] {
+        let mut conn = server.raw();
+        conn.send_lossy(
+            format!("HEAD /api/v4/events HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n").as_bytes(),
+        );
+        match conn.read() {
+            ReadEnd::Closed(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                assert!(
+                    text.starts_with(&format!("HTTP/1.1 {status} ")),
+                    "answer {text:?}"
+                );
+                assert!(
+                    text.ends_with("\r\n\r\n") && text.contains("Content-Length: "),
+                    "a body after the head, or no Content-Length: {text:?}"
+                );
+            }
+            other => panic!("expected the head and a close, got {other:?}"),
+        }
+    }
+    server.assert_healthy();
+}
+
 #[test]
 fn malformed_request_line_is_400() {
     let server = Launch::new().start();

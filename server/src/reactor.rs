@@ -1061,7 +1061,10 @@ impl Worker {
                     let (status, message) = e.status();
                     let path = sniff_path(rest);
                     let body = http::error_body(path, status, message);
-                    http::write_response(&mut conn.out, status, &body, true, false, &self.date);
+                    // A HEAD gets the head of the answer only (RFC 9110
+                    // §9.3.2), even when the rest of its head is unusable.
+                    let head_only = rest.starts_with(b"HEAD ");
+                    http::write_response(&mut conn.out, status, &body, true, head_only, &self.date);
                     conn.close_after_write = true;
                     if e == HeadError::TooLarge {
                         tracing::debug!("request head over the limit");

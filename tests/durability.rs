@@ -290,6 +290,53 @@ fn after_sigkill_new_hashes_are_fresh_and_the_old_cursor_continues() {
     assert_eq!(server.poll_events(before.last().unwrap()), expected);
 }
 
+/// A server started on the directory while the previous one is still
+/// shutting down (its event log preparing a segment: past 1 MiB a growing
+/// segment gets a prepared successor) gets the directory only once that is
+/// done, and loses nothing it acknowledged. The lock was once let go before
+/// the preparation ended, whose rename then replaced (or whose clean-up
+/// deleted) the new server's segment: its acknowledged events were gone
+/// after the next restart, and their hashes given out again.
+#[test]
+fn a_server_started_while_the_last_one_shuts_down_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Launch::new().data_dir(dir.path()).start();
+    let pad = "x".repeat(900_000);
+    for table in 1..=2 {
+        first.publish_ok(&format!(
+            r#"{{"code":"waiter_call","table":{table},"order":{{"pad":"{pad}"}}}}"#
+        ));
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &first.pid().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut second = loop {
+        match Launch::new().data_dir(dir.path()).try_start() {
+            Ok(server) => break server,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "never started: {e}");
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+    };
+    let acked: Vec<String> = (0..5)
+        .map(|i| second.publish_ok(&event_body(&format!("second_{i}"))))
+        .collect();
+    second.kill();
+    assert!(first.wait_exit(Duration::from_secs(30)).is_some());
+
+    let third = Launch::new().data_dir(dir.path()).start();
+    let have = third.poll_hashes("none");
+    for hash in &acked {
+        assert!(have.contains(hash), "acknowledged {hash} lost: {have:?}");
+    }
+    let fresh = third.publish_ok(&event_body("third"));
+    assert!(!acked.contains(&fresh), "hash {fresh} given out again");
+}
+
 #[test]
 fn hashes_stay_fresh_across_several_restarts() {
     let dir = tempfile::tempdir().unwrap();

@@ -200,6 +200,12 @@ impl Launch {
     /// When the process exits or stays silent for [`START_TIMEOUT`], with its
     /// standard error in the message.
     pub fn start(self) -> Server {
+        self.try_start().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Launch::start`], with the failure to start as an error (its
+    /// standard error in it) instead of a panic.
+    pub fn try_start(self) -> Result<Server, String> {
         let (dir_guard, data_dir) = match self.data_dir {
             Some(d) => (None, d),
             None => {
@@ -286,12 +292,12 @@ impl Launch {
                 let _ = server.child.kill();
                 let status = server.child.wait().ok();
                 server.stderr.finish();
-                panic!(
+                return Err(format!(
                     "floorbell {:?} printed no `listening on` line (exit: {:?}); stderr:\n{}",
                     args,
                     status,
                     server.stderr.text()
-                );
+                ));
             }
         };
         let rest = line
@@ -303,7 +309,7 @@ impl Launch {
         server.addr = rest
             .parse()
             .unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"));
-        server
+        Ok(server)
     }
 }
 

@@ -195,7 +195,17 @@ impl EventLog {
             let entry = entry?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if name.starts_with(PREFIX) && name.ends_with(PART) {
+            if let Some(number) = name
+                .strip_prefix(PREFIX)
+                .and_then(|n| n.strip_suffix(PART))
+                .and_then(|n| n.strip_suffix(SUFFIX))
+            {
+                // A preparation cut short. Its number is never given out
+                // again: a preparing thread of a process that let the
+                // directory go late may still be working on that name.
+                if let Some(number) = number.parse::<u64>().ok().filter(|n| *n < MAX_NAME) {
+                    log.next_name = log.next_name.max(number + 1);
+                }
                 std::fs::remove_file(entry.path())?;
                 continue;
             }
@@ -434,8 +444,9 @@ impl EventLog {
             .spawn(move || {
                 let made = prepare(&dir, &part, size);
                 if made.is_err() {
+                    // Never the segment's own name: whatever holds it now
+                    // is not this thread's to delete.
                     let _ = std::fs::remove_file(&part);
-                    let _ = std::fs::remove_file(part.with_extension(""));
                 }
                 let _ = tx.send(made);
             });
@@ -511,9 +522,26 @@ fn prepare(dir: &Path, part: &Path, size: u64) -> io::Result<Segment> {
     }
     file.sync_all()?;
     let path = part.with_extension("");
-    std::fs::rename(part, &path)?;
+    rename_no_replace(part, &path)?;
     File::open(dir)?.sync_all()?;
     Ok(Segment::started(file, path, true))
+}
+
+/// Renames `from` to `to` unless `to` exists (`RENAME_NOREPLACE`): a
+/// segment under that name, however it got there, is never replaced by
+/// zeros. File systems without the flag get a check and a plain rename.
+fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {
+            if to.exists() {
+                return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+            }
+            std::fs::rename(from, to)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn encode(buf: &mut Vec<u8>, epoch: u64, r: &LogRecord<'_>) {

@@ -110,6 +110,12 @@ pub const MIGRATIONS: &[&str] = &[
          next_attempt_ms INTEGER NOT NULL
      ) STRICT;
      CREATE INDEX webhook_outbox_by_url ON webhook_outbox (url, id);",
+    // 5: QR events are written to the event log (`events/`), no longer to
+    // `qr_events`. No table changes; the version is what matters: a build
+    // from before the log would open the store, serve none of the logged
+    // events and number new ones from a stale `qr_next_seq`, giving out
+    // hashes that clients still hold. Those builds refuse version 5.
+    "INSERT OR REPLACE INTO meta (key, value) VALUES ('qr_events_in', 'events/');",
 ];
 
 /// `meta` key of the next webhook delivery id (ids are never reused).

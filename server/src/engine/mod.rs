@@ -1107,9 +1107,12 @@ struct Writer {
     /// Events below this sequence number are gone from the store (the
     /// persisted `qr_expired_before`).
     expired_before: u64,
-    store: Store,
-    /// Where QR events are written.
+    /// Where QR events are written. Declared before `store`, so dropped
+    /// first: its drop waits for a segment being prepared, and the store
+    /// holds the directory lock, which must outlast that preparation (a
+    /// process opening the directory next must not meet its rename).
     log: EventLog,
+    store: Store,
     publisher: Publisher,
     tables: Arc<Tables>,
     rx: Receiver<WriterMsg>,

@@ -284,6 +284,9 @@ fn odd_files_in_the_directory_are_no_trouble() {
     append(&mut log, 0, 2, 60);
     drop(log);
     assert!(!dir.path().join("events-0000000007.log.part").exists());
+    // The leftover's number is not given out again: a preparing thread of a
+    // process that let the directory go late may still be working on it.
+    assert!(dir.path().join("events-0000000008.log").exists());
     assert!(dir.path().join("notes.txt").exists());
     assert!(dir.path().join("events-18446744073709551615.log").exists());
     let (_, events) = open(dir.path(), 0);
@@ -318,4 +321,17 @@ fn a_run_ends_cleanly_only_where_an_append_ended() {
     let (run, len) = read_run(&torn);
     assert!(run.is_empty());
     assert!(!clean_end(&torn, len));
+}
+
+/// A preparation never replaces a segment that holds its name, however it
+/// got there (another process on the directory after a late shutdown).
+#[test]
+fn a_preparation_never_replaces_a_segment_under_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events-0000000003.log");
+    std::fs::write(&path, b"records of another log").unwrap();
+    let part = dir.path().join("events-0000000003.log.part");
+    let made = super::prepare(dir.path(), &part, 4096);
+    assert!(made.is_err(), "prepared over an existing segment");
+    assert_eq!(std::fs::read(&path).unwrap(), b"records of another log");
 }

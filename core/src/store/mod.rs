@@ -261,7 +261,24 @@ impl DirLock {
             path: dir.to_path_buf(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(io)?;
+        if !dir.is_dir() {
+            // A new data directory must outlive a power loss with what is
+            // written into it: its entry is made durable in each directory
+            // created (SQLite syncs only the directory of its own files).
+            let missing: Vec<&Path> = dir
+                .ancestors()
+                .filter(|d| !d.as_os_str().is_empty())
+                .take_while(|d| !d.is_dir())
+                .collect();
+            std::fs::create_dir_all(dir).map_err(io)?;
+            for created in missing {
+                let parent = match created.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+                File::open(parent).and_then(|f| f.sync_all()).map_err(io)?;
+            }
+        }
         let path = dir.join(LOCK_FILE);
         let file = OpenOptions::new()
             .create(true)

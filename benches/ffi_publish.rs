@@ -86,7 +86,7 @@ fn publish(engine: Handle, event: &CString) {
 fn submit(engine: Handle, event: &CString) {
     // SAFETY: a live engine and a NUL-terminated event.
     let status = unsafe { floorbell_engine_submit_event(engine.0, event.as_ptr()) };
-    assert_eq!(status, FloorbellStatus::Ok);
+    assert_eq!(status, FloorbellStatus::Queued);
 }
 
 /// Worker threads that publish on demand: `run(n)` has them publish `n`

@@ -45,6 +45,11 @@ typedef enum {
   // Reserved: no call returns it today (`floorbell_last_error_message`
   // truncates instead; `floorbell_last_error_length` gives the size).
   FLOORBELL_STATUS_BUFFER_TOO_SMALL = 11,
+  // Accepted, not yet on disk: what [`crate::floorbell_engine_submit_event`]
+  // returns for an event it handed to the store writer. SPEC §0 keeps 0
+  // for what is durable, so no call that has not waited for its commit
+  // returns 0. Not a failure: the last error is cleared.
+  FLOORBELL_STATUS_QUEUED = 12,
   // A panic inside floorbell was caught at the boundary (a bug: report it).
   FLOORBELL_STATUS_PANIC = 99,
 } floorbell_status;
@@ -177,7 +182,8 @@ floorbell_status floorbell_engine_publish_event(const floorbell_engine *engine,
 
 // Submits a QR event without waiting for the store: validates and
 // serializes it exactly as [`floorbell_engine_publish_event`] does, hands it
-// to the store writer, and returns. The event is committed with the next
+// to the store writer, and returns `FLOORBELL_STATUS_QUEUED` (never 0,
+// which means "on disk" everywhere in this API). The event is committed with the next
 // group commit, and only then gets its hash, becomes visible to pollers and
 // reaches subscribers (`FLOORBELL_CHANGE_EVENT`, whose JSON carries the
 // hash): that callback is the way to learn it is on disk. Events submitted

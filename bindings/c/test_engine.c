@@ -559,8 +559,9 @@ static void button_and_http_order(floorbell_engine *fb, uint16_t port, struct ch
 
 /* Submitted without waiting: each reaches the subscriber after its commit. */
 static void submit_without_waiting(floorbell_engine *fb, struct changes *seen) {
-    CHECK_STATUS(floorbell_engine_submit_event(fb, "{\"code\":\"waiter_call\",\"table\":31}"), FLOORBELL_STATUS_OK);
-    CHECK_STATUS(floorbell_engine_submit_event(fb, "{\"code\":\"waiter_call\",\"table\":32}"), FLOORBELL_STATUS_OK);
+    /* Accepted, not yet on disk: never 0, which means durable. */
+    CHECK_STATUS(floorbell_engine_submit_event(fb, "{\"code\":\"waiter_call\",\"table\":31}"), FLOORBELL_STATUS_QUEUED);
+    CHECK_STATUS(floorbell_engine_submit_event(fb, "{\"code\":\"waiter_call\",\"table\":32}"), FLOORBELL_STATUS_QUEUED);
     CHECK_STATUS(floorbell_engine_submit_event(fb, "{\"code\":"), FLOORBELL_STATUS_INVALID_ARGUMENT);
     CHECK_STATUS(floorbell_engine_submit_event(NULL, "{}"), FLOORBELL_STATUS_NULL_POINTER);
     int a = wait_for_change(seen, FLOORBELL_CHANGE_EVENT, "\"table\":31,");

@@ -45,6 +45,8 @@ namespace Floorbell
         Io = 9,
         WrongState = 10,
         BufferTooSmall = 11,
+        /// <summary>Accepted, not yet on disk (SubmitEvent): not an error.</summary>
+        Queued = 12,
         Panic = 99,
     }
 
@@ -436,7 +438,11 @@ namespace Floorbell
         /// with the next group commit, heard by subscribers (with its hash)
         /// only then. A bad event throws at once and queues nothing.</summary>
         public void SubmitEvent(string eventJson) =>
-            Run(h => Native.floorbell_engine_submit_event(h, Native.Utf8(eventJson)));
+            Native.Check(Call(h =>
+            {
+                var status = Native.floorbell_engine_submit_event(h, Native.Utf8(eventJson));
+                return status == Status.Queued ? Status.Ok : status; // accepted, not yet on disk
+            }));
 
         // --- table-tracking gateway (SPEC §3) --------------------------------
         // Orders are addressed by name (while active) or uuid. Each write

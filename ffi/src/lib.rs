@@ -420,7 +420,8 @@ pub unsafe extern "C" fn floorbell_engine_publish_event(
 
 /// Submits a QR event without waiting for the store: validates and
 /// serializes it exactly as [`floorbell_engine_publish_event`] does, hands it
-/// to the store writer, and returns. The event is committed with the next
+/// to the store writer, and returns `FLOORBELL_STATUS_QUEUED` (never 0,
+/// which means "on disk" everywhere in this API). The event is committed with the next
 /// group commit, and only then gets its hash, becomes visible to pollers and
 /// reaches subscribers (`FLOORBELL_CHANGE_EVENT`, whose JSON carries the
 /// hash): that callback is the way to learn it is on disk. Events submitted
@@ -447,7 +448,7 @@ pub unsafe extern "C" fn floorbell_engine_submit_event(
     engine: *const FloorbellEngine,
     event_json: *const c_char,
 ) -> FloorbellStatus {
-    guard(|| {
+    let status = guard(|| {
         let handle = engine_ref(engine)?;
         // SAFETY: per this function's contract.
         let json = unsafe { c_str(event_json, "event_json") }?;
@@ -459,7 +460,11 @@ pub unsafe extern "C" fn floorbell_engine_submit_event(
             make_room(&handle.engine)?;
         }
         handle.engine.submit_event(prepared).map_err(engine_failure)
-    })
+    });
+    match status {
+        FloorbellStatus::Ok => FloorbellStatus::Queued,
+        failed => failed,
+    }
 }
 
 /// Reads the retained events after `hash` (`"none"`, NULL, or an unknown

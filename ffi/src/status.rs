@@ -39,6 +39,11 @@ pub enum FloorbellStatus {
     /// Reserved: no call returns it today (`floorbell_last_error_message`
     /// truncates instead; `floorbell_last_error_length` gives the size).
     BufferTooSmall = 11,
+    /// Accepted, not yet on disk: what [`crate::floorbell_engine_submit_event`]
+    /// returns for an event it handed to the store writer. SPEC §0 keeps 0
+    /// for what is durable, so no call that has not waited for its commit
+    /// returns 0. Not a failure: the last error is cleared.
+    Queued = 12,
     /// A panic inside floorbell was caught at the boundary (a bug: report it).
     Panic = 99,
 }

@@ -568,7 +568,7 @@ fn submitted_events_are_committed_in_order_and_reach_subscribers() {
             let ev = cs(&format!(r#"{{"code":"waiter_call","table":{table}}}"#));
             assert_eq!(
                 floorbell_engine_submit_event(engine, ev.as_ptr()),
-                FloorbellStatus::Ok
+                FloorbellStatus::Queued
             );
         }
         assert_eq!(
@@ -622,7 +622,7 @@ fn submitted_events_are_committed_in_order_and_reach_subscribers() {
             let ev = cs(&format!(r#"{{"code":"waiter_call","table":{table}}}"#));
             assert_eq!(
                 floorbell_engine_submit_event(engine, ev.as_ptr()),
-                FloorbellStatus::Ok
+                FloorbellStatus::Queued
             );
         }
         assert_eq!(floorbell_engine_close(engine), FloorbellStatus::Ok);

@@ -80,6 +80,7 @@ class Status(enum.IntEnum):
     IO = 9
     WRONG_STATE = 10
     BUFFER_TOO_SMALL = 11
+    QUEUED = 12
     PANIC = 99
 
 
@@ -387,7 +388,13 @@ class Engine:
         for the commit (``floorbell_engine_submit_event``). It is published
         with the next group commit; a subscriber hears it (with its hash)
         only then. A bad event raises at once and queues nothing."""
-        self._call(self._lib.floorbell_engine_submit_event, _utf8(_json_text(event), "event"))
+        handle = self._enter()
+        try:
+            status = self._lib.floorbell_engine_submit_event(handle, _utf8(_json_text(event), "event"))
+            if status != Status.QUEUED:  # accepted, not yet on disk: not an error
+                _check(self._lib, status)
+        finally:
+            self._leave()
 
     def events_since(self, hash: Optional[str] = None) -> dict:
         """The retained events after ``hash`` (None, ``"none"`` or an unknown

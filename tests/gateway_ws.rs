@@ -663,3 +663,47 @@ fn a_snapshot_larger_than_the_queue_bound_is_delivered() {
     let (kind, order) = parse_change(&recv_text(&mut ws));
     assert_eq!((kind.as_str(), order.name.as_str()), ("ORDER_PAGED", "3"));
 }
+
+/// Revoking an access token ends the streams it opened (by header or by
+/// first frame) with 1008, after every change committed before; streams of
+/// other tokens and of the admin token go on.
+#[test]
+fn revoking_a_token_closes_the_streams_it_opened() {
+    let (s, revoked) = server_and_token();
+    let kept = s.new_token();
+    let mut by_header = s.gw_ws_header(&bearer(&revoked.token));
+    let mut by_frame = s.gw_ws_frame(&revoked.token);
+    let mut other = s.gw_ws_frame(&kept.token);
+    let mut admin = s.gw_ws_header(&s.admin_auth());
+    for ws in [&mut by_header, &mut by_frame, &mut other, &mut admin] {
+        assert!(recv_snapshot(ws).is_empty());
+    }
+    let before = s.start_order("31", "ON_PREMISE", None);
+
+    let reply = s.gw(
+        "DELETE",
+        &format!("/api/v2/accesstoken/{}", revoked.name),
+        Some(&bearer(&kept.token)),
+        None,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let after = s.start_order("32", "ON_PREMISE", None);
+
+    for (ws, what) in [(&mut by_header, "by header"), (&mut by_frame, "by frame")] {
+        let (code, reason, texts) = recv_close(ws);
+        assert_eq!(
+            (code, reason.as_str()),
+            (1008, "access token revoked"),
+            "{what}"
+        );
+        // The change committed before the revocation, and nothing after.
+        assert_eq!(texts.len(), 1, "{what}: {texts:?}");
+        let (kind, order) = parse_change(&texts[0]);
+        assert_eq!(kind, "ORDER_CREATED", "{what}");
+        assert_same_order(&order, &before, 1, what);
+    }
+    for (ws, what) in [(&mut other, "other token"), (&mut admin, "admin token")] {
+        expect_change(ws, "ORDER_CREATED", &before, what);
+        expect_change(ws, "ORDER_CREATED", &after, what);
+    }
+}

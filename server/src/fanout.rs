@@ -74,6 +74,10 @@ pub struct Delivery {
     /// 1011 (a command of theirs may never be answered). Sent as a delivery
     /// so that it comes after the frames of every change committed before.
     pub halt: bool,
+    /// An access token was revoked (SPEC §3.2): every `/api/v2/websocket`
+    /// stream it authenticated is closed with 1008, after the frames of
+    /// every change committed before.
+    pub revoked: Option<Box<str>>,
 }
 
 #[cfg(test)]

@@ -406,6 +406,7 @@ mod tests {
             activate: None,
             reply_to: Some(id),
             halt: false,
+            revoked: None,
             messages: vec![
                 (Dest::Conn(id), crate::ws::text_frame(b"success pick 1")),
                 (Dest::AllDisplays, crate::ws::text_frame(b"pick 1")),
@@ -537,6 +538,7 @@ mod tests {
             activate: None,
             reply_to: Some(id),
             halt: false,
+            revoked: None,
             messages: vec![
                 (Dest::Conn(id), crate::ws::text_frame(b"taken 1 2")),
                 (Dest::Conn(id), crate::ws::text_frame(b"new {\"id\":1}")),

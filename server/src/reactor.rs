@@ -38,7 +38,9 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::api::{self, Action};
 use crate::courtesy::Courtesy;
-use crate::engine::{now_ms, Engine, Job, Outcome, Reply, Taken, TicketChange, WriteRequest};
+use crate::engine::{
+    now_ms, Engine, Job, Outcome, Principal, Reply, Taken, TicketChange, WriteRequest,
+};
 use crate::fanout::{conn_id, split_conn_id, ConnId, Delivery, Dest, WsRole};
 use crate::http::{self, DateCache, Head, HeadError, Method, StreamedEvents};
 use crate::ws::{self, close_code, WsEvent, WsReader};
@@ -111,6 +113,8 @@ const RUN: u8 = 4;
 
 /// The close reason for WebSocket clients once a commit has failed.
 const HALTED_CLOSE_REASON: &str = "the store failed; restart floorbell";
+/// The reason of the 1008 that ends a stream whose access token was revoked.
+const REVOKED_CLOSE_REASON: &str = "access token revoked";
 
 /// Messages other threads send the event loop.
 #[derive(Debug)]
@@ -222,6 +226,10 @@ struct WsConn {
     /// `/api/v2/websocket` only: until when the client may authenticate
     /// (SPEC §3.4); `None` once it has (or for the ticket endpoints).
     auth_deadline: Option<Instant>,
+    /// `/api/v2/websocket` only: the name of the access token it was
+    /// authenticated with (`None` for the admin token): revoking that token
+    /// closes the stream.
+    token: Option<Box<str>>,
 }
 
 /// One client connection.
@@ -1172,6 +1180,7 @@ impl Worker {
                     active: false,
                     in_flight: 0,
                     auth_deadline: None,
+                    token: None,
                 }));
                 conn.request_started = None;
                 detect_dead_peer(&conn.stream);
@@ -1189,10 +1198,16 @@ impl Worker {
                 match authorization {
                     Some(value) => {
                         let ip = conn.peer.map(|p| p.to_string());
-                        if hub.engine.gateway_auth(&value, ip.as_deref()).is_some() {
-                            hub.engine.orders_subscribe(id);
-                        } else {
-                            queue_close(conn, close_code::POLICY, "invalid access token");
+                        match hub.engine.gateway_auth(&value, ip.as_deref()) {
+                            Some(principal) => {
+                                if let (Some(ws), Principal::Token(name)) =
+                                    (conn.ws.as_mut(), principal)
+                                {
+                                    ws.token = Some(name);
+                                }
+                                hub.engine.orders_subscribe(id);
+                            }
+                            None => queue_close(conn, close_code::POLICY, "invalid access token"),
                         }
                     }
                     None => {
@@ -1349,17 +1364,18 @@ impl Worker {
             .ok()
             .and_then(|v| v.get("accesstoken")?.as_str().map(str::to_owned));
         let ip = conn.peer.map(|p| p.to_string());
-        match token {
-            Some(t)
-                if hub
-                    .engine
-                    .gateway_principal(t.as_bytes(), ip.as_deref())
-                    .is_some() =>
-            {
+        let principal = token
+            .as_ref()
+            .and_then(|t| hub.engine.gateway_principal(t.as_bytes(), ip.as_deref()));
+        match (token, principal) {
+            (_, Some(principal)) => {
+                if let (Some(ws), Principal::Token(name)) = (conn.ws.as_mut(), principal) {
+                    ws.token = Some(name);
+                }
                 hub.engine.orders_subscribe(id);
             }
-            Some(_) => queue_close(conn, close_code::POLICY, "invalid access token"),
-            None => queue_close(
+            (Some(_), None) => queue_close(conn, close_code::POLICY, "invalid access token"),
+            (None, None) => queue_close(
                 conn,
                 close_code::POLICY,
                 "expected {\"accesstoken\":\"TOKEN\"}",
@@ -1376,6 +1392,7 @@ impl Worker {
             (reactor == HUB && key % shards == shard).then_some(key)
         };
         let broadcast = delivery.halt
+            || delivery.revoked.is_some()
             || delivery
                 .messages
                 .iter()
@@ -1408,6 +1425,13 @@ impl Worker {
                 if delivery.halt {
                     queue_close(conn, close_code::INTERNAL, HALTED_CLOSE_REASON);
                     w.drive(hub, key, entry);
+                    return;
+                }
+                if let Some(revoked) = &delivery.revoked {
+                    if conn.ws.as_ref().and_then(|ws| ws.token.as_ref()) == Some(revoked) {
+                        queue_close(conn, close_code::POLICY, REVOKED_CLOSE_REASON);
+                        w.drive(hub, key, entry);
+                    }
                     return;
                 }
                 let id = conn_id(HUB, key, conn.id);
@@ -1813,6 +1837,7 @@ mod tests {
             active: true,
             in_flight: 0,
             auth_deadline: None,
+            token: None,
         }));
         (conn, client)
     }

@@ -74,12 +74,12 @@ pub enum GatewayChange {
 }
 
 /// Who a secured request was authenticated as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     /// The operator's admin token.
     Admin,
-    /// A gateway access token.
-    Token,
+    /// A gateway access token, by its name.
+    Token(Box<str>),
 }
 
 /// The token of an `Authorization` value: `Bearer TOKEN` or
@@ -143,7 +143,7 @@ impl Engine {
         self.access
             .lock()
             .verify(token, now_ms(), ip)
-            .map(|_| Principal::Token)
+            .map(|name| Principal::Token(name.into()))
     }
 
     /// The gateway's button (`POST /api/v2/button`, the C ABI): a token may
@@ -201,7 +201,7 @@ impl Engine {
                     .unwrap_or_default();
                     (record, 201, body)
                 });
-                self.finish_token_change(access, result, reply);
+                self.finish_token_change(access, result, reply, None);
             }
             GatewayChange::RevokeToken(name) => {
                 let mut access = self.access.lock();
@@ -213,7 +213,17 @@ impl Engine {
                     .unwrap_or_default();
                     (record, 200, body)
                 });
-                self.finish_token_change(access, result, reply);
+                // Streams the token opened end with it (SPEC gap: §3.2
+                // names no effect on them; a revoked token must not keep
+                // receiving every order).
+                let closing = Arc::new(Delivery {
+                    activate: None,
+                    messages: Vec::new(),
+                    reply_to: None,
+                    halt: false,
+                    revoked: Some(name.as_str().into()),
+                });
+                self.finish_token_change(access, result, reply, Some(closing));
             }
             GatewayChange::Settings(change) => {
                 let mut gw = self.gateway.lock();
@@ -260,12 +270,13 @@ impl Engine {
         access: parking_lot::MutexGuard<'_, TokenRegistry>,
         result: Result<(TokenRecord, u16, Vec<u8>), TokenError>,
         reply: Reply,
+        delivery: Option<Arc<Delivery>>,
     ) {
         match result {
             Ok((record, status, body)) => {
                 self.send_applied(AppliedJob {
                     records: vec![token_op(record)],
-                    delivery: None,
+                    delivery,
                     reply: Some((reply, Outcome::Respond { status, body })),
                     order_seq: None,
                 });
@@ -346,6 +357,7 @@ impl Engine {
                 messages,
                 reply_to: None,
                 halt: false,
+                revoked: None,
             })
         });
         // Sent under the lock: commit order is seq order.
@@ -373,6 +385,7 @@ impl Engine {
                 messages: vec![(Dest::Conn(conn), frame)],
                 reply_to: None,
                 halt: false,
+                revoked: None,
             })),
             reply: None,
             order_seq: None,

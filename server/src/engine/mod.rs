@@ -818,6 +818,7 @@ impl Engine {
                     messages,
                     reply_to,
                     halt: false,
+                    revoked: None,
                 })
             });
         let reply = reply.zip(outcome);
@@ -1456,6 +1457,7 @@ impl Writer {
         // clients must still get.
         let halt = Arc::new(Delivery {
             halt: true,
+            revoked: None,
             ..Delivery::default()
         });
         for m in self.reactors.read().iter() {

@@ -1003,11 +1003,15 @@ impl Worker {
     /// lingering close), the write side is shut (the client sees the end of
     /// the answer) and what arrives is read and thrown away until the
     /// client closes, [`LINGER_MAX`] bytes, or [`CLOSE_GRACE`] without the
-    /// client closing (`expired`). WebSocket closes and connections with
-    /// nothing unread close at once.
+    /// client closing (`expired`). HTTP connections with nothing unread
+    /// close at once. A WebSocket close frame always waits so (RFC 6455
+    /// §7.1.1: the server closes the TCP connection after the client's own
+    /// close frame): the client's reply, or the rest of a message refused
+    /// from its header (1009), would otherwise meet a closed socket, and the
+    /// reset could cost the client the close frame and its code.
     fn linger(&mut self, conn: &mut Conn) -> bool {
         if conn.lingered.is_none() {
-            if conn.peer_closed || conn.ws.is_some() || (conn.input.is_empty() && !conn.unread) {
+            if conn.peer_closed || (conn.ws.is_none() && conn.input.is_empty() && !conn.unread) {
                 return false;
             }
             if conn.stream.shutdown(std::net::Shutdown::Write).is_err() {

@@ -1457,7 +1457,6 @@ impl Writer {
         // clients must still get.
         let halt = Arc::new(Delivery {
             halt: true,
-            revoked: None,
             ..Delivery::default()
         });
         for m in self.reactors.read().iter() {

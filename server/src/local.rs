@@ -403,14 +403,12 @@ mod tests {
         let (id, rx) = local.open_session();
         assert!(Local::is_local(id));
         let delivery = Delivery {
-            activate: None,
             reply_to: Some(id),
-            halt: false,
-            revoked: None,
             messages: vec![
                 (Dest::Conn(id), crate::ws::text_frame(b"success pick 1")),
                 (Dest::AllDisplays, crate::ws::text_frame(b"pick 1")),
             ],
+            ..Delivery::default()
         };
         let mut changes = Vec::new();
         local.deliver(&delivery, &mut changes);
@@ -535,10 +533,7 @@ mod tests {
         let local = Local::default();
         let (id, rx) = local.open_session();
         let delivery = Delivery {
-            activate: None,
             reply_to: Some(id),
-            halt: false,
-            revoked: None,
             messages: vec![
                 (Dest::Conn(id), crate::ws::text_frame(b"taken 1 2")),
                 (Dest::Conn(id), crate::ws::text_frame(b"new {\"id\":1}")),
@@ -547,6 +542,7 @@ mod tests {
                     crate::ws::text_frame(b"error pick the chosen table is not available"),
                 ),
             ],
+            ..Delivery::default()
         };
         local.deliver(&delivery, &mut Vec::new());
         assert_eq!(

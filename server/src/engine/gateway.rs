@@ -217,11 +217,8 @@ impl Engine {
                 // names no effect on them; a revoked token must not keep
                 // receiving every order).
                 let closing = Arc::new(Delivery {
-                    activate: None,
-                    messages: Vec::new(),
-                    reply_to: None,
-                    halt: false,
                     revoked: Some(name.as_str().into()),
+                    ..Delivery::default()
                 });
                 self.finish_token_change(access, result, reply, Some(closing));
             }

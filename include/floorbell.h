@@ -430,8 +430,10 @@ floorbell_status floorbell_engine_orders_clear_all(const floorbell_engine *engin
 // The active orders, oldest first, as the body of `GET
 // /api/v2/activeorders`: `{"status":200,"count":N,"items":[{…}…]}`, written
 // to `*out_json` (free it with
-// `floorbell_string_free`). Read from
-// memory: never waits for the writer.
+// `floorbell_string_free`). Read from memory; when a change it shows is
+// not on disk yet, the call waits for that commit (a millisecond or so),
+// so it never shows an order a crash could take back. Returns
+// `FLOORBELL_STATUS_STORE` when that commit failed.
 //
 // Threads: any, concurrently, a subscriber callback included.
 //

@@ -3,12 +3,14 @@
 //! runs with a file-size limit (`RLIMIT_FSIZE`, `SIGXFSZ` ignored), so once
 //! the file it appends QR events to (a growing segment of the event log)
 //! reaches it, a commit fails with `EFBIG`, as on a full disk. From then on
-//! floorbell refuses every change with a clear error, keeps answering reads,
+//! floorbell refuses every change with a clear error, keeps answering the
+//! reads whose state is all on disk (no read shows a change that failed),
 //! lets its WebSocket clients go with 1011, and after a restart holds exactly
 //! what it acknowledged.
 
 mod common;
 
+use common::gateway::{bearer, one_order};
 use common::*;
 
 /// The file-size limit: the event log passes it after ~17 of the events
@@ -150,4 +152,63 @@ fn a_failed_commit_refuses_every_change_and_loses_nothing_acknowledged() {
     let reply = recv_text(&mut kiosk);
     assert!(reply.starts_with("success new {\"id\":1,"), "{reply}");
     server.publish_ok(r#"{"code":"waiter_call","table":1}"#);
+}
+
+/// An order is applied in memory before its commit; when that commit fails,
+/// no read shows it (SPEC §0: what a client is shown is on disk; §3.3: a
+/// `seq` is never given out again). The orders live in SQLite, whose WAL
+/// reaches the file-size limit after some dozens of orders.
+#[test]
+fn an_order_whose_commit_failed_is_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Launch::new()
+        .data_dir(dir.path())
+        .file_size_limit(LIMIT)
+        .start();
+    let auth = bearer(&server.admin_token);
+    let mut acknowledged = Vec::new();
+    let failed = loop {
+        assert!(acknowledged.len() < 2_000, "the store never failed");
+        let name = (acknowledged.len() + 1).to_string();
+        let reply = server.post_order(&auth, &name, "TO_GO", None);
+        if reply.status != 201 {
+            break (name, reply);
+        }
+        acknowledged.push(one_order(&reply, 201, &name).seq);
+    };
+    let (name, reply) = failed;
+    assert_eq!(reply.status, 500, "{}", reply.body);
+    assert!(!acknowledged.is_empty(), "the first order failed already");
+
+    // Reads of the orders would show the failed one: refused instead.
+    for path in [
+        "/api/v2/activeorders".to_owned(),
+        format!("/api/v2/activeorders/{name}"),
+        "/api/v2/orders".to_owned(),
+        "/api/v2/statistics".to_owned(),
+    ] {
+        let reply = server.gw("GET", &path, Some(&auth), None);
+        assert_eq!(reply.status, 503, "{path}: {}", reply.body);
+        assert!(
+            error_text(&reply, "message").contains("store failed"),
+            "{path}: {}",
+            reply.body
+        );
+        let head = server.gw("HEAD", &path, Some(&auth), None);
+        assert_eq!((head.status, head.body.as_str()), (503, ""), "HEAD {path}");
+    }
+    server.assert_healthy();
+    drop(server);
+
+    // Restarted without the limit: exactly the acknowledged orders.
+    let server = Launch::new().data_dir(dir.path()).start();
+    let reply = server.gw("GET", "/api/v2/activeorders", Some(&auth), None);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let seqs: Vec<u64> = reply.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, acknowledged);
 }

@@ -252,8 +252,10 @@ pub unsafe extern "C" fn floorbell_engine_orders_clear_all(
 /// The active orders, oldest first, as the body of `GET
 /// /api/v2/activeorders`: `{"status":200,"count":N,"items":[{…}…]}`, written
 /// to `*out_json` (free it with
-/// `floorbell_string_free`). Read from
-/// memory: never waits for the writer.
+/// `floorbell_string_free`). Read from memory; when a change it shows is
+/// not on disk yet, the call waits for that commit (a millisecond or so),
+/// so it never shows an order a crash could take back. Returns
+/// `FLOORBELL_STATUS_STORE` when that commit failed.
 ///
 /// Threads: any, concurrently, a subscriber callback included.
 ///
@@ -269,9 +271,13 @@ pub unsafe extern "C" fn floorbell_engine_orders_active(
         let handle = engine_ref(engine)?;
         non_null(out_json, "out_json")?;
         let now = now_ms();
+        let read = handle
+            .engine
+            .read_gateway(|gw| wire::list_json(gw.tracker.active(), now, &gw.settings.zone));
         let body = handle
             .engine
-            .with_gateway(|gw| wire::list_json(gw.tracker.active(), now, &gw.settings.zone));
+            .settle_blocking(read)
+            .map_err(outcome_failure)?;
         give_body(body, out_json)
     })
 }

@@ -206,6 +206,8 @@ struct Awaiting {
     /// The request was for `/api/v4/…` (SPEC §1), whose errors have their
     /// own JSON.
     qr_api: bool,
+    /// A `HEAD` (a read answered after a commit): the answer's head only.
+    head_only: bool,
 }
 
 /// What an upgraded connection is (SPEC §2).
@@ -855,7 +857,14 @@ impl Worker {
                         };
                         let (status, body) = api::answer(outcome, awaiting.qr_api);
                         let close = !awaiting.keep_alive;
-                        http::write_response(&mut conn.out, status, &body, close, false, &w.date);
+                        http::write_response(
+                            &mut conn.out,
+                            status,
+                            &body,
+                            close,
+                            awaiting.head_only,
+                            &w.date,
+                        );
                         conn.close_after_write |= close;
                         true
                     });
@@ -1222,6 +1231,28 @@ impl Worker {
                     }
                 }
             }
+            Action::AfterCommit { status, body } => {
+                let reply = Reply::Reactor {
+                    mailbox: Arc::clone(&hub.mailbox),
+                    token: key,
+                    conn_id: conn.id,
+                };
+                conn.awaiting = Some(Awaiting {
+                    since: self.now,
+                    keep_alive: !close,
+                    qr_api: false,
+                    head_only,
+                });
+                if hub.engine.answer_after_commit(status, body, reply).is_err() {
+                    conn.awaiting = None;
+                    let (status, body) = api::answer(
+                        Outcome::Unavailable("the server is shutting down".into()),
+                        false,
+                    );
+                    http::write_response(&mut conn.out, status, &body, true, head_only, &self.date);
+                    conn.close_after_write = true;
+                }
+            }
             Action::Write(request) => {
                 let reply = Reply::Reactor {
                     mailbox: Arc::clone(&hub.mailbox),
@@ -1235,6 +1266,7 @@ impl Worker {
                         request,
                         WriteRequest::PublishEvent(_) | WriteRequest::PutTable(_)
                     ),
+                    head_only: false,
                 });
                 if let Err(job) = hub.engine.submit(Job { request, reply }) {
                     drop(job);
@@ -1505,7 +1537,7 @@ fn expired(conn: &mut Conn, now: Instant, date: &DateCache) -> Option<bool> {
         }
         // Not an acknowledgement either way: the change may still commit
         // (its late answer finds nothing awaiting and is dropped).
-        let qr_api = awaiting.qr_api;
+        let (qr_api, head_only) = (awaiting.qr_api, awaiting.head_only);
         conn.awaiting = None;
         tracing::warn!("a change had no answer from the store within 30 s; answered 503");
         let (status, body) = api::answer(
@@ -1515,7 +1547,7 @@ fn expired(conn: &mut Conn, now: Instant, date: &DateCache) -> Option<bool> {
             ),
             qr_api,
         );
-        http::write_response(&mut conn.out, status, &body, true, false, date);
+        http::write_response(&mut conn.out, status, &body, true, head_only, date);
         conn.close_after_write = true;
         return Some(false);
     }
@@ -1963,6 +1995,7 @@ mod tests {
             since: t0,
             keep_alive: true,
             qr_api: true,
+            head_only: false,
         });
         let later = t0 + ANSWER_TIMEOUT;
         assert_eq!(

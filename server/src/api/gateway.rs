@@ -3,11 +3,11 @@
 //! Parsing and the exact JSON live in `floorbell_core::orders::wire`; this
 //! file only maps a request to a read of the engine or a [`GatewayChange`].
 
-use floorbell_core::orders::wire;
+use floorbell_core::orders::{wire, OrderError};
 use floorbell_core::webhooks;
 
 use super::{error, upgrade, Action, Body};
-use crate::engine::{now_ms, Engine, GatewayChange, WriteRequest};
+use crate::engine::{now_ms, Engine, GatewayChange, Read, WriteRequest};
 use crate::fanout::WsRole;
 use crate::http::{Head, Method};
 
@@ -120,6 +120,23 @@ fn json(status: u16, body: Vec<u8>) -> Action {
     }
 }
 
+/// The answer to a read of the live state: `Ok` a 200 with its body, or
+/// the error; sent now, or once the changes it saw are on disk.
+fn read_answer<E: std::fmt::Display>(path: &[u8], read: Read<Result<Vec<u8>, (u16, E)>>) -> Action {
+    let (status, body) = match read.value {
+        Ok(body) => (200, body),
+        Err((status, e)) => (
+            status,
+            crate::http::error_body(path, status, &e.to_string()),
+        ),
+    };
+    if read.settled {
+        json(status, body)
+    } else {
+        Action::AfterCommit { status, body }
+    }
+}
+
 fn gw_write(change: GatewayChange) -> Action {
     Action::Write(WriteRequest::Gateway(change))
 }
@@ -151,19 +168,30 @@ pub fn handle(
             )
         }
         (Generate, Get) => gw_write(GatewayChange::GenerateToken),
-        (Tokens, Get | Head) => json(200, engine.access_tokens_json()),
+        (Tokens, Get | Head) => {
+            let read = engine.access_tokens_json();
+            read_answer::<OrderError>(
+                path,
+                Read {
+                    value: Ok(read.value),
+                    settled: read.settled,
+                },
+            )
+        }
         (Token, Delete) => {
             let name = super::percent_decode(&path[TOKEN_PREFIX.len()..]);
             gw_write(GatewayChange::RevokeToken(name))
         }
         (ActiveOrders, Get | Head) => {
             let now = now_ms();
-            json(
-                200,
-                engine.with_gateway(|gw| {
-                    wire::list_json(gw.tracker.active(), now, &gw.settings.zone)
-                }),
-            )
+            let read = engine.read_gateway(|gw| {
+                Ok::<_, (u16, OrderError)>(wire::list_json(
+                    gw.tracker.active(),
+                    now,
+                    &gw.settings.zone,
+                ))
+            });
+            read_answer(path, read)
         }
         (ActiveOrders, Post) => match wire::parse_start(body) {
             Ok(start) => gw_write(GatewayChange::Start(start)),
@@ -173,15 +201,13 @@ pub fn handle(
         (ActiveOrder, Get | Head) => {
             let key = order_key(path);
             let now = now_ms();
-            let answer = engine.with_gateway(|gw| {
+            let read = engine.read_gateway(|gw| {
                 gw.tracker
                     .active_order(&key)
                     .map(|o| wire::one_json(200, o, now, &gw.settings.zone))
+                    .map_err(|e| (e.status(), e))
             });
-            match answer {
-                Ok(body) => json(200, body),
-                Err(e) => error(e.status(), path, &e.to_string()),
-            }
+            read_answer(path, read)
         }
         (ActiveOrder, Put) => match wire::parse_modify(body) {
             Ok(modify) => gw_write(GatewayChange::Modify(order_key(path), modify)),
@@ -194,34 +220,32 @@ pub fn handle(
         },
         (Orders, Get | Head) => {
             let now = now_ms();
-            let answer = engine.with_gateway(|gw| {
+            let read = engine.read_gateway(|gw| {
                 wire::parse_history_query(query, &gw.settings.zone)
                     .map(|q| wire::list_json(gw.tracker.history(&q), now, &gw.settings.zone))
+                    .map_err(|e| (e.status(), e))
             });
-            match answer {
-                Ok(body) => json(200, body),
-                Err(e) => error(e.status(), path, &e.to_string()),
-            }
+            read_answer(path, read)
         }
         (Statistics, Get | Head) => {
             let now = now_ms();
-            let answer = engine.with_gateway(|gw| {
-                wire::parse_target_time(query).map(|target| {
-                    let target = target.unwrap_or(gw.settings.target_time_default);
-                    let (start, end, date) = gw.settings.zone.day_bounds(now);
-                    let stats = gw.tracker.statistics(start, end, date, target);
-                    wire::statistics_json(&stats)
-                })
+            let read = engine.read_gateway(|gw| {
+                wire::parse_target_time(query)
+                    .map(|target| {
+                        let target = target.unwrap_or(gw.settings.target_time_default);
+                        let (start, end, date) = gw.settings.zone.day_bounds(now);
+                        let stats = gw.tracker.statistics(start, end, date, target);
+                        wire::statistics_json(&stats)
+                    })
+                    .map_err(|e| (e.status(), e))
             });
-            match answer {
-                Ok(body) => json(200, body),
-                Err(e) => error(e.status(), path, &e.to_string()),
-            }
+            read_answer(path, read)
         }
-        (Settings, Get | Head) => json(
-            200,
-            engine.with_gateway(|gw| wire::settings_json(&gw.settings)),
-        ),
+        (Settings, Get | Head) => {
+            let read = engine
+                .read_gateway(|gw| Ok::<_, (u16, OrderError)>(wire::settings_json(&gw.settings)));
+            read_answer(path, read)
+        }
         (Settings, Post) => match wire::parse_settings(body) {
             Ok(change) => gw_write(GatewayChange::Settings(change)),
             Err(e) => error(e.status(), path, &e.to_string()),

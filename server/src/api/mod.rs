@@ -27,6 +27,14 @@ pub enum Action {
     Events,
     /// Hand this change to the writer and answer when it is committed.
     Write(WriteRequest),
+    /// Answer a read of state that changes are applied to before their
+    /// commit, once the changes it saw are on disk (`engine::Read`).
+    AfterCommit {
+        /// Status code.
+        status: u16,
+        /// JSON body.
+        body: Vec<u8>,
+    },
     /// Switch the connection to WebSocket (SPEC §2): answer 101 with this
     /// `Sec-WebSocket-Accept`.
     Upgrade {
@@ -123,6 +131,21 @@ fn route(path: &[u8]) -> Option<Route> {
 }
 
 const STAFF_PREFIX: &[u8] = b"/api/tickets/staff/";
+
+/// A 200 with a read's body: now, or once the changes it saw are on disk.
+fn read_answer(read: crate::engine::Read<Vec<u8>>) -> Action {
+    if read.settled {
+        Action::Respond {
+            status: 200,
+            body: Body::Owned(read.value),
+        }
+    } else {
+        Action::AfterCommit {
+            status: 200,
+            body: read.value,
+        }
+    }
+}
 
 pub(crate) fn error(status: u16, path: &[u8], message: &str) -> Action {
     Action::Respond {
@@ -286,14 +309,8 @@ pub fn handle(
             Some(reason) => error(503, path, reason),
         },
         // Public, like /ws/display: exactly what a display shows.
-        (Route::Serving, Method::Get | Method::Head) => Action::Respond {
-            status: 200,
-            body: Body::Owned(engine.serving_json()),
-        },
-        (Route::StaffList, Method::Get | Method::Head) => Action::Respond {
-            status: 200,
-            body: Body::Owned(engine.staff_list_json()),
-        },
+        (Route::Serving, Method::Get | Method::Head) => read_answer(engine.serving_json()),
+        (Route::StaffList, Method::Get | Method::Head) => read_answer(engine.staff_list_json()),
         (Route::StaffList, Method::Post) => match parse_staff_name(body) {
             Ok(name) => Action::Write(WriteRequest::Ticket(TicketChange::AddStaff {
                 name,

@@ -19,7 +19,7 @@ use floorbell_core::store::StoreOp;
 use rand::Rng;
 use subtle::ConstantTimeEq;
 
-use super::{answer_now, now_ms, AppliedJob, Engine, Outcome, Reply, WriterMsg};
+use super::{answer_now, now_ms, AppliedJob, Engine, Outcome, Read, Reply, WriterMsg};
 use crate::fanout::{ConnId, Delivery, Dest};
 
 /// `meta` key of the next order `seq` (kept so `seq` never goes back, even
@@ -152,10 +152,12 @@ impl Engine {
         self.access.lock().press_button(now_ms());
     }
 
-    /// The body of `GET /api/v2/accesstoken`.
-    pub fn access_tokens_json(&self) -> Vec<u8> {
+    /// The body of `GET /api/v2/accesstoken` ([`Read`]).
+    pub fn access_tokens_json(&self) -> Read<Vec<u8>> {
         let zone = self.gateway.lock().settings.zone.clone();
         let access = self.access.lock();
+        // Under the registry's lock, after the zone's: covers both.
+        let settled = self.writer.settled();
         let items: Vec<serde_json::Value> = access
             .list()
             .iter()
@@ -168,12 +170,23 @@ impl Engine {
                 })
             })
             .collect();
-        serde_json::to_vec(&serde_json::json!({"status": 200, "items": items})).unwrap_or_default()
+        drop(access);
+        Read {
+            value: serde_json::to_vec(&serde_json::json!({"status": 200, "items": items}))
+                .unwrap_or_default(),
+            settled,
+        }
     }
 
-    /// Reads the gateway state under its lock (the read-only endpoints).
-    pub fn with_gateway<R>(&self, f: impl FnOnce(&GatewayState) -> R) -> R {
-        f(&self.gateway.lock())
+    /// Reads the gateway state under its lock (the read-only endpoints):
+    /// what `f` makes of it, and whether it may be shown now ([`Read`]).
+    pub fn read_gateway<R>(&self, f: impl FnOnce(&GatewayState) -> R) -> Read<R> {
+        let gw = self.gateway.lock();
+        let value = f(&gw);
+        Read {
+            value,
+            settled: self.writer.settled(),
+        }
     }
 
     /// Applies a gateway change; `reply` is answered after its commit (or at
@@ -249,7 +262,7 @@ impl Engine {
                             body: wire::SETTINGS_CHANGED.to_vec(),
                         },
                     )),
-                    order_seq: None,
+                    ..AppliedJob::default()
                 });
             }
             GatewayChange::Register { url, key } => {
@@ -275,7 +288,7 @@ impl Engine {
                     records: vec![token_op(record)],
                     delivery,
                     reply: Some((reply, Outcome::Respond { status, body })),
-                    order_seq: None,
+                    ..AppliedJob::default()
                 });
                 drop(access);
             }
@@ -363,6 +376,7 @@ impl Engine {
             delivery,
             reply: Some((reply, Outcome::Respond { status, body })),
             order_seq: changes.last().map(|c| c.order.seq),
+            ..AppliedJob::default()
         });
     }
 
@@ -385,7 +399,7 @@ impl Engine {
                 revoked: None,
             })),
             reply: None,
-            order_seq: None,
+            ..AppliedJob::default()
         });
     }
 
@@ -462,12 +476,12 @@ mod tests {
 }
 
 #[cfg(test)]
-mod purge_tests {
-    use floorbell_core::orders::{Order, OrderState, OrderType};
+mod engine_tests {
+    use floorbell_core::orders::{wire, Order, OrderState, OrderType};
     use floorbell_core::store::{Store, StoreOp};
 
     use crate::config::Config;
-    use crate::engine::{now_ms, Engine};
+    use crate::engine::{now_ms, Engine, GatewayChange, Outcome, Read, Reply};
 
     fn order(uuid: &str, name: &str, state: OrderState, created_ms: i64, seq: u64) -> Order {
         Order {
@@ -522,7 +536,7 @@ mod purge_tests {
         let config = Config::from_toml_text("history-days = 1", dir.path()).unwrap();
         let (engine, _) = Engine::open(config).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while engine.with_gateway(|gw| gw.tracker.len_all()) != 2 {
+        while engine.read_gateway(|gw| gw.tracker.len_all()).value != 2 {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the old cleared order was not purged"
@@ -540,5 +554,44 @@ mod purge_tests {
             .collect();
         names.sort();
         assert_eq!(names, ["2", "3"], "purged from the store too");
+    }
+
+    /// Reads are settled once the changes they could see are committed, and
+    /// a read answered after the commit gets its own answer back.
+    #[test]
+    fn reads_settle_with_the_commit_of_what_they_saw() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::from_toml_text("", dir.path()).unwrap();
+        let (engine, _) = Engine::open(config).unwrap();
+        assert!(engine.read_gateway(|_| ()).settled, "nothing applied yet");
+        for name in ["7", "8", "9"] {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let body = format!(r#"{{"name":"{name}","orderType":"TO_GO"}}"#);
+            let start = wire::parse_start(body.as_bytes()).unwrap();
+            engine.gateway_change(GatewayChange::Start(start), Reply::Channel(tx));
+            // Applied in memory at once; this read may come before the
+            // commit, and is answered after it then.
+            let read =
+                engine.read_gateway(|gw| gw.tracker.active().count().to_string().into_bytes());
+            let seen = engine.settle_blocking(read).unwrap();
+            assert!(!seen.is_empty());
+            assert!(matches!(
+                rx.recv(),
+                Ok(Outcome::Respond { status: 201, .. })
+            ));
+            // Its answer is sent after the count went down.
+            assert!(engine.read_gateway(|_| ()).settled, "order {name}");
+        }
+        let waited = engine.settle_blocking(Read {
+            value: b"after".to_vec(),
+            settled: false,
+        });
+        assert_eq!(waited.unwrap(), b"after");
+        engine.shutdown();
+        let late = engine.settle_blocking(Read {
+            value: Vec::new(),
+            settled: false,
+        });
+        assert!(matches!(late, Err(Outcome::Unavailable(_))), "{late:?}");
     }
 }

@@ -199,17 +199,23 @@ pub(crate) enum WriterMsg {
 /// submit returning 0) and lost. So every send holds `open` for reading and
 /// checks it, and the `Stop` is sent holding it for writing: once it is
 /// sent, every later send is refused to its caller instead.
+///
+/// It also counts the applied changes not yet committed ([`WriterTx::settled`]).
 #[derive(Clone)]
 pub(crate) struct WriterTx {
     tx: Sender<WriterMsg>,
     open: Arc<RwLock<bool>>,
+    /// Applied changes with records sent and not committed yet (the writer
+    /// lowers it after each successful commit; a failed one leaves it up).
+    unsettled: Arc<AtomicUsize>,
 }
 
 impl WriterTx {
-    fn new(tx: Sender<WriterMsg>) -> Self {
+    fn new(tx: Sender<WriterMsg>, unsettled: Arc<AtomicUsize>) -> Self {
         WriterTx {
             tx,
             open: Arc::new(RwLock::new(true)),
+            unsettled,
         }
     }
 
@@ -222,7 +228,30 @@ impl WriterTx {
         if !*open {
             return Err(msg);
         }
-        self.tx.send(msg).map_err(|e| e.0)
+        // Counted before the send, so the writer's decrement never comes
+        // first.
+        let counted = matches!(&msg, WriterMsg::Applied(job) if !job.records.is_empty());
+        if counted {
+            self.unsettled.fetch_add(1, Ordering::Relaxed);
+        }
+        self.tx.send(msg).map_err(|e| {
+            if counted {
+                self.unsettled.fetch_sub(1, Ordering::Relaxed);
+            }
+            e.0
+        })
+    }
+
+    /// Whether every change applied in memory so far is on disk. Called
+    /// holding the lock of the state about to be read (changes to it are
+    /// applied and sent under that lock), `true` means what the reader sees
+    /// there is durable: each change adds one before it is sent and the
+    /// writer takes it off only after the change's commit, so a change
+    /// sent before the lock was taken keeps the count above zero until it
+    /// is on disk (and for ever if its commit failed).
+    pub(crate) fn settled(&self) -> bool {
+        // Pairs with the writer's Release decrement after its commit.
+        self.unsettled.load(Ordering::Acquire) == 0
     }
 
     /// Whether sends are still taken (no [`WriterTx::stop`] yet).
@@ -252,6 +281,25 @@ pub(crate) struct AppliedJob {
     /// The highest order `seq` in this change: once committed, its webhook
     /// deliveries may go.
     pub(crate) order_seq: Option<u64>,
+    /// A read of state with changes not yet on disk ([`Engine::answer_after_commit`]):
+    /// it changed nothing, so a failed commit refuses it with 503.
+    pub(crate) read: bool,
+}
+
+/// A read of live state (the ticket board, the orders, the access
+/// tokens): changes are applied there before their commit, so what a read
+/// sees may not be on disk yet. Shown before the commit, a change that is
+/// then lost to a crash or a failed commit would have been seen (an order's
+/// `seq` given out again after the restart), so such a read is answered
+/// after the commit ([`Engine::answer_after_commit`]). Nearly always
+/// nothing is pending and the answer goes at once.
+#[derive(Debug)]
+pub struct Read<R> {
+    /// What the read made of the state, under its lock.
+    pub value: R,
+    /// Every change applied to the state before the read is on disk
+    /// ([`WriterTx::settled`]).
+    pub settled: bool,
 }
 
 /// Why the engine could not start.
@@ -290,9 +338,10 @@ pub enum Taken {
 /// first failure stops every write, as PostgreSQL stops on a failed WAL
 /// flush: from then on each change is refused at once (HTTP 503, C-ABI
 /// `FLOORBELL_STATUS_STORE`, WebSocket clients closed with 1011 and new ones
-/// refused with 503), while reads go on (polls from what was committed; the
-/// board and the orders from memory, which may hold the change whose commit
-/// failed), until the operator fixes the disk and restarts floorbell, which
+/// refused with 503), while reads go on where they can (polls from what was
+/// committed; the board and the orders only while nothing applied to them
+/// is uncommitted, see [`Read`], else 503), until the operator fixes the
+/// disk and restarts floorbell, which
 /// then loads what the disk holds. Set once; never cleared.
 #[derive(Debug, Default)]
 pub struct Halt(OnceLock<String>);
@@ -561,9 +610,11 @@ impl Engine {
         let (tx, rx) = crossbeam_channel::unbounded();
         let local = Arc::new(Local::new(config.callback_queue_bytes));
         let submitted = Arc::new(AtomicUsize::new(0));
+        let unsettled = Arc::new(AtomicUsize::new(0));
         let halt = Arc::new(Halt::default());
         let writer = Writer {
             halt: Arc::clone(&halt),
+            unsettled: Arc::clone(&unsettled),
             submitted: Arc::clone(&submitted),
             local: Arc::clone(&local),
             reactors: Arc::clone(&reactors),
@@ -584,7 +635,7 @@ impl Engine {
             .name("floorbell-store".into())
             .spawn(move || writer.run())
             .map_err(EngineError::Thread)?;
-        let tx = WriterTx::new(tx);
+        let tx = WriterTx::new(tx, unsettled);
         webhooks.start(tx.clone()).map_err(EngineError::Thread)?;
         let engine = Engine {
             config,
@@ -832,7 +883,7 @@ impl Engine {
                 records,
                 delivery,
                 reply,
-                order_seq: None,
+                ..AppliedJob::default()
             }))
             .is_err()
         {
@@ -842,28 +893,80 @@ impl Engine {
         Taken::Yes
     }
 
-    /// The body of `GET /api/tickets/staff`: names only, never tokens.
-    pub fn staff_list_json(&self) -> Vec<u8> {
-        let names = self.board.lock().staff_names();
-        serde_json::to_vec(&serde_json::json!({
-            "staff": names.iter().map(|n| serde_json::json!({"name": n})).collect::<Vec<_>>()
-        }))
-        .unwrap_or_default()
+    /// The body of `GET /api/tickets/staff`: names only, never tokens
+    /// ([`Read`]).
+    pub fn staff_list_json(&self) -> Read<Vec<u8>> {
+        let (names, settled) = {
+            let board = self.board.lock();
+            (board.staff_names(), self.writer.settled())
+        };
+        Read {
+            value: serde_json::to_vec(&serde_json::json!({
+                "staff": names.iter().map(|n| serde_json::json!({"name": n})).collect::<Vec<_>>()
+            }))
+            .unwrap_or_default(),
+            settled,
+        }
     }
 
     /// The body of `GET /api/tickets/serving`: every ticket in service
     /// (claimed, open) with its number and the visitor's name — what a
     /// display shows, for one that connects after the claim. No emails.
     /// Public, so it costs the tickets in service, not the history.
-    pub fn serving_json(&self) -> Vec<u8> {
+    /// ([`Read`]).
+    pub fn serving_json(&self) -> Read<Vec<u8>> {
         let board = self.board.lock();
         let serving: Vec<serde_json::Value> = board
             .serving()
             .into_iter()
             .map(|t| serde_json::json!({"id": t.id, "name": t.name}))
             .collect();
+        let settled = self.writer.settled();
         drop(board);
-        serde_json::to_vec(&serde_json::json!({ "serving": serving })).unwrap_or_default()
+        Read {
+            value: serde_json::to_vec(&serde_json::json!({ "serving": serving }))
+                .unwrap_or_default(),
+            settled,
+        }
+    }
+
+    /// Answers `reply` with `status` and `body` once every change sent to
+    /// the writer before this call is on disk: the answer to a read that
+    /// was not [`Read::settled`]. A commit that fails first turns it into
+    /// a 503, as it does every change after it. [`EngineError::Closed`]
+    /// when the engine is shutting down.
+    pub fn answer_after_commit(
+        &self,
+        status: u16,
+        body: Vec<u8>,
+        reply: Reply,
+    ) -> Result<(), EngineError> {
+        self.writer
+            .send(WriterMsg::Applied(AppliedJob {
+                reply: Some((reply, Outcome::Respond { status, body })),
+                read: true,
+                ..AppliedJob::default()
+            }))
+            .map_err(|_| EngineError::Closed)
+    }
+
+    /// A [`Read`]'s value once it may be shown: at once when settled, else
+    /// after the commit it waits for ([`Engine::answer_after_commit`]),
+    /// for callers that block (the C ABI). The outcome that refused it
+    /// otherwise.
+    pub fn settle_blocking(&self, read: Read<Vec<u8>>) -> Result<Vec<u8>, Outcome> {
+        if read.settled {
+            return Ok(read.value);
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let closed = || Outcome::Unavailable("the engine is shut down".into());
+        self.answer_after_commit(200, read.value, Reply::Channel(tx))
+            .map_err(|_| closed())?;
+        match rx.recv() {
+            Ok(Outcome::Respond { body, .. }) => Ok(body),
+            Ok(refused) => Err(refused),
+            Err(_) => Err(closed()),
+        }
     }
 
     /// Lets the writer release ticket deliveries to these reactors (the
@@ -1129,6 +1232,8 @@ struct Writer {
     webhooks: Arc<Webhooks>,
     /// [`Engine::submit_event`]'s count of events waiting for the store.
     submitted: Arc<AtomicUsize>,
+    /// [`WriterTx::settled`]'s count, lowered after each successful commit.
+    unsettled: Arc<AtomicUsize>,
 }
 
 impl Writer {
@@ -1246,6 +1351,11 @@ impl Writer {
         extra: Vec<StoreOp>,
     ) {
         let now = now_ms();
+        // The changes of this batch that WriterTx::send counted.
+        let settling = batch
+            .iter()
+            .filter(|p| matches!(p, Pending::Applied(job) if !job.records.is_empty()))
+            .count();
         let mut ops = Vec::with_capacity(4);
         let mut seq = self.publisher.next_seq();
         let mut visible = Vec::new();
@@ -1318,6 +1428,8 @@ impl Writer {
         let mut hashes = Vec::with_capacity(visible.len());
         let mut changes = Vec::new();
         if result.is_ok() {
+            // On disk: reads of the state they changed may answer at once.
+            self.unsettled.fetch_sub(settling, Ordering::Release);
             for e in visible {
                 hashes.push(e.hash);
                 if self.local.has_subscribers() {
@@ -1377,6 +1489,13 @@ impl Writer {
                             // so never "refused untried": a failure.
                             let outcome = match &result {
                                 Ok(()) => outcome,
+                                // A read changed nothing, but it saw the
+                                // changes that were not committed.
+                                Err(Outcome::Unavailable(reason) | Outcome::Failed(reason))
+                                    if job.read =>
+                                {
+                                    Outcome::Unavailable(reason.clone())
+                                }
                                 Err(Outcome::Unavailable(reason)) => {
                                     Outcome::Failed(reason.clone())
                                 }
@@ -1502,7 +1621,7 @@ mod tests {
     #[test]
     fn the_writer_channel_refuses_sends_after_its_stop() {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let writer = WriterTx::new(tx);
+        let writer = WriterTx::new(tx, Arc::default());
         assert!(writer
             .send(WriterMsg::Applied(AppliedJob::default()))
             .is_ok());

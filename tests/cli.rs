@@ -355,6 +355,42 @@ fn config_file_with_a_bad_value_is_refused_naming_the_key() {
     }
 }
 
+/// A misspelt or mistyped token line is refused without putting the token
+/// on standard error (toml's own message quotes the line), and so is a
+/// misspelt log level (it would log nothing).
+#[test]
+fn config_errors_never_show_a_token_and_a_bad_log_level_is_refused() {
+    for (line, key) in [
+        ("admin_token = \"hunter2hunter2\"", "admin_token"),
+        ("admin-token = 1234567890", "admin-token"),
+        ("qr-token = hunter2hunter2", "qr-token"),
+        ("log-level = \"warning\"", "log-level"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(
+            dir.path(),
+            &format!(
+                "listen = \"127.0.0.1:0\"\ndata-dir = '{}'\nno-mdns = true\n{line}\n",
+                dir.path().join("data").display()
+            ),
+        );
+        let out = run_floorbell(
+            &["serve", "--config", config.to_str().unwrap()],
+            RUN_TIMEOUT,
+        );
+        let status = out
+            .status
+            .unwrap_or_else(|| panic!("{line}: did not exit within 20 s"));
+        assert!(!status.success(), "{line}: exit status {status:?}");
+        assert!(out.stderr.contains(key), "{line}: {}", out.stderr);
+        assert!(
+            !out.stderr.contains("hunter2") && !out.stderr.contains("1234567890"),
+            "{line}: the token is on stderr:\n{}",
+            out.stderr
+        );
+    }
+}
+
 // ---------------------------------------------------------------- lock
 
 #[test]

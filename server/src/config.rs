@@ -235,10 +235,8 @@ impl Config {
     ///
     /// [`ConfigError`] naming the offending key.
     pub fn from_toml_text(toml_text: &str, data_dir: &Path) -> Result<Config, ConfigError> {
-        let file: FileConfig = toml::from_str(toml_text).map_err(|e| ConfigError::Parse {
-            path: "<config text>".into(),
-            message: e.to_string(),
-        })?;
+        let file: FileConfig = toml::from_str(toml_text)
+            .map_err(|e| parse_error("<config text>".into(), toml_text, &e))?;
         let args = ServeArgs {
             data_dir: Some(data_dir.to_path_buf()),
             ..Default::default()
@@ -340,7 +338,7 @@ impl Config {
             .clone()
             .or(file.log_level)
             .unwrap_or(d.log_level);
-        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+        if !is_log_filter(&log_level) {
             return Err(invalid(
                 "log-level",
                 format!("{log_level:?} is not a level or filter"),
@@ -389,10 +387,65 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
         path: path.into(),
         source,
     })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse {
-        path: path.into(),
-        message: e.to_string(),
-    })
+    toml::from_str(&text).map_err(|e| parse_error(path.into(), &text, &e))
+}
+
+/// toml's error for `text`, without the source line it would quote: that
+/// line may hold a token (`admin_token = "…"` misspelt is an unknown key),
+/// and the message goes to standard error or back to a host program. Said
+/// instead: where (line and column), the key on that line, and toml's
+/// message, unless the key names a token and the message could quote its
+/// value (a wrong type does).
+fn parse_error(path: PathBuf, text: &str, e: &toml::de::Error) -> ConfigError {
+    let Some(span) = e.span() else {
+        return ConfigError::Parse {
+            path,
+            message: e.message().to_owned(),
+        };
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line_no = before.matches('\n').count() + 1;
+    let column = before[line_start..].chars().count() + 1;
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line
+        .split('=')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .trim_matches(|c| c == '"' || c == '\'');
+    let message = e.message().trim_end();
+    let message =
+        if key.to_ascii_lowercase().contains("token") && !message.starts_with("unknown field") {
+            "its value is not valid there (not shown: it may be a secret)"
+        } else {
+            message
+        };
+    let message = if key.is_empty() || key.len() > 64 {
+        format!("line {line_no}, column {column}: {message}")
+    } else {
+        format!("line {line_no}, column {column}, `{key}`: {message}")
+    };
+    ConfigError::Parse { path, message }
+}
+
+/// Whether `filter` is a log level (`error` … `trace`, `off`) or a
+/// `tracing` filter whose every directive ends in one (`floorbell=debug`).
+/// `EnvFilter` alone takes a bare unknown word as a target name, so a
+/// misspelt level (`warning`) would silently log nothing.
+pub fn is_log_filter(filter: &str) -> bool {
+    use tracing_subscriber::filter::LevelFilter;
+    tracing_subscriber::EnvFilter::try_new(filter).is_ok()
+        && filter
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .all(|d| {
+                // Span and field filters (`target[span{f=1}]=debug`) are
+                // left to EnvFilter.
+                let level = d.rsplit_once('=').map_or(d, |(_, level)| level);
+                d.contains('[') || level.parse::<LevelFilter>().is_ok()
+            })
 }
 
 #[cfg(test)]
@@ -489,6 +542,49 @@ mod tests {
         }
         let c = Config::from_toml_text("", dir).unwrap();
         assert!((1..=MAX_REACTORS).contains(&c.reactor_count()));
+    }
+
+    /// toml quotes the offending line in its message; a misspelt or
+    /// mistyped token line would put the token on standard error.
+    #[test]
+    fn a_config_error_never_shows_a_token() {
+        let dir = Path::new("/tmp/x");
+        for (text, key) in [
+            ("admin_token = \"hunter2hunter2\"\n", "admin_token"),
+            ("\nadmin-token = 1234567890\n", "admin-token"),
+            ("qr-token = hunter2hunter2\n", "qr-token"),
+            ("qr-token = [\"hunter2hunter2\"]\n", "qr-token"),
+        ] {
+            let e = Config::from_toml_text(text, dir).unwrap_err().to_string();
+            assert!(
+                !e.contains("hunter2") && !e.contains("1234567890"),
+                "{text}: {e}"
+            );
+            assert!(e.contains(key) && e.contains("line "), "{text}: {e}");
+        }
+        let e = with_file("tables = 16\nevent-retention = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("event-retention"), "{e}");
+    }
+
+    /// EnvFilter takes an unknown bare word for a target name: `warning`
+    /// would log nothing at all.
+    #[test]
+    fn a_misspelt_log_level_is_refused() {
+        let dir = Path::new("/tmp/x");
+        for good in ["info", "WARN", "off", "floorbell=debug,warn", "trace"] {
+            assert!(
+                Config::from_toml_text(&format!("log-level = {good:?}"), dir).is_ok(),
+                "{good}"
+            );
+        }
+        for bad in ["warning", "verbose", "floorbell=loud", "info,chatty"] {
+            let e = Config::from_toml_text(&format!("log-level = {bad:?}"), dir)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("log-level"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -82,6 +82,13 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let reactors = config.reactor_count();
     let data_dir = config.data_dir.clone();
     let listen = config.listen;
+    // Before the store is opened (replaying it can take a while): a
+    // SIGTERM meanwhile still ends the run as SPEC §0 says, with exit 0.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .context("cannot install signal handlers")?;
     let (engine, generated) = Engine::open(config)?;
     for t in &generated {
         // Shown once, on purpose outside the log (tokens never go to the log).
@@ -93,11 +100,14 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             data_dir.display()
         );
     }
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .context("cannot install signal handlers")?;
+    if let Some(signal) = signals.pending().next() {
+        tracing::info!(
+            signal,
+            "stopping before serving: a signal came while the store opened"
+        );
+        engine.shutdown();
+        return Ok(());
+    }
     let mut server = Server::start(engine.clone(), listen, reactors)
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = server.local_addr();
@@ -181,11 +191,19 @@ fn staff(action: StaffAction, data_dir: &std::path::Path) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Logs to standard error, filtered by `RUST_LOG` when it is set and valid,
+/// else by `level` (`--log-level`, already checked). An invalid `RUST_LOG`
+/// is said, not silently dropped.
 fn init_logging(level: &str) {
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(level));
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if floorbell_server::config::is_log_filter(&v) => v,
+        Ok(v) => {
+            eprintln!("floorbell: RUST_LOG={v:?} is not a log level or filter; using {level:?}");
+            level.to_owned()
+        }
+        Err(_) => level.to_owned(),
+    };
+    let filter = tracing_subscriber::EnvFilter::new(filter);
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -34,6 +34,12 @@ fn listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        // `[::]` takes IPv4 too, whatever the system's default
+        // (`net.ipv6.bindv6only`, Windows): discovery announces this
+        // host's IPv4 addresses for it.
+        socket.set_only_v6(false)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
     Ok(socket.into())
@@ -154,5 +160,23 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `[::]` is dual-stack even where sockets default to IPv6 only.
+    #[test]
+    fn the_ipv6_wildcard_takes_ipv4_clients() {
+        let Ok(l) = listener("[::]:0".parse().unwrap()) else {
+            eprintln!("no IPv6 here; skipped");
+            return;
+        };
+        let socket = socket2::SockRef::from(&l);
+        assert!(!socket.only_v6().unwrap());
+        let port = l.local_addr().unwrap().port();
+        std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     }
 }

@@ -270,7 +270,13 @@ impl DirLock {
                 .filter(|d| !d.as_os_str().is_empty())
                 .take_while(|d| !d.is_dir())
                 .collect();
-            std::fs::create_dir_all(dir).map_err(io)?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(io)?;
+            }
+            // Its owner's only: the store holds the QR and admin tokens.
+            std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+                .create(dir)
+                .map_err(io)?;
             for created in missing {
                 let parent = match created.parent() {
                     Some(p) if !p.as_os_str().is_empty() => p,

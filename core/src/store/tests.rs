@@ -176,3 +176,18 @@ fn ticket_board_records_round_trip() {
         [("e@x.com".to_string(), "Анна Б".to_string())]
     );
 }
+
+/// A data directory floorbell creates is its owner's only (the store holds
+/// the QR and admin tokens); its missing parents get the usual mode.
+#[test]
+fn a_new_data_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("venue").join("data");
+    let _lock = DirLock::acquire(&dir).unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    let usual = root.path().join("usual");
+    std::fs::create_dir(&usual).unwrap();
+    assert_eq!(mode(dir.parent().unwrap()), mode(&usual));
+}

@@ -257,14 +257,31 @@ pub enum DropReason {
     Orphaned,
 }
 
+/// `url` as a log line may show it: without its query, fragment and user
+/// information, where receivers often carry a secret of their own
+/// (`https://hooks.example/in?key=…`).
+pub fn loggable_url(url: &str) -> String {
+    let end = url.find(['?', '#']).unwrap_or(url.len());
+    let url = &url[..end];
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[after_scheme..]
+        .find('/')
+        .map_or(url.len(), |i| after_scheme + i);
+    match url[after_scheme..authority_end].rfind('@') {
+        Some(at) => format!("{}{}", &url[..after_scheme], &url[after_scheme + at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
 impl fmt::Display for Dropped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = loggable_url(&self.url);
         write!(
             f,
             "webhook delivery {} (seq {}) to {} dropped after {} failed attempt{}: ",
             self.delivery_id,
             self.seq,
-            self.url,
+            url,
             self.attempts,
             if self.attempts == 1 { "" } else { "s" }
         )?;
@@ -272,7 +289,8 @@ impl fmt::Display for Dropped {
             DropReason::Expired { last_error } => {
                 f.write_str("not delivered within 24 h of the change")?;
                 match last_error {
-                    Some(e) => write!(f, " (last error: {e})"),
+                    // The HTTP client's error may quote the whole URL.
+                    Some(e) => write!(f, " (last error: {})", e.replace(&self.url, &url)),
                     None => Ok(()),
                 }
             }

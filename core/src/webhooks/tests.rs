@@ -806,3 +806,30 @@ fn restore_keeps_a_full_queue_whose_oldest_was_in_flight() {
     assert!(out.is_empty(), "{out:?}");
     assert_eq!(outbox.pending_count(A), 5);
 }
+
+/// Log lines name a receiver without the secrets its URL may carry.
+#[test]
+fn loggable_urls_leave_out_queries_and_user_information() {
+    for (url, shown) in [
+        ("http://h:8080/in?key=s3cret", "http://h:8080/in"),
+        ("https://user:s3cret@h/in#frag", "https://h/in"),
+        ("http://h/a@b?x=s3cret", "http://h/a@b"),
+        ("http://h", "http://h"),
+    ] {
+        assert_eq!(loggable_url(url), shown, "{url}");
+    }
+    let dropped = Dropped {
+        delivery_id: 1,
+        seq: 2,
+        url: "http://h/in?key=s3cret".into(),
+        attempts: 3,
+        reason: DropReason::Expired {
+            last_error: Some("http://h/in?key=s3cret: connection refused".into()),
+        },
+    };
+    let line = dropped.to_string();
+    assert!(
+        !line.contains("s3cret") && line.contains("http://h/in"),
+        "{line}"
+    );
+}

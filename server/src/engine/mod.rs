@@ -406,6 +406,17 @@ pub struct Engine {
     halt: Arc<Halt>,
 }
 
+/// Whether `presented` is `secret`, in time that depends on neither where
+/// they differ nor the secret's length: their SHA-256 digests are compared
+/// with `subtle` (a slice comparison returns early on a length mismatch,
+/// which would let a client measure the token's length).
+pub(crate) fn secret_eq(presented: &[u8], secret: &str) -> bool {
+    use sha2::Digest;
+    let a: [u8; 32] = sha2::Sha256::digest(presented).into();
+    let b: [u8; 32] = sha2::Sha256::digest(secret.as_bytes()).into();
+    bool::from(a.ct_eq(&b))
+}
+
 /// SHA-256 of a staff token: what the store and the board keep.
 pub fn hash_token(token: &str) -> [u8; 32] {
     use sha2::Digest;
@@ -687,12 +698,12 @@ impl Engine {
 
     /// Whether `presented` is the QR token, in constant time.
     pub fn is_qr_token(&self, presented: &[u8]) -> bool {
-        bool::from(presented.ct_eq(self.tokens.qr.as_bytes()))
+        secret_eq(presented, &self.tokens.qr)
     }
 
     /// Whether `presented` is the admin token, in constant time.
     pub fn is_admin_token(&self, presented: &[u8]) -> bool {
-        bool::from(presented.ct_eq(self.tokens.admin.as_bytes()))
+        secret_eq(presented, &self.tokens.admin)
     }
 
     /// Hands a change to the writer thread.
@@ -1589,6 +1600,15 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_match_only_exactly() {
+        assert!(secret_eq(b"s3cret-token", "s3cret-token"));
+        for other in [&b""[..], b"s3cret", b"s3cret-token ", b"S3cret-token"] {
+            assert!(!secret_eq(other, "s3cret-token"), "{other:?}");
+        }
+        assert!(!secret_eq(b"x", ""));
+    }
 
     /// A command that gave up before its reply came: that late reply is
     /// never taken for the next command's.

@@ -137,12 +137,28 @@ impl Webhooks {
     /// Enqueues an order change for every receiver (call under the orders
     /// lock, so enqueue order is `seq` order); returns the records to commit
     /// with the change.
-    pub fn enqueue(&self, body: bytes::Bytes, seq: u64, now: i64) -> Vec<StoreOp> {
-        let out = self.outbox.lock().enqueue(body, seq, now);
+    ///
+    /// Call it through [`Webhooks::outbox`] and hand the records to the
+    /// writer before the guard goes: an unregistration taking the lock in
+    /// between would commit its deletion first, and these rows after it
+    /// would outlive it (delivered after a restart to a URL registered
+    /// again meanwhile).
+    pub(crate) fn enqueue(
+        outbox: &mut Outbox,
+        body: bytes::Bytes,
+        seq: u64,
+        now: i64,
+    ) -> Vec<StoreOp> {
+        let out = outbox.enqueue(body, seq, now);
         for d in &out.dropped {
             tracing::warn!("{d}");
         }
         records(out)
+    }
+
+    /// The outbox, locked (see [`Webhooks::enqueue`]).
+    pub(crate) fn outbox(&self) -> parking_lot::MutexGuard<'_, Outbox> {
+        self.outbox.lock()
     }
 
     /// The writer committed order changes up to `seq`: their deliveries may go.
@@ -330,12 +346,14 @@ impl Webhooks {
                 // and attempts still held for them are forgotten.
                 senders.retain(|url, _| outbox.registration(url).is_some());
                 held.retain(|a| outbox.registration(&a.url).is_some());
-            }
-            if !ops.is_empty() {
-                let _ = writer.send(WriterMsg::Applied(AppliedJob {
-                    records: ops,
-                    ..AppliedJob::default()
-                }));
+                // Sent under the outbox lock, like every outbox change:
+                // commit order is application order.
+                if !ops.is_empty() {
+                    let _ = writer.send(WriterMsg::Applied(AppliedJob {
+                        records: std::mem::take(&mut ops),
+                        ..AppliedJob::default()
+                    }));
+                }
             }
             held.extend(attempts);
             let committed = self.committed_seq.load(Ordering::Acquire);

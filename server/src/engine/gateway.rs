@@ -20,6 +20,7 @@ use rand::Rng;
 
 use super::{answer_now, now_ms, AppliedJob, Engine, Outcome, Read, Reply, WriterMsg};
 use crate::fanout::{ConnId, Delivery, Dest};
+use crate::webhooks::Webhooks;
 
 /// `meta` key of the next order `seq` (kept so `seq` never goes back, even
 /// when the order that had the highest one is purged).
@@ -344,15 +345,22 @@ impl Engine {
         };
         let mut records = Vec::with_capacity(changes.len() + 1);
         let mut messages = Vec::with_capacity(changes.len());
+        // Held until the change is sent (Webhooks::enqueue); the order of
+        // the locks is the gateway's, then the outbox's, everywhere.
+        let mut outbox = (!changes.is_empty()).then(|| self.webhooks.outbox());
         for change in &changes {
             records.push(StoreOp::PutOrder(change.order.clone()));
             let message = wire::change_message(change, now, zone);
             messages.push((Dest::AllOrders, crate::ws::text_frame(&message)));
             // Webhooks POST the same JSON (SPEC §3.6), shared, not copied.
-            records.extend(
-                self.webhooks
-                    .enqueue(Bytes::from(message), change.order.seq, now),
-            );
+            if let Some(outbox) = outbox.as_deref_mut() {
+                records.extend(Webhooks::enqueue(
+                    outbox,
+                    Bytes::from(message),
+                    change.order.seq,
+                    now,
+                ));
+            }
         }
         if !changes.is_empty() {
             records.push(StoreOp::PutMeta(
@@ -377,6 +385,7 @@ impl Engine {
             order_seq: changes.last().map(|c| c.order.seq),
             ..AppliedJob::default()
         });
+        drop(outbox);
     }
 
     /// Subscribes an authenticated `/api/v2/websocket` connection: its

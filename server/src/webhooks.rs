@@ -366,7 +366,7 @@ impl Webhooks {
                 let url = attempt.url.clone();
                 let sender = senders.entry(url.clone()).or_insert_with(|| {
                     next_thread += 1;
-                    spawn_sender(next_thread, done_tx.clone())
+                    spawn_sender(next_thread, done_tx.clone(), Arc::clone(&self))
                 });
                 if let Err(e) = sender.send(attempt) {
                     // Its thread is gone (it could not start): report the
@@ -385,7 +385,7 @@ impl Webhooks {
 
 /// Starts a receiver's sender thread; its attempts arrive on the returned
 /// channel, one at a time (the outbox never has two in flight per receiver).
-fn spawn_sender(n: usize, done: Sender<DispatchMsg>) -> Sender<Attempt> {
+fn spawn_sender(n: usize, done: Sender<DispatchMsg>, hooks: Arc<Webhooks>) -> Sender<Attempt> {
     let (tx, rx) = crossbeam_channel::unbounded::<Attempt>();
     let spawned = std::thread::Builder::new()
         .name(format!("floorbell-hook-{n}"))
@@ -400,8 +400,22 @@ fn spawn_sender(n: usize, done: Sender<DispatchMsg>) -> Sender<Attempt> {
                 .proxy(None)
                 .build()
                 .into();
-            while let Ok(attempt) = rx.recv() {
-                let result = post(&agent, &attempt);
+            while let Ok(mut attempt) = rx.recv() {
+                // Signed with the key in force now (SPEC §3.6), not the one
+                // of when the attempt was offered: a registration again in
+                // between replaced it.
+                let key = hooks
+                    .outbox
+                    .lock()
+                    .registration(&attempt.url)
+                    .map(|r| r.key);
+                let result = match key {
+                    Some(key) => {
+                        attempt.key = key;
+                        post(&agent, &attempt)
+                    }
+                    None => Err("no longer registered".to_owned()),
+                };
                 if done
                     .send(DispatchMsg::Done {
                         delivery_id: attempt.delivery_id,
@@ -463,4 +477,83 @@ fn head_check(url: &str) -> bool {
         .build()
         .into();
     agent.head(url).call().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+
+    use floorbell_core::webhooks::{OutboxConfig, Registration};
+
+    use super::*;
+
+    /// SPEC §3.6: "every delivery is signed when it is sent, with the key
+    /// in force then": an attempt offered before a registration replaced
+    /// the key goes out signed with the new one.
+    #[test]
+    fn an_attempt_is_signed_with_the_key_in_force_when_sent() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let mut outbox = Outbox::new(OutboxConfig::default(), 1);
+        let key_now = [7u8; 32];
+        outbox
+            .register(Registration {
+                url: url.clone(),
+                key: key_now,
+                registered_ms: 0,
+            })
+            .unwrap();
+        let hooks = Webhooks::new(outbox, 0);
+        let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        let sender = spawn_sender(1, done_tx, Arc::clone(&hooks));
+        let offered = Attempt {
+            url,
+            delivery_id: 5,
+            seq: 1,
+            body: bytes::Bytes::from_static(b"{\"seq\":1}"),
+            attempt: 1,
+            key: [1u8; 32],
+        };
+        sender.send(offered.clone()).unwrap();
+
+        let (conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut reader = BufReader::new(conn);
+        let mut signature = None;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case(SIGNATURE_HEADER) {
+                    signature = Some(value.trim().to_owned());
+                }
+            }
+        }
+        let mut conn = reader.into_inner();
+        conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+        let signature = signature.expect("a signature header");
+        let t: i64 = signature
+            .strip_prefix("t=")
+            .and_then(|s| s.split(',').next())
+            .and_then(|s| s.parse().ok())
+            .expect("t=UNIXTIME");
+        let now = Attempt {
+            key: key_now,
+            ..offered.clone()
+        };
+        assert_eq!(signature, now.signature(t));
+        assert_ne!(signature, offered.signature(t));
+        match done_rx.recv_timeout(Duration::from_secs(10)).unwrap() {
+            DispatchMsg::Done {
+                delivery_id,
+                result,
+            } => assert_eq!((delivery_id, result), (5, Ok(()))),
+            _ => panic!("not a Done"),
+        }
+    }
 }

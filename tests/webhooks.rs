@@ -797,8 +797,47 @@ fn a_receiver_that_never_answers_does_not_delay_a_healthy_one() {
 /// with SIGKILL and restarted on the same data directory, the receiver
 /// comes back on the same port: everything arrives, in order, signed with
 /// the registering token's key; the registration is still there.
+/// SPEC §3.6: any HTTP answer to the check registers, a 405 or a 500 too
+/// (many receivers route only POST).
+#[test]
+fn a_check_answered_with_an_error_status_still_registers() {
+    let s = Launch::new().start();
+    for status in [405, 500] {
+        let r = Receiver::start(Behaviour::HeadAnswers(status));
+        let url = r.url(HOOK);
+        let t = s.new_token();
+        assert_registered(
+            &register_json(&s, Some(&basic(&t.token)), &url),
+            &url,
+            &format!("HEAD answered {status}"),
+        );
+        assert_eq!(r.heads().len(), 1, "one check");
+        let name = (status + 10).to_string();
+        s.start_order(&name, "TO_GO", None);
+        let posts = r.wait_posts(1, Duration::from_secs(5));
+        check_delivery(&posts[0], &key_of(&t.token), "after the check");
+        assert_unregisters(&s, &url, "at the end");
+    }
+}
+
 #[test]
 fn pending_deliveries_and_registrations_survive_kill_9() {
+    pending_deliveries_and_registrations_survive(|s| s.kill());
+}
+
+/// A graceful stop (SIGTERM, exit 0) keeps them too: the dispatcher's
+/// attempt under way is abandoned and made again after the restart.
+#[test]
+fn pending_deliveries_and_registrations_survive_sigterm() {
+    pending_deliveries_and_registrations_survive(|s| {
+        let status = s.terminate();
+        assert_eq!(status.code(), Some(0), "{status:?}");
+    });
+}
+
+/// Changes acknowledged while the receiver is away, then `stop`, a restart
+/// and the receiver back: every pending change arrives, in order.
+fn pending_deliveries_and_registrations_survive(stop: impl FnOnce(&mut Server)) {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Launch::new().data_dir(dir.path()).start();
     let r = Receiver::start(Behaviour::Healthy);
@@ -828,7 +867,7 @@ fn pending_deliveries_and_registrations_survive_kill_9() {
     let pending = ws_changes(&mut ws, 4);
     // Long enough for a first attempt and a retry to fail.
     thread::sleep(Duration::from_millis(1500));
-    s.kill();
+    stop(&mut s);
 
     let s = Launch::new().data_dir(dir.path()).start();
     let back = Receiver::start_on(port, Behaviour::Healthy);

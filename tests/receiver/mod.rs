@@ -32,6 +32,8 @@ pub enum Behaviour {
     HoldPosts,
     /// Accepts TCP connections and never reads or writes a byte.
     Silent,
+    /// HEAD answered with this status; 200 to everything else.
+    HeadAnswers(u16),
 }
 
 /// One request as the receiver read it.
@@ -390,6 +392,7 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
         let closes = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
 
         let status: u16 = match (shared.behaviour, method.as_str()) {
+            (Behaviour::HeadAnswers(status), "HEAD") => status,
             (_, "HEAD") => 200,
             (Behaviour::HoldPosts, _) => 0,
             (Behaviour::FailFirst(n), "POST") if shared.posts.load(Ordering::Acquire) < n => 500,
@@ -416,6 +419,7 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
         }
         let answer: &[u8] = match status {
             200 => b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
+            405 => b"HTTP/1.1 405 Method Not Allowed\r\nAllow: POST\r\nContent-Length: 0\r\n\r\n",
             _ => b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n{\"ok\":false}",
         };
         // A HEAD answer has the same head and no body.

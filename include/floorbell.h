@@ -431,9 +431,11 @@ floorbell_status floorbell_engine_orders_clear_all(const floorbell_engine *engin
 // /api/v2/activeorders`: `{"status":200,"count":N,"items":[{…}…]}`, written
 // to `*out_json` (free it with
 // `floorbell_string_free`). Read from memory; when a change it shows is
-// not on disk yet, the call waits for that commit (a millisecond or so),
-// so it never shows an order a crash could take back. Returns
-// `FLOORBELL_STATUS_STORE` when that commit failed.
+// not on disk yet, the call waits for that commit (as long as the store's
+// commit takes, usually a millisecond; at most 30 s), so it never shows an
+// order a crash could take back. Returns `FLOORBELL_STATUS_STORE` when
+// that commit failed or did not come, `FLOORBELL_STATUS_CLOSED` while the
+// engine is closing.
 //
 // Threads: any, concurrently, a subscriber callback included.
 //

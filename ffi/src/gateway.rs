@@ -253,9 +253,11 @@ pub unsafe extern "C" fn floorbell_engine_orders_clear_all(
 /// /api/v2/activeorders`: `{"status":200,"count":N,"items":[{…}…]}`, written
 /// to `*out_json` (free it with
 /// `floorbell_string_free`). Read from memory; when a change it shows is
-/// not on disk yet, the call waits for that commit (a millisecond or so),
-/// so it never shows an order a crash could take back. Returns
-/// `FLOORBELL_STATUS_STORE` when that commit failed.
+/// not on disk yet, the call waits for that commit (as long as the store's
+/// commit takes, usually a millisecond; at most 30 s), so it never shows an
+/// order a crash could take back. Returns `FLOORBELL_STATUS_STORE` when
+/// that commit failed or did not come, `FLOORBELL_STATUS_CLOSED` while the
+/// engine is closing.
 ///
 /// Threads: any, concurrently, a subscriber callback included.
 ///
@@ -277,7 +279,7 @@ pub unsafe extern "C" fn floorbell_engine_orders_active(
         let body = handle
             .engine
             .settle_blocking(read)
-            .map_err(outcome_failure)?;
+            .map_err(engine_failure)?;
         give_body(body, out_json)
     })
 }

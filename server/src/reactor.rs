@@ -208,6 +208,8 @@ struct Awaiting {
     qr_api: bool,
     /// A `HEAD` (a read answered after a commit): the answer's head only.
     head_only: bool,
+    /// A read (`Action::AfterCommit`), not a change.
+    read: bool,
 }
 
 /// What an upgraded connection is (SPEC §2).
@@ -1242,8 +1244,13 @@ impl Worker {
                     keep_alive: !close,
                     qr_api: false,
                     head_only,
+                    read: true,
                 });
-                if hub.engine.answer_after_commit(status, body, reply).is_err() {
+                if hub
+                    .engine
+                    .answer_after_commit(reply, Outcome::Respond { status, body })
+                    .is_err()
+                {
                     conn.awaiting = None;
                     let (status, body) = api::answer(
                         Outcome::Unavailable("the server is shutting down".into()),
@@ -1267,6 +1274,7 @@ impl Worker {
                         WriteRequest::PublishEvent(_) | WriteRequest::PutTable(_)
                     ),
                     head_only: false,
+                    read: false,
                 });
                 if let Err(job) = hub.engine.submit(Job { request, reply }) {
                     drop(job);
@@ -1537,16 +1545,16 @@ fn expired(conn: &mut Conn, now: Instant, date: &DateCache) -> Option<bool> {
         }
         // Not an acknowledgement either way: the change may still commit
         // (its late answer finds nothing awaiting and is dropped).
-        let (qr_api, head_only) = (awaiting.qr_api, awaiting.head_only);
+        let (qr_api, head_only, read) = (awaiting.qr_api, awaiting.head_only, awaiting.read);
         conn.awaiting = None;
-        tracing::warn!("a change had no answer from the store within 30 s; answered 503");
-        let (status, body) = api::answer(
-            Outcome::Unavailable(
-                "no answer from the store within 30 seconds; the change may still be committed"
-                    .into(),
-            ),
-            qr_api,
-        );
+        let message = if read {
+            tracing::warn!("a read waited 30 s for the store's commit; answered 503");
+            "no answer from the store within 30 seconds"
+        } else {
+            tracing::warn!("a change had no answer from the store within 30 s; answered 503");
+            "no answer from the store within 30 seconds; the change may still be committed"
+        };
+        let (status, body) = api::answer(Outcome::Unavailable(message.into()), qr_api);
         http::write_response(&mut conn.out, status, &body, true, head_only, date);
         conn.close_after_write = true;
         return Some(false);
@@ -1996,6 +2004,7 @@ mod tests {
             keep_alive: true,
             qr_api: true,
             head_only: false,
+            read: false,
         });
         let later = t0 + ANSWER_TIMEOUT;
         assert_eq!(

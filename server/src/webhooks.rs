@@ -228,6 +228,7 @@ impl Webhooks {
                         let _ = writer.send(WriterMsg::Applied(AppliedJob {
                             records: records(out),
                             reply: Some((reply, Outcome::Respond { status: 200, body })),
+                            unseen: true,
                             ..AppliedJob::default()
                         }));
                     }
@@ -262,6 +263,7 @@ impl Webhooks {
                 let _ = writer.send(WriterMsg::Applied(AppliedJob {
                     records: records(out),
                     reply: Some((reply, Outcome::Respond { status: 200, body })),
+                    unseen: true,
                     ..AppliedJob::default()
                 }));
                 drop(outbox);
@@ -351,6 +353,7 @@ impl Webhooks {
                 if !ops.is_empty() {
                     let _ = writer.send(WriterMsg::Applied(AppliedJob {
                         records: std::mem::take(&mut ops),
+                        unseen: true,
                         ..AppliedJob::default()
                     }));
                 }

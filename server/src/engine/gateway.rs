@@ -18,7 +18,7 @@ use floorbell_core::orders::{
 use floorbell_core::store::StoreOp;
 use rand::Rng;
 
-use super::{answer_now, now_ms, AppliedJob, Engine, Outcome, Read, Reply, WriterMsg};
+use super::{now_ms, AppliedJob, Engine, Outcome, Read, Reply, WriterMsg};
 use crate::fanout::{ConnId, Delivery, Dest};
 use crate::webhooks::Webhooks;
 
@@ -293,8 +293,10 @@ impl Engine {
                 drop(access);
             }
             Err(e) => {
+                let settled = self.writer.settled();
                 drop(access);
-                answer_now(
+                self.answer_seen(
+                    settled,
                     Some(reply),
                     Outcome::Rejected {
                         status: e.status(),
@@ -338,8 +340,9 @@ impl Engine {
         let (status, body, changes) = match result {
             Ok(r) => r,
             Err(e) => {
+                let settled = self.writer.settled();
                 drop(gw);
-                answer_now(Some(reply), rejected(e));
+                self.answer_seen(settled, Some(reply), rejected(e));
                 return;
             }
         };
@@ -427,22 +430,30 @@ pub(super) fn housekeeping(
     history_days: u32,
     now: i64,
     purge: bool,
-) -> Vec<StoreOp> {
+    unsettled: &std::sync::atomic::AtomicUsize,
+) -> (Vec<StoreOp>, usize) {
     let mut ops: Vec<StoreOp> = access
         .lock()
         .take_dirty()
         .into_iter()
         .map(token_op)
         .collect();
+    let mut counted = 0;
     if purge {
         let cutoff = now - i64::from(history_days) * 86_400_000;
-        let purged = gateway.lock().tracker.purge(cutoff, PURGE_BATCH);
+        let mut gw = gateway.lock();
+        let purged = gw.tracker.purge(cutoff, PURGE_BATCH);
         if !purged.is_empty() {
+            // Counted under the lock, as a change is (WriterTx::settled):
+            // reads do not show the purge before its commit.
+            unsettled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            counted = 1;
+            drop(gw);
             tracing::info!(orders = purged.len(), "purged order history");
             ops.push(StoreOp::DeleteOrders(purged));
         }
     }
-    ops
+    (ops, counted)
 }
 
 #[cfg(test)]
@@ -489,7 +500,7 @@ mod engine_tests {
     use floorbell_core::store::{Store, StoreOp};
 
     use crate::config::Config;
-    use crate::engine::{now_ms, Engine, GatewayChange, Outcome, Read, Reply};
+    use crate::engine::{now_ms, Engine, EngineError, GatewayChange, Outcome, Read, Reply};
 
     fn order(uuid: &str, name: &str, state: OrderState, created_ms: i64, seq: u64) -> Order {
         Order {
@@ -600,6 +611,6 @@ mod engine_tests {
             value: Vec::new(),
             settled: false,
         });
-        assert!(matches!(late, Err(Outcome::Unavailable(_))), "{late:?}");
+        assert!(matches!(late, Err(EngineError::Closed)), "{late:?}");
     }
 }

@@ -224,22 +224,18 @@ impl WriterTx {
     // The message comes back whole, as crossbeam's `SendError` gives it.
     #[allow(clippy::result_large_err)]
     pub(crate) fn send(&self, msg: WriterMsg) -> Result<(), WriterMsg> {
+        // Counted before the send, so the writer's decrement never comes
+        // first; and never taken back when the send fails: the change is
+        // applied in memory and will not reach the disk, so reads of its
+        // state must not answer from memory any more.
+        if matches!(&msg, WriterMsg::Applied(job) if job.counts()) {
+            self.unsettled.fetch_add(1, Ordering::Relaxed);
+        }
         let open = self.open.read();
         if !*open {
             return Err(msg);
         }
-        // Counted before the send, so the writer's decrement never comes
-        // first.
-        let counted = matches!(&msg, WriterMsg::Applied(job) if !job.records.is_empty());
-        if counted {
-            self.unsettled.fetch_add(1, Ordering::Relaxed);
-        }
-        self.tx.send(msg).map_err(|e| {
-            if counted {
-                self.unsettled.fetch_sub(1, Ordering::Relaxed);
-            }
-            e.0
-        })
+        self.tx.send(msg).map_err(|e| e.0)
     }
 
     /// Whether every change applied in memory so far is on disk. Called
@@ -284,6 +280,17 @@ pub(crate) struct AppliedJob {
     /// A read of state with changes not yet on disk ([`Engine::answer_after_commit`]):
     /// it changed nothing, so a failed commit refuses it with 503.
     pub(crate) read: bool,
+    /// Its records change nothing a read shows (the webhook outbox's rows):
+    /// not counted by [`WriterTx::settled`], so webhook traffic neither
+    /// delays reads nor, refused after a failure, stops them.
+    pub(crate) unseen: bool,
+}
+
+impl AppliedJob {
+    /// Whether [`WriterTx::settled`] counts it.
+    fn counts(&self) -> bool {
+        !self.records.is_empty() && !self.unseen
+    }
 }
 
 /// A read of live state (the ticket board, the orders, the access
@@ -836,8 +843,10 @@ impl Engine {
                             floorbell_core::tickets::StaffError::NotFound => 404,
                             floorbell_core::tickets::StaffError::InvalidName => 400,
                         };
+                        let settled = self.writer.settled();
                         drop(board);
-                        answer_now(
+                        self.answer_seen(
+                            settled,
                             reply,
                             Outcome::Rejected {
                                 status,
@@ -854,8 +863,10 @@ impl Engine {
                     (output, Some(Outcome::StaffRemoved { name }))
                 }
                 Err(e) => {
+                    let settled = self.writer.settled();
                     drop(board);
-                    answer_now(
+                    self.answer_seen(
+                        settled,
                         reply,
                         Outcome::Rejected {
                             status: 404,
@@ -941,42 +952,76 @@ impl Engine {
         }
     }
 
-    /// Answers `reply` with `status` and `body` once every change sent to
-    /// the writer before this call is on disk: the answer to a read that
-    /// was not [`Read::settled`]. A commit that fails first turns it into
-    /// a 503, as it does every change after it. [`EngineError::Closed`]
-    /// when the engine is shutting down.
-    pub fn answer_after_commit(
-        &self,
-        status: u16,
-        body: Vec<u8>,
-        reply: Reply,
-    ) -> Result<(), EngineError> {
+    /// Answers `reply` with `outcome` once every change sent to the writer
+    /// before this call is on disk: the answer to a read that was not
+    /// [`Read::settled`]. A commit that fails first turns it into a 503, as
+    /// it does every change after it. Gives `reply` back when the engine is
+    /// shutting down.
+    // The reply comes back whole, for the caller to answer.
+    #[allow(clippy::result_large_err)]
+    pub fn answer_after_commit(&self, reply: Reply, outcome: Outcome) -> Result<(), Reply> {
         self.writer
             .send(WriterMsg::Applied(AppliedJob {
-                reply: Some((reply, Outcome::Respond { status, body })),
+                reply: Some((reply, outcome)),
                 read: true,
                 ..AppliedJob::default()
             }))
-            .map_err(|_| EngineError::Closed)
+            .map_err(|msg| match msg {
+                WriterMsg::Applied(AppliedJob {
+                    reply: Some((reply, _)),
+                    ..
+                }) => reply,
+                _ => unreachable!("the message sent comes back"),
+            })
+    }
+
+    /// Answers a change refused for what the live state holds (a name
+    /// taken, an order not found): at once when `settled` (read under the
+    /// state's lock), else after the commit the refusal may rest on, so a
+    /// client is never told of an order whose commit then fails.
+    pub(crate) fn answer_seen(&self, settled: bool, reply: Option<Reply>, outcome: Outcome) {
+        match reply {
+            Some(reply) if !settled => {
+                if let Err(reply) = self.answer_after_commit(reply, outcome) {
+                    answer_now(
+                        Some(reply),
+                        Outcome::Unavailable("the engine is shutting down".into()),
+                    );
+                }
+            }
+            reply => answer_now(reply, outcome),
+        }
     }
 
     /// A [`Read`]'s value once it may be shown: at once when settled, else
-    /// after the commit it waits for ([`Engine::answer_after_commit`]),
-    /// for callers that block (the C ABI). The outcome that refused it
-    /// otherwise.
-    pub fn settle_blocking(&self, read: Read<Vec<u8>>) -> Result<Vec<u8>, Outcome> {
+    /// after the commit it waits for ([`Engine::answer_after_commit`], at
+    /// most 30 s), for callers that block (the C ABI).
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::Halted`] when that commit failed (or took longer),
+    /// [`EngineError::Closed`] when the engine is shut down.
+    pub fn settle_blocking(&self, read: Read<Vec<u8>>) -> Result<Vec<u8>, EngineError> {
         if read.settled {
             return Ok(read.value);
         }
         let (tx, rx) = crossbeam_channel::bounded(1);
-        let closed = || Outcome::Unavailable("the engine is shut down".into());
-        self.answer_after_commit(200, read.value, Reply::Channel(tx))
-            .map_err(|_| closed())?;
-        match rx.recv() {
+        let outcome = Outcome::Respond {
+            status: 200,
+            body: read.value,
+        };
+        self.answer_after_commit(Reply::Channel(tx), outcome)
+            .map_err(|_| EngineError::Closed)?;
+        match rx.recv_timeout(std::time::Duration::from_secs(30)) {
             Ok(Outcome::Respond { body, .. }) => Ok(body),
-            Ok(refused) => Err(refused),
-            Err(_) => Err(closed()),
+            Ok(Outcome::Unavailable(reason) | Outcome::Failed(reason)) => {
+                Err(EngineError::Halted(reason))
+            }
+            Ok(_) => Err(EngineError::Halted("refused".into())),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(EngineError::Halted(
+                "no answer from the store within 30 seconds".into(),
+            )),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(EngineError::Closed),
         }
     }
 
@@ -1279,6 +1324,9 @@ impl Writer {
             }
             let mut expire_before = None;
             let mut extra = Vec::new();
+            // Purges applied in memory by the housekeeping below, counted
+            // like changes (WriterTx::settled) until their commit.
+            let mut extra_counted = 0;
             let due = Instant::now() >= next_expiry.min(next_housekeeping) || stopping;
             if due {
                 let now = std::time::Instant::now();
@@ -1289,20 +1337,29 @@ impl Writer {
                 if (now >= next_housekeeping || stopping) && !halted {
                     let purge = now >= next_purge && !stopping;
                     let wall_ms = now_ms();
-                    extra = gateway::housekeeping(
+                    let (ops, purged) = gateway::housekeeping(
                         &self.access,
                         &self.gateway,
                         self.history_days,
                         wall_ms,
                         purge,
+                        &self.unsettled,
                     );
+                    extra = ops;
+                    extra_counted += purged;
                     if purge {
                         // Closed tickets go after the order history's time.
                         let cutoff = wall_ms / 1000 - i64::from(self.history_days) * 86_400;
-                        let out = self
-                            .board
-                            .lock()
-                            .forget_closed(cutoff, gateway::PURGE_BATCH);
+                        let out = {
+                            let mut board = self.board.lock();
+                            let out = board.forget_closed(cutoff, gateway::PURGE_BATCH);
+                            if !out.records.is_empty() {
+                                // Under the board's lock, as changes are.
+                                self.unsettled.fetch_add(1, Ordering::Relaxed);
+                                extra_counted += 1;
+                            }
+                            out
+                        };
                         for record in out.records {
                             match &record {
                                 TicketRecord::TicketsForgotten { ids, .. } => {
@@ -1347,7 +1404,7 @@ impl Writer {
                 }
             }
             if !batch.is_empty() || expire_before.is_some() || !extra.is_empty() {
-                self.commit(&mut batch, expire_before, extra);
+                self.commit(&mut batch, expire_before, extra, extra_counted);
             }
         }
         tracing::debug!("store writer stopped");
@@ -1360,13 +1417,16 @@ impl Writer {
         batch: &mut Vec<Pending>,
         expire_before: Option<u64>,
         extra: Vec<StoreOp>,
+        extra_counted: usize,
     ) {
         let now = now_ms();
-        // The changes of this batch that WriterTx::send counted.
-        let settling = batch
-            .iter()
-            .filter(|p| matches!(p, Pending::Applied(job) if !job.records.is_empty()))
-            .count();
+        // The changes of this batch that WriterTx::send counted, and those
+        // the writer applied itself (`extra`).
+        let settling = extra_counted
+            + batch
+                .iter()
+                .filter(|p| matches!(p, Pending::Applied(job) if job.counts()))
+                .count();
         let mut ops = Vec::with_capacity(4);
         let mut seq = self.publisher.next_seq();
         let mut visible = Vec::new();
@@ -1634,6 +1694,43 @@ mod tests {
             .starts_with("success new {\"id\":1,"));
         engine.close_session(kiosk);
         engine.shutdown();
+    }
+
+    /// Reads are settled only while every change with records that was
+    /// sent (or refused: applied in memory, never to be on disk) has been
+    /// committed; webhook rows and reads themselves do not count.
+    #[test]
+    fn the_writer_channel_counts_the_changes_reads_must_wait_for() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let unsettled = Arc::new(AtomicUsize::new(0));
+        let writer = WriterTx::new(tx, Arc::clone(&unsettled));
+        let change = || AppliedJob {
+            records: vec![StoreOp::PutMeta("k".into(), "v".into())],
+            ..AppliedJob::default()
+        };
+        assert!(writer.settled());
+        for job in [
+            AppliedJob::default(),
+            AppliedJob {
+                read: true,
+                ..AppliedJob::default()
+            },
+            AppliedJob {
+                unseen: true,
+                ..change()
+            },
+        ] {
+            writer.send(WriterMsg::Applied(job)).ok().unwrap();
+            assert!(writer.settled());
+        }
+        writer.send(WriterMsg::Applied(change())).ok().unwrap();
+        assert!(!writer.settled(), "a change on its way");
+        // The writer's commit takes it off.
+        unsettled.fetch_sub(1, Ordering::Release);
+        assert!(writer.settled());
+        drop(rx);
+        assert!(writer.send(WriterMsg::Applied(change())).is_err());
+        assert!(!writer.settled(), "a refused change is never on disk");
     }
 
     /// Once the writer is told to stop, a send is refused even while the

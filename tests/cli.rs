@@ -296,13 +296,15 @@ fn command_line_flags_override_the_config_file() {
     );
 }
 
-#[test]
-fn config_file_with_an_unknown_key_is_refused_naming_the_key() {
+/// `serve` with a config file holding `line` beside a valid listen
+/// address and data directory: it must exit with a failure (within 20 s)
+/// and name `key` on stderr, which is returned.
+fn refused_config(line: &str, key: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
         &format!(
-            "listen = \"127.0.0.1:0\"\ndata-dir = '{}'\nno-mdns = true\nbogus-key = 1\n",
+            "listen = \"127.0.0.1:0\"\ndata-dir = '{}'\nno-mdns = true\n{line}\n",
             dir.path().join("data").display()
         ),
     );
@@ -312,46 +314,29 @@ fn config_file_with_an_unknown_key_is_refused_naming_the_key() {
     );
     let status = out
         .status
-        .expect("floorbell serve with a bad config did not exit within 20 s");
+        .unwrap_or_else(|| panic!("{line}: did not exit within 20 s"));
     assert!(
         !status.success(),
-        "exit status {status:?}; stdout {:?}",
+        "{line}: exit status {status:?}; stdout {:?}",
         out.stdout
     );
     assert!(
-        out.stderr.contains("bogus-key"),
-        "stderr does not name the key:\n{}",
+        out.stderr.contains(key),
+        "{line}: stderr does not name {key}:\n{}",
         out.stderr
     );
+    out.stderr
+}
+
+#[test]
+fn config_file_with_an_unknown_key_is_refused_naming_the_key() {
+    refused_config("bogus-key = 1", "bogus-key");
 }
 
 #[test]
 fn config_file_with_a_bad_value_is_refused_naming_the_key() {
     for value in ["\"soon\"", "-5", "[1]"] {
-        let dir = tempfile::tempdir().unwrap();
-        let config = write_config(
-            dir.path(),
-            &format!(
-                "listen = \"127.0.0.1:0\"\ndata-dir = '{}'\nno-mdns = true\nevent-retention = {value}\n",
-                dir.path().join("data").display()
-            ),
-        );
-        let out = run_floorbell(
-            &["serve", "--config", config.to_str().unwrap()],
-            RUN_TIMEOUT,
-        );
-        let status = out
-            .status
-            .unwrap_or_else(|| panic!("event-retention = {value}: did not exit within 20 s"));
-        assert!(
-            !status.success(),
-            "event-retention = {value}: exit status {status:?}"
-        );
-        assert!(
-            out.stderr.contains("event-retention"),
-            "event-retention = {value}: stderr does not name the key:\n{}",
-            out.stderr
-        );
+        refused_config(&format!("event-retention = {value}"), "event-retention");
     }
 }
 
@@ -366,27 +351,10 @@ fn config_errors_never_show_a_token_and_a_bad_log_level_is_refused() {
         ("qr-token = hunter2hunter2", "qr-token"),
         ("log-level = \"warning\"", "log-level"),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let config = write_config(
-            dir.path(),
-            &format!(
-                "listen = \"127.0.0.1:0\"\ndata-dir = '{}'\nno-mdns = true\n{line}\n",
-                dir.path().join("data").display()
-            ),
-        );
-        let out = run_floorbell(
-            &["serve", "--config", config.to_str().unwrap()],
-            RUN_TIMEOUT,
-        );
-        let status = out
-            .status
-            .unwrap_or_else(|| panic!("{line}: did not exit within 20 s"));
-        assert!(!status.success(), "{line}: exit status {status:?}");
-        assert!(out.stderr.contains(key), "{line}: {}", out.stderr);
+        let stderr = refused_config(line, key);
         assert!(
-            !out.stderr.contains("hunter2") && !out.stderr.contains("1234567890"),
-            "{line}: the token is on stderr:\n{}",
-            out.stderr
+            !stderr.contains("hunter2") && !stderr.contains("1234567890"),
+            "{line}: the token is on stderr:\n{stderr}"
         );
     }
 }

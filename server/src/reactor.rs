@@ -1234,59 +1234,63 @@ impl Worker {
                 }
             }
             Action::AfterCommit { status, body } => {
-                let reply = Reply::Reactor {
-                    mailbox: Arc::clone(&hub.mailbox),
-                    token: key,
-                    conn_id: conn.id,
-                };
-                conn.awaiting = Some(Awaiting {
+                let awaiting = Awaiting {
                     since: self.now,
                     keep_alive: !close,
                     qr_api: false,
                     head_only,
                     read: true,
+                };
+                self.await_store(hub, key, conn, awaiting, |reply| {
+                    hub.engine
+                        .answer_after_commit(reply, Outcome::Respond { status, body })
+                        .is_ok()
                 });
-                if hub
-                    .engine
-                    .answer_after_commit(reply, Outcome::Respond { status, body })
-                    .is_err()
-                {
-                    conn.awaiting = None;
-                    let (status, body) = api::answer(
-                        Outcome::Unavailable("the server is shutting down".into()),
-                        false,
-                    );
-                    http::write_response(&mut conn.out, status, &body, true, head_only, &self.date);
-                    conn.close_after_write = true;
-                }
             }
             Action::Write(request) => {
-                let reply = Reply::Reactor {
-                    mailbox: Arc::clone(&hub.mailbox),
-                    token: key,
-                    conn_id: conn.id,
-                };
-                conn.awaiting = Some(Awaiting {
+                let awaiting = Awaiting {
                     since: self.now,
                     keep_alive: !close,
                     qr_api: matches!(
                         request,
                         WriteRequest::PublishEvent(_) | WriteRequest::PutTable(_)
                     ),
-                    head_only: false,
+                    head_only,
                     read: false,
+                };
+                self.await_store(hub, key, conn, awaiting, |reply| {
+                    hub.engine.submit(Job { request, reply }).is_ok()
                 });
-                if let Err(job) = hub.engine.submit(Job { request, reply }) {
-                    drop(job);
-                    let qr_api = conn.awaiting.take().is_some_and(|a| a.qr_api);
-                    let (status, body) = api::answer(
-                        Outcome::Unavailable("the server is shutting down".into()),
-                        qr_api,
-                    );
-                    http::write_response(&mut conn.out, status, &body, true, head_only, &self.date);
-                    conn.close_after_write = true;
-                }
             }
+        }
+    }
+
+    /// Marks `conn` as awaiting the store thread's answer and hands the
+    /// request over with `send`, which is given the way back; when `send`
+    /// is refused (shutting down), answers 503 and closes instead.
+    fn await_store(
+        &self,
+        hub: &Hub,
+        key: usize,
+        conn: &mut Conn,
+        awaiting: Awaiting,
+        send: impl FnOnce(Reply) -> bool,
+    ) {
+        let reply = Reply::Reactor {
+            mailbox: Arc::clone(&hub.mailbox),
+            token: key,
+            conn_id: conn.id,
+        };
+        let (qr_api, head_only) = (awaiting.qr_api, awaiting.head_only);
+        conn.awaiting = Some(awaiting);
+        if !send(reply) {
+            conn.awaiting = None;
+            let (status, body) = api::answer(
+                Outcome::Unavailable("the server is shutting down".into()),
+                qr_api,
+            );
+            http::write_response(&mut conn.out, status, &body, true, head_only, &self.date);
+            conn.close_after_write = true;
         }
     }
 

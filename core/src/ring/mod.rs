@@ -258,7 +258,22 @@ impl Publisher {
     /// all expired): the next push must carry at least `seq`.
     pub fn skip_to(&mut self, seq: u64) {
         let q = &*self.queue;
-        if seq > self.next_seq() {
+        let head = self.next_seq();
+        if seq > head {
+            // The window keeps at most `capacity` sequence numbers, as a
+            // push does: events that far behind leave now. Without this a
+            // large gap (a hand-edited `qr_next_seq`) would leave the tail
+            // far behind, and every read from the tail and the next expiry
+            // would walk the whole gap.
+            let min_tail = seq.saturating_sub(q.slots.len() as u64);
+            let tail = q.tail.load(Ordering::Relaxed);
+            if tail < min_tail {
+                for old in tail..head.min(min_tail) {
+                    q.slots[(old & q.mask) as usize].store(None);
+                }
+                // Pairs with the readers' Acquire load of `tail` (module doc, 4).
+                q.tail.store(min_tail, Ordering::Release);
+            }
             // Nothing lies between the old head and `seq`: readers walking
             // that range find empty or stale slots and skip them.
             q.head.store(seq, Ordering::Release);

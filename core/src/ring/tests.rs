@@ -75,6 +75,36 @@ fn numbering_continues_after_a_restart_gap() {
     assert_eq!(p.next_seq(), 105);
 }
 
+/// A gap far larger than the ring (a corrupt or hand-edited next number)
+/// moves the tail with it: reads and the expiry walk at most the ring.
+#[test]
+fn a_huge_restart_gap_moves_the_tail_too() {
+    let key = HashKey::from_secret(KEY);
+    let (q, mut p) = EventQueue::new(8, 1_000, key, 0);
+    for seq in 0..5 {
+        p.push(event(seq, key, 100));
+    }
+    let far = 10_000;
+    p.skip_to(far);
+    assert!(
+        q.read_vec(Cursor::All, 100).is_empty(),
+        "the old events left"
+    );
+    assert_eq!(p.expire(100), far, "the expiry starts at the new tail");
+    p.push(event(far, key, 100));
+    let all = q.read_vec(Cursor::All, 100);
+    assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [far]);
+    // A small gap keeps what is still in the window.
+    let (q, mut p) = EventQueue::new(8, 1_000, key, 0);
+    for seq in 0..3 {
+        p.push(event(seq, key, 100));
+    }
+    p.skip_to(6);
+    p.push(event(6, key, 100));
+    let all = q.read_vec(Cursor::All, 100);
+    assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [0, 1, 2, 6]);
+}
+
 #[test]
 #[should_panic(expected = "never go back")]
 fn sequence_numbers_never_go_back() {

@@ -403,7 +403,13 @@ fn parse_error(path: PathBuf, text: &str, e: &toml::de::Error) -> ConfigError {
             message: e.message().to_owned(),
         };
     };
-    let before = &text[..span.start.min(text.len())];
+    // toml's spans fall on character boundaries; a wrong one must not
+    // panic here.
+    let mut start = span.start.min(text.len());
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let before = &text[..start];
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let line_no = before.matches('\n').count() + 1;
     let column = before[line_start..].chars().count() + 1;

@@ -3,10 +3,10 @@
 //! Parsing and the exact JSON live in `floorbell_core::orders::wire`; this
 //! file only maps a request to a read of the engine or a [`GatewayChange`].
 
-use floorbell_core::orders::{wire, OrderError};
+use floorbell_core::orders::wire;
 use floorbell_core::webhooks;
 
-use super::{error, upgrade, Action, Body};
+use super::{error, read_answer, read_ok, upgrade, Action, Body};
 use crate::engine::{now_ms, Engine, GatewayChange, Read, WriteRequest};
 use crate::fanout::WsRole;
 use crate::http::{Head, Method};
@@ -120,9 +120,9 @@ fn json(status: u16, body: Vec<u8>) -> Action {
     }
 }
 
-/// The answer to a read of the live state: `Ok` a 200 with its body, or
-/// the error; sent now, or once the changes it saw are on disk.
-fn read_answer<E: std::fmt::Display>(path: &[u8], read: Read<Result<Vec<u8>, (u16, E)>>) -> Action {
+/// The answer to a read of the live state that may be refused: `Ok` a
+/// 200 with its body, or the error ([`read_answer`]).
+fn read_result<E: std::fmt::Display>(path: &[u8], read: Read<Result<Vec<u8>, (u16, E)>>) -> Action {
     let (status, body) = match read.value {
         Ok(body) => (200, body),
         Err((status, e)) => (
@@ -130,11 +130,7 @@ fn read_answer<E: std::fmt::Display>(path: &[u8], read: Read<Result<Vec<u8>, (u1
             crate::http::error_body(path, status, &e.to_string()),
         ),
     };
-    if read.settled {
-        json(status, body)
-    } else {
-        Action::AfterCommit { status, body }
-    }
+    read_answer(status, body, read.settled)
 }
 
 fn gw_write(change: GatewayChange) -> Action {
@@ -168,30 +164,18 @@ pub fn handle(
             )
         }
         (Generate, Get) => gw_write(GatewayChange::GenerateToken),
-        (Tokens, Get | Head) => {
-            let read = engine.access_tokens_json();
-            read_answer::<OrderError>(
-                path,
-                Read {
-                    value: Ok(read.value),
-                    settled: read.settled,
-                },
-            )
-        }
+        (Tokens, Get | Head) => read_ok(engine.access_tokens_json()),
         (Token, Delete) => {
             let name = super::percent_decode(&path[TOKEN_PREFIX.len()..]);
             gw_write(GatewayChange::RevokeToken(name))
         }
         (ActiveOrders, Get | Head) => {
             let now = now_ms();
-            let read = engine.read_gateway(|gw| {
-                Ok::<_, (u16, OrderError)>(wire::list_json(
-                    gw.tracker.active(),
-                    now,
-                    &gw.settings.zone,
-                ))
-            });
-            read_answer(path, read)
+            read_ok(
+                engine.read_gateway(|gw| {
+                    wire::list_json(gw.tracker.active(), now, &gw.settings.zone)
+                }),
+            )
         }
         (ActiveOrders, Post) => match wire::parse_start(body) {
             Ok(start) => gw_write(GatewayChange::Start(start)),
@@ -207,7 +191,7 @@ pub fn handle(
                     .map(|o| wire::one_json(200, o, now, &gw.settings.zone))
                     .map_err(|e| (e.status(), e))
             });
-            read_answer(path, read)
+            read_result(path, read)
         }
         (ActiveOrder, Put) => match wire::parse_modify(body) {
             Ok(modify) => gw_write(GatewayChange::Modify(order_key(path), modify)),
@@ -225,7 +209,7 @@ pub fn handle(
                     .map(|q| wire::list_json(gw.tracker.history(&q), now, &gw.settings.zone))
                     .map_err(|e| (e.status(), e))
             });
-            read_answer(path, read)
+            read_result(path, read)
         }
         (Statistics, Get | Head) => {
             let now = now_ms();
@@ -239,12 +223,10 @@ pub fn handle(
                     })
                     .map_err(|e| (e.status(), e))
             });
-            read_answer(path, read)
+            read_result(path, read)
         }
         (Settings, Get | Head) => {
-            let read = engine
-                .read_gateway(|gw| Ok::<_, (u16, OrderError)>(wire::settings_json(&gw.settings)));
-            read_answer(path, read)
+            read_ok(engine.read_gateway(|gw| wire::settings_json(&gw.settings)))
         }
         (Settings, Post) => match wire::parse_settings(body) {
             Ok(change) => gw_write(GatewayChange::Settings(change)),

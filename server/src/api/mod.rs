@@ -132,19 +132,22 @@ fn route(path: &[u8]) -> Option<Route> {
 
 const STAFF_PREFIX: &[u8] = b"/api/tickets/staff/";
 
-/// A 200 with a read's body: now, or once the changes it saw are on disk.
-fn read_answer(read: crate::engine::Read<Vec<u8>>) -> Action {
-    if read.settled {
+/// The answer to a read of live state (`engine::Read`): now when it is
+/// settled, else once the changes it saw are on disk.
+pub(crate) fn read_answer(status: u16, body: Vec<u8>, settled: bool) -> Action {
+    if settled {
         Action::Respond {
-            status: 200,
-            body: Body::Owned(read.value),
+            status,
+            body: Body::Owned(body),
         }
     } else {
-        Action::AfterCommit {
-            status: 200,
-            body: read.value,
-        }
+        Action::AfterCommit { status, body }
     }
+}
+
+/// [`read_answer`] of a 200.
+pub(crate) fn read_ok(read: crate::engine::Read<Vec<u8>>) -> Action {
+    read_answer(200, read.value, read.settled)
 }
 
 pub(crate) fn error(status: u16, path: &[u8], message: &str) -> Action {
@@ -309,8 +312,8 @@ pub fn handle(
             Some(reason) => error(503, path, reason),
         },
         // Public, like /ws/display: exactly what a display shows.
-        (Route::Serving, Method::Get | Method::Head) => read_answer(engine.serving_json()),
-        (Route::StaffList, Method::Get | Method::Head) => read_answer(engine.staff_list_json()),
+        (Route::Serving, Method::Get | Method::Head) => read_ok(engine.serving_json()),
+        (Route::StaffList, Method::Get | Method::Head) => read_ok(engine.staff_list_json()),
         (Route::StaffList, Method::Post) => match parse_staff_name(body) {
             Ok(name) => Action::Write(WriteRequest::Ticket(TicketChange::AddStaff {
                 name,

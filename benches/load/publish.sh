@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Durable publish throughput: floorbell (release build) on a fresh data
 # directory, a client (wrk, or CLIENT) posting events over C keep-alive
-# connections for D, then a restart-free check that every acknowledged
-# event is in the store.
+# connections for D; then the server is killed with SIGKILL (no chance to
+# finish a commit it had not finished) and its store is read back here,
+# independently of floorbell: it must hold at least as many events as
+# were acknowledged, and with CLIENT=publish-load every acknowledged event
+# itself, by its hash (the ring keeps the newest 2^18 events: older ones
+# must at least have been numbered before the newest stored one).
 #
 #   bash benches/load/publish.sh            # C=64 D=10s
 #   C=16 D=5s bash benches/load/publish.sh
@@ -22,19 +26,25 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 C=${C:-64} D=${D:-10s} THREADS=${THREADS:-2} CLIENT=${CLIENT:-wrk}
-bin=${FLOORBELL_BIN:-$root/target/release/floorbell}
-[ -x "$bin" ] || (cd "$root" && cargo build --release -p floorbell-server)
+# The binaries are built (a no-op when up to date), never measured stale.
+if [ -n "${FLOORBELL_BIN:-}" ]; then bin=$FLOORBELL_BIN; else
+    bin=$root/target/release/floorbell
+    (cd "$root" && cargo build --quiet --release -p floorbell-server --bin floorbell)
+fi
 case "$CLIENT" in
 wrk) command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)" >&2; exit 1; } ;;
 publish-load)
-    tool=${PUBLISH_LOAD_BIN:-$root/target/release/publish-load}
-    [ -x "$tool" ] || (cd "$root" && cargo build --release -p floorbell-benches --bin publish-load) ;;
+    if [ -n "${PUBLISH_LOAD_BIN:-}" ]; then tool=$PUBLISH_LOAD_BIN; else
+        tool=$root/target/release/publish-load
+        (cd "$root" && cargo build --quiet --release -p floorbell-benches --bin publish-load)
+    fi ;;
 *) echo "CLIENT is wrk or publish-load" >&2; exit 2 ;;
 esac
 data=$(mktemp -d)
 out=$(mktemp)
 floor_pid=
-trap 'kill "$pid" $floor_pid 2>/dev/null || true; rm -rf "$data" "$data.log" "$out" "$out.body"' EXIT
+pid=
+trap 'kill -9 $pid $floor_pid 2>/dev/null || true; rm -rf "$data" "$data.log" "$out" "$out.body" "$out.acked" "$out.client"' EXIT
 ticks=$(getconf CLK_TCK)
 
 # The URL a just-started server printed to $out ("listening on URL").
@@ -50,23 +60,34 @@ children_ticks() {
     awk '{print $16+$17}' "/proc/$$/stat"
 }
 
-# CLIENT on URL for D, then the CPU the process PID and the client used per
-# request (LABEL names the server); leaves the count of completed requests
-# in $requests.
-load() { # PID URL LABEL
-    local cpu0 cpu1 kids0 kids1 result
+# CLIENT on URL for D (expecting STATUS), then the CPU the process PID and
+# the client used per request (LABEL names the server); leaves the count of
+# completed requests in $requests. Fails, showing the client's output, when
+# the client failed or counted an error or no request at all.
+load() { # PID URL LABEL STATUS
+    local cpu0 cpu1 kids0 kids1 result status=0
     cpu0=$(awk '{print $14+$15}' "/proc/$1/stat")
     kids0=$(children_ticks)
     if [ "$CLIENT" = wrk ]; then
-        result=$(ADMIN_TOKEN=benchadmin wrk -t"$THREADS" -c"$C" -d"$D" -s "$root/benches/load/publish.lua" "$2" | grep '^RESULT')
+        ADMIN_TOKEN=benchadmin wrk -t"$THREADS" -c"$C" -d"$D" -s "$root/benches/load/publish.lua" \
+            "$2" >"$out.client" 2>&1 || status=$?
     else
-        result=$("$tool" --addr "${2#http://}" --connections "$C" --threads "$THREADS" \
-            --duration "${D%s}" --token benchadmin | grep '^RESULT')
+        "$tool" --addr "${2#http://}" --connections "$C" --threads "$THREADS" \
+            --duration "${D%s}" --token benchadmin --expect "$4" --acked "$out.acked" \
+            >"$out.client" 2>&1 || status=$?
     fi
     kids1=$(children_ticks)
     cpu1=$(awk '{print $14+$15}' "/proc/$1/stat")
+    result=$(grep '^RESULT' "$out.client" || true)
+    requests=$(echo "$result" | sed -n 's/.*requests=\([0-9]*\).*/\1/p')
+    if [ "$status" != 0 ] || [ -z "$requests" ] || [ "$requests" = 0 ] ||
+        ! echo "$result" | grep -q 'err_status=0 err_timeout=0\( \|$\)' ||
+        echo "$result" | grep -q 'err_conn=[1-9]'; then
+        echo "the $CLIENT run failed (exit $status):" >&2
+        cat "$out.client" >&2
+        exit 1
+    fi
     echo "$result"
-    requests=$(echo "$result" | sed 's/.*requests=\([0-9]*\).*/\1/')
     awk -v c=$((cpu1 - cpu0)) -v k=$((kids1 - kids0)) -v t="$ticks" -v n="$requests" \
         -v label="$3" -v client="$CLIENT" \
         'BEGIN { printf "%s: %.1f us (%s: %.1f us per request)\n", label, c / t * 1e6 / n, client, k / t * 1e6 / n }'
@@ -80,39 +101,18 @@ url=$(listening)
 # One real answer, for the floor's body (and a check that publishing works).
 curl -sf -X POST -H "Authorization: Bearer benchadmin" -H "Content-Type: application/json" \
     --data '{"code":"waiter_call","table":1}' "$url/api/v4/events" >"$out.body"
-load "$pid" "$url" "server CPU per durable publish"
-kill -TERM "$pid"; wait "$pid" || true
-# The ring keeps the newest 2^18 events (older ones leave the store with
-# them), so the check is on what was ever committed: one past the newest
-# event in the event log's segments (read here independently of floorbell:
-# records of len | CRC-32 | epoch | seq | ...), or SQLite's qr_next_seq if
-# that is higher, against the client's count of completed requests.
-stored=$(python3 -c "
-import glob, sqlite3, struct, sys, zlib
-top = -1
-for path in glob.glob(sys.argv[1] + '/events/events-*.log'):
-    data, at, epoch, last = open(path, 'rb').read(), 0, None, None
-    while at + 8 <= len(data):
-        n, crc = struct.unpack_from('<II', data, at)
-        payload = data[at + 8:at + 8 + n]
-        if n < 28 or len(payload) < n or zlib.crc32(payload) != crc:
-            break
-        e, seq = struct.unpack_from('<QQ', payload)
-        if (epoch is not None and e != epoch) or (last is not None and seq != last + 1):
-            break
-        epoch, last, at = e, seq, at + 8 + n
-    if last is not None:
-        top = max(top, last)
-meta = sqlite3.connect(sys.argv[1] + '/floorbell.db').execute(
-    \"select value from meta where key='qr_next_seq'\").fetchone()
-print(max(int(meta[0]) if meta else 0, top + 1))" "$data")
-echo "events committed: $stored ($CLIENT counted $requests completed requests)"
-[ "$stored" -ge "$requests" ] || { echo "fewer events committed than acknowledged" >&2; exit 1; }
+load "$pid" "$url" "server CPU per durable publish" 201
+# SIGKILL, not SIGTERM: a graceful stop finishes the commits in flight and
+# would hide an answer sent before its commit.
+kill -9 "$pid"; wait "$pid" 2>/dev/null || true; pid=
+[ "$CLIENT" = wrk ] && : >"$out.acked"
+python3 "$root/benches/load/check_store.py" "$data" "$requests" "$out.acked" ||
+    { echo "server log:" >&2; tail -n 20 "$data.log" >&2; exit 1; }
 if [ -n "${FLOOR_BIN:-}" ]; then
     "$FLOOR_BIN" --listen 127.0.0.1:0 --body "$out.body" >"$out" 2>/dev/null &
     floor_pid=$!
     floor_url=$(listening)
     [ -n "$floor_url" ] || { echo "floor-mio did not start" >&2; exit 1; }
     echo -n "floor: "
-    load "$floor_pid" "$floor_url" "floor CPU per request"
+    load "$floor_pid" "$floor_url" "floor CPU per request" 200
 fi

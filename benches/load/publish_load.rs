@@ -4,16 +4,20 @@
 //!
 //! ```text
 //! publish-load --addr 127.0.0.1:PORT [--connections 64] [--threads 2] \
-//!     [--duration 10] [--token benchadmin]
+//!     [--duration 10] [--token benchadmin] [--expect 201] [--acked FILE]
 //! ```
 //!
 //! It does what `publish.lua` asks of wrk: `--connections` keep-alive
 //! connections, each with exactly one request in flight (no pipelining), the
 //! same 40 waiter calls (one per table, formatted once) in turn, every answer
 //! read whole (head parsed with `httparse`, body by its `Content-Length`) and
-//! counted only when it is `201 Created`; latency from the request's write
-//! to its answer's last byte. It prints wrk's `RESULT` line (so publish.sh
-//! reads either client) plus a `CLIENT` line with its own CPU per request.
+//! counted only when its status is `--expect` (201 Created); latency from the
+//! request's write to its answer's last byte. It prints wrk's `RESULT` line
+//! (so publish.sh reads either client) plus a `CLIENT` line with its own CPU
+//! per request, and exits 1 if any answer had another status, timed out or
+//! lost its connection. With `--acked FILE` it writes the hash of every
+//! acknowledged event (`"hash":"0x…"` of each 201's body), one per line, so
+//! publish.sh can look each one up in the store.
 //!
 //! Why a second client: on the two shared cores of the team's machine the
 //! load generator and the server split the CPU, and wrk spends ~15–18 µs on
@@ -56,6 +60,12 @@ struct Args {
     /// The admin token (SPEC §1.3's POST needs it).
     #[arg(long, env = "ADMIN_TOKEN", default_value = "benchadmin")]
     token: String,
+    /// The status that counts as done (the team harness's floor answers 200).
+    #[arg(long, default_value_t = 201)]
+    expect: u16,
+    /// Write the hash of each acknowledged event here, one per line.
+    #[arg(long)]
+    acked: Option<std::path::PathBuf>,
 }
 
 /// An answer that has not finished within this long counts as a timeout
@@ -88,6 +98,8 @@ fn requests(token: &str) -> Vec<Vec<u8>> {
 /// What one thread counted.
 struct Tally {
     ok: u64,
+    /// Hashes of the acknowledged events, when asked for (`--acked`).
+    acked: Option<Vec<u32>>,
     err_status: u64,
     err_timeout: u64,
     err_conn: u64,
@@ -98,6 +110,7 @@ impl Tally {
     fn new() -> Tally {
         Tally {
             ok: 0,
+            acked: None,
             err_status: 0,
             err_timeout: 0,
             err_conn: 0,
@@ -123,10 +136,20 @@ struct Conn {
 enum Answer {
     /// Not all of it yet.
     Partial,
-    /// A whole answer: its status; `usize` bytes of input used.
-    Whole(u16, usize),
+    /// A whole answer: its status, where its body starts, and how many
+    /// bytes of input it used.
+    Whole(u16, usize, usize),
     /// Not HTTP, or too big.
     Bad,
+}
+
+/// The event hash in a publish answer's body
+/// (`{"result":true,"data":{"hash":"0x…"}}`, SPEC §1.2).
+fn answer_hash(body: &[u8]) -> Option<u32> {
+    const KEY: &[u8] = b"\"hash\":\"0x";
+    let at = body.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let hex = std::str::from_utf8(body.get(at..at + 8)?).ok()?;
+    u32::from_str_radix(hex, 16).ok()
 }
 
 /// Whether `input` starts with a whole HTTP/1.1 answer.
@@ -149,7 +172,7 @@ fn answer(input: &[u8]) -> Answer {
             match (response.code, length) {
                 (Some(code), Some(length)) if head + length <= MAX_ANSWER => {
                     if input.len() >= head + length {
-                        Answer::Whole(code, head + length)
+                        Answer::Whole(code, head, head + length)
                     } else {
                         Answer::Partial
                     }
@@ -210,10 +233,15 @@ fn run(
     first: usize,
     requests: &[Vec<u8>],
     end: Instant,
+    expect: u16,
+    keep_hashes: bool,
 ) -> std::io::Result<Tally> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(256);
     let mut tally = Tally::new();
+    if keep_hashes {
+        tally.acked = Some(Vec::with_capacity(1 << 20));
+    }
     let mut conns = Vec::with_capacity(count);
     let mut next = first;
     for i in 0..count {
@@ -255,13 +283,22 @@ fn run(
                 loop {
                     let conn = &mut conns[i];
                     match answer(&conn.input) {
-                        Answer::Whole(code, used) => {
+                        Answer::Whole(code, body, used) => {
                             let Some(sent) = conn.sent_at.take() else {
                                 // An answer to no request.
                                 broken = true;
                                 break;
                             };
-                            if code == 201 {
+                            if code == expect {
+                                if let Some(acked) = &mut tally.acked {
+                                    let Some(hash) = answer_hash(&conn.input[body..used]) else {
+                                        // Acknowledged, but not with a hash.
+                                        tally.err_status += 1;
+                                        broken = true;
+                                        break;
+                                    };
+                                    acked.push(hash);
+                                }
                                 tally.ok += 1;
                                 let micros = sent.elapsed().as_micros() as u64;
                                 tally.latency.saturating_record(micros.max(1));
@@ -364,7 +401,8 @@ fn main() {
                 let count = args.connections / args.threads
                     + usize::from(t < args.connections % args.threads);
                 let requests = &requests;
-                scope.spawn(move || run(args.addr, count, t * 7, requests, end))
+                let (expect, keep) = (args.expect, args.acked.is_some());
+                scope.spawn(move || run(args.addr, count, t * 7, requests, end, expect, keep))
             })
             .collect();
         handles
@@ -375,9 +413,11 @@ fn main() {
     let elapsed = start.elapsed().as_secs_f64();
     let cpu = cpu_time() - cpu_start;
     let mut total = Tally::new();
+    let mut acked = Vec::new();
     for result in results {
         match result {
             Ok(t) => {
+                acked.extend(t.acked.unwrap_or_default());
                 total.ok += t.ok;
                 total.err_status += t.err_status;
                 total.err_timeout += t.err_timeout;
@@ -393,13 +433,24 @@ fn main() {
             }
         }
     }
+    if let Some(path) = &args.acked {
+        let mut text = String::with_capacity(acked.len() * 11);
+        for hash in &acked {
+            text.push_str(&format!("{hash:08x}\n"));
+        }
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("publish-load: {}: {e}", path.display());
+            std::process::exit(2);
+        }
+    }
+    // Only the acknowledged requests count (any other answer fails the run).
     let answered = total.ok + total.err_status;
     println!(
         "RESULT rps={:.1} p50_us={} p99_us={} requests={} err_status={} err_timeout={}",
-        answered as f64 / elapsed,
+        total.ok as f64 / elapsed,
         total.latency.value_at_quantile(0.50),
         total.latency.value_at_quantile(0.99),
-        answered,
+        total.ok,
         total.err_status,
         total.err_timeout,
     );
@@ -426,11 +477,29 @@ mod tests {
                 "cut at {cut}"
             );
         }
-        assert!(matches!(answer(whole), Answer::Whole(201, n) if n == whole.len()));
+        let body = whole.len() - 5;
+        assert!(matches!(answer(whole), Answer::Whole(201, b, n) if b == body && n == whole.len()));
         // The next answer's bytes are not part of this one.
         let mut two = whole.to_vec();
         two.extend_from_slice(b"HTTP/1.1 400 Bad Request\r\n");
-        assert!(matches!(answer(&two), Answer::Whole(201, n) if n == whole.len()));
+        assert!(matches!(answer(&two), Answer::Whole(201, _, n) if n == whole.len()));
+    }
+
+    #[test]
+    fn the_hash_is_read_from_a_publish_answer() {
+        assert_eq!(
+            answer_hash(br#"{"result":true,"data":{"hash":"0xd8833dd3"}}"#),
+            Some(0xd883_3dd3)
+        );
+        assert_eq!(
+            answer_hash(br#"{"result":true,"data":{"hash":"0xd883"}}"#),
+            None
+        );
+        assert_eq!(
+            answer_hash(br#"{"result":true,"data":{"hash":"0xzz833dd3"}}"#),
+            None
+        );
+        assert_eq!(answer_hash(br#"{"result":false,"error":"x"}"#), None);
     }
 
     #[test]

@@ -24,6 +24,7 @@
 //! nothing.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{JoinHandle, ThreadId};
@@ -236,7 +237,17 @@ impl Local {
                                 let _in_call = sub.gate.lock();
                                 // Pairs with the Release store in unsubscribe.
                                 if sub.active.load(Ordering::Acquire) {
-                                    (sub.callback)(change);
+                                    let call = AssertUnwindSafe(|| (sub.callback)(change));
+                                    if std::panic::catch_unwind(call).is_err() {
+                                        // One embedder's bug must not end the
+                                        // thread every subscriber shares: this
+                                        // one is called no more.
+                                        sub.active.store(false, Ordering::Release);
+                                        tracing::error!(
+                                            subscription = sub.id,
+                                            "a subscriber callback panicked; it is called no more"
+                                        );
+                                    }
                                 }
                             }
                         }
@@ -324,6 +335,14 @@ impl Local {
         }
         backlog.bytes += cost;
         let _ = tx.send(Queued::Changes(changes, cost));
+    }
+
+    /// Holds the callbacks' dispatch while the guard lives: the writer
+    /// stops in [`Local::notify`] after its next commit, and what is sent
+    /// meanwhile queues up for one batch.
+    #[cfg(test)]
+    pub(crate) fn hold_dispatch(&self) -> impl Sized + '_ {
+        self.dispatcher.lock()
     }
 
     /// Routes a committed delivery's frames to local sessions, and its
@@ -431,6 +450,31 @@ mod tests {
             seen.lock().as_slice(),
             [Change::Ticket(Bytes::from_static(b"pick 1"))]
         );
+    }
+
+    #[test]
+    fn a_panicking_callback_is_dropped_and_the_others_go_on() {
+        let local = Local::default();
+        let panics = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&panics);
+        let bad = local
+            .subscribe(Box::new(move |_| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                panic!("an embedder's bug");
+            }))
+            .expect("open");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        let good = local
+            .subscribe(Box::new(move |c| sink.lock().push(c.clone())))
+            .expect("open");
+        let change = Change::Event(Bytes::from_static(b"{}"));
+        local.notify(vec![change.clone(), change.clone()]);
+        local.notify(vec![change.clone()]);
+        local.shutdown(); // runs what is queued
+        assert_eq!(panics.load(Ordering::SeqCst), 1, "called no more");
+        assert_eq!(seen.lock().len(), 3, "the thread outlived the panic");
+        assert!(local.unsubscribe(bad) && local.unsubscribe(good));
     }
 
     #[test]

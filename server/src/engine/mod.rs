@@ -1497,14 +1497,18 @@ impl Writer {
         }
         // Visible only after the commit (DESIGN.md, write path step 5).
         let mut hashes = Vec::with_capacity(visible.len());
+        // Subscribers hear the batch's changes in the order they arrived:
+        // each event at its job's place among the ticket and order changes.
         let mut changes = Vec::new();
+        let mut event_changes = Vec::new();
         if result.is_ok() {
             // On disk: reads of the state they changed may answer at once.
             self.unsettled.fetch_sub(settling, Ordering::Release);
+            let subscribed = self.local.has_subscribers();
             for e in visible {
                 hashes.push(e.hash);
-                if self.local.has_subscribers() {
-                    changes.push(Change::Event(e.json.clone()));
+                if subscribed {
+                    event_changes.push(Change::Event(e.json.clone()));
                 }
                 self.publisher.push(e);
             }
@@ -1518,6 +1522,7 @@ impl Writer {
             self.tables.put_all(puts);
         }
         let mut hashes = hashes.into_iter();
+        let mut event_changes = event_changes.into_iter();
         let mut woken: Vec<Arc<Mailbox>> = Vec::new();
         // Submitted events committed in this batch: the count is lowered
         // once per batch (submitting threads touch it on every submit).
@@ -1530,9 +1535,12 @@ impl Writer {
                 Pending::Job(job) => {
                     let outcome = match (&result, job.request) {
                         (Err(refused), _) => refused.clone(),
-                        (Ok(()), WriteRequest::PublishEvent(_)) => Outcome::Published {
-                            hash: hashes.next().unwrap_or(0),
-                        },
+                        (Ok(()), WriteRequest::PublishEvent(_)) => {
+                            changes.extend(event_changes.next());
+                            Outcome::Published {
+                                hash: hashes.next().unwrap_or(0),
+                            }
+                        }
                         (Ok(()), WriteRequest::PutTable(t)) => Outcome::TablePut(t),
                         (Ok(()), WriteRequest::Ticket(_) | WriteRequest::Gateway(_)) => {
                             Outcome::Failed("misrouted ticket change".into())
@@ -1694,6 +1702,74 @@ mod tests {
             .starts_with("success new {\"id\":1,"));
         engine.close_session(kiosk);
         engine.shutdown();
+    }
+
+    /// One batch of [ticket A, event E, ticket B] reaches subscribers as
+    /// A, E, B: the order they were committed in (events used to go first).
+    #[test]
+    fn subscribers_hear_a_batch_in_the_order_it_arrived() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::from_toml_text("no-mdns = true", &dir.path().join("data")).unwrap();
+        let (engine, _) = Engine::open(config).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        engine
+            .local()
+            .subscribe(Box::new(move |c| sink.lock().push(c.clone())))
+            .unwrap();
+        let event = |table: u32| {
+            let body = format!(r#"{{"code":"waiter_call","table":{table}}}"#);
+            floorbell_core::qr::prepare_event(
+                body.as_bytes(),
+                &floorbell_core::qr::TableSet::default(),
+            )
+            .unwrap()
+        };
+        let kiosk = crate::fanout::conn_id(0, 1, 1);
+        let role = WsRole::Kiosk;
+        assert!(matches!(
+            engine.ticket_change(TicketChange::Opened { conn: kiosk, role }),
+            Taken::Yes
+        ));
+        let new_ticket = |who: &str| TicketChange::Text {
+            conn: kiosk,
+            role,
+            text: format!("new {who}@example.com {who}"),
+        };
+        {
+            // The writer commits event 1 and waits to hand it over; A, E
+            // and B queue up behind it meanwhile and make the next batch.
+            let _held = engine.local().hold_dispatch();
+            engine.submit_event(event(1)).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            assert!(matches!(engine.ticket_change(new_ticket("Al")), Taken::Yes));
+            engine.submit_event(event(2)).unwrap();
+            assert!(matches!(engine.ticket_change(new_ticket("Bo")), Taken::Yes));
+        }
+        engine.shutdown();
+        let text = |c: &Change| match c {
+            Change::Event(json) if json.windows(9).any(|w| w == b"\"table\":2") => "E".to_owned(),
+            Change::Event(_) => "E1".to_owned(),
+            Change::Ticket(t) | Change::Order(t) => {
+                let t = String::from_utf8_lossy(t);
+                ["Al", "Bo"]
+                    .into_iter()
+                    .find(|who| t.contains(&format!("\"name\":\"{who}\"")))
+                    .map_or_else(|| t.into_owned(), str::to_owned)
+            }
+            Change::Lagged(n) => format!("lagged {n}"),
+        };
+        let order: Vec<String> = seen.lock().iter().map(text).collect();
+        let at = |x: &str| {
+            order
+                .iter()
+                .position(|o| o == x)
+                .unwrap_or_else(|| panic!("{x}: {order:?}"))
+        };
+        assert!(
+            at("E1") < at("Al") && at("Al") < at("E") && at("E") < at("Bo"),
+            "{order:?}"
+        );
     }
 
     /// Reads are settled only while every change with records that was

@@ -57,10 +57,13 @@ fn unknown_path_is_404_with_status_message_json() {
         "/display/x",
         "/assets/nope.js",
     ] {
-        let reply = server.request("GET", path, &[], None);
-        assert_eq!(reply.status, 404, "GET {path}: {}", reply.body);
-        assert_json_content(reply.content_type.as_deref(), &reply.body);
-        assert_plain_error_shape(&reply.body, 404);
+        for method in ["GET", "POST"] {
+            let body = (method == "POST").then_some(&b"{}"[..]);
+            let reply = server.request(method, path, &[], body);
+            assert_eq!(reply.status, 404, "{method} {path}: {}", reply.body);
+            assert_json_content(reply.content_type.as_deref(), &reply.body);
+            assert_plain_error_shape(&reply.body, 404);
+        }
     }
 }
 

@@ -40,6 +40,9 @@ test('pages and assets: content types, ETag, 304, HEAD, 405, 404', { timeout: 30
     assert.equal(r.headers.get('content-type'), 'text/html; charset=utf-8');
     assert.match(r.text, new RegExp(`<title>${title}`));
     assert.match(r.headers.get('content-security-policy'), /default-src 'none'/);
+    // Older browsers need the WebSocket origin named (pages/mod.rs, `csp`).
+    const host = new URL(s.url).host;
+    assert.ok(r.headers.get('content-security-policy').includes(`connect-src 'self' ws://${host} wss://${host};`));
     const etag = r.headers.get('etag');
     assert.match(etag, /^"[0-9a-f]{16}"$/);
     assert.equal(r.headers.get('cache-control'), 'no-cache');
@@ -65,6 +68,7 @@ test('pages and assets: content types, ETag, 304, HEAD, 405, 404', { timeout: 30
   assert.equal(js.headers.get('cache-control'), 'no-cache');
   assert.equal((await fetch(s.url + '/assets/icon.svg')).headers.get('content-type'), 'image/svg+xml');
   assert.equal((await fetch(s.url + '/assets/nope.js')).status, 404);
+  assert.equal((await fetch(s.url + '/assets/nope.js', { method: 'POST' })).status, 404);
   assert.equal((await fetch(s.url + '/assets/common.js', { method: 'DELETE' })).status, 405);
 });
 

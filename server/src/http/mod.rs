@@ -5,7 +5,9 @@
 pub mod request;
 pub mod response;
 
-pub use request::{parse_head, Head, HeadError, Method, MAX_BODY_BYTES, MAX_HEAD_BYTES};
+pub use request::{
+    parse_head, Head, HeadError, Method, MAX_BODY_BYTES, MAX_HEADERS, MAX_HEAD_BYTES,
+};
 pub use response::{
     error_body, write_events, write_response, DateCache, StreamBudget, StreamedEvents,
     MAX_STREAMED_BYTES,

@@ -23,7 +23,7 @@ use std::sync::OnceLock;
 
 use crate::api::{error, Action, Body};
 use crate::engine::Engine;
-use crate::http::{DateCache, Head};
+use crate::http::{DateCache, Head, MAX_HEADERS};
 
 /// One embedded asset.
 struct File {
@@ -93,8 +93,37 @@ const ASSET_PREFIX: &[u8] = b"/assets/";
 
 /// Pages may load scripts, styles and images from their own origin and talk
 /// to it (HTTP and WebSocket), nothing else; no inline script or style.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
-connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+/// `connect-src` is completed per request (see [`csp`]).
+const CSP_BEFORE_CONNECT: &str =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'";
+const CSP_AFTER_CONNECT: &str = "; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The page's `Content-Security-Policy`. CSP Level 3 lets `'self'` cover
+/// `ws:`/`wss:` to the page's own host, but browsers from before it (Safari
+/// before 16, the iPads and TVs kiosks and displays run on) refuse the
+/// pages' WebSockets under `'self'` alone: the request's `Host` is named as
+/// well, when it is a plain `host[:port]` (nothing else is copied into the
+/// header).
+fn csp(host: Option<&[u8]>) -> String {
+    let mut out = String::from(CSP_BEFORE_CONNECT);
+    if let Some(host) = host.filter(|h| is_plain_host(h)) {
+        // Checked ASCII just above.
+        let host = std::str::from_utf8(host).unwrap_or_default();
+        let _ = write!(out, " ws://{host} wss://{host}");
+    }
+    out.push_str(CSP_AFTER_CONNECT);
+    out
+}
+
+/// A `Host` value safe to repeat in a header: a name, an IPv4 address or a
+/// bracketed IPv6 address, and an optional port.
+fn is_plain_host(host: &[u8]) -> bool {
+    !host.is_empty()
+        && host.len() <= 261
+        && host
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+}
 
 const NO_CACHE: &str = "no-cache";
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -110,16 +139,19 @@ pub struct Asset {
     pub cache_control: &'static str,
     /// The strong `ETag`, quoted.
     pub etag: String,
-    /// Whether this is a page (it gets the `Content-Security-Policy`).
-    pub page: bool,
+    /// A page's `Content-Security-Policy` (assets have none).
+    pub csp: Option<String>,
     /// The bytes (empty for a 304).
     pub body: Body,
 }
 
-/// Whether `path` is one of the pages or under `/assets/` (routing: GET and
-/// HEAD are served, other methods get 405).
+/// Whether `path` is one of the pages or assets (routing: GET and HEAD are
+/// served, other methods get 405; any other path is a 404).
 pub fn is_page_path(path: &[u8]) -> bool {
-    path.starts_with(ASSET_PREFIX) || PAGES.iter().any(|(p, _)| *p == path)
+    match path.strip_prefix(ASSET_PREFIX) {
+        Some(name) => FILES.iter().any(|f| f.name.as_bytes() == name),
+        None => PAGES.iter().any(|(p, _)| *p == path),
+    }
 }
 
 /// 64-bit FNV-1a: a fingerprint for `ETag`s and the build tag, not a MAC.
@@ -178,14 +210,21 @@ fn render(template: &str, tables: u32) -> String {
     out
 }
 
-/// The value of the first `If-None-Match` header line in a raw request head.
-fn if_none_match(head_bytes: &[u8]) -> Option<&[u8]> {
-    const NAME: &[u8] = b"if-none-match:";
-    head_bytes
-        .split(|&b| b == b'\n')
-        .skip(1)
-        .find(|line| line.len() >= NAME.len() && line[..NAME.len()].eq_ignore_ascii_case(NAME))
-        .map(|line| line[NAME.len()..].trim_ascii())
+/// The values of every `name` header line of a raw request head, parsed
+/// again with httparse: pages are not the hot path, so the reactor's parse
+/// keeps only what every request needs.
+fn header_values<'a>(head_bytes: &'a [u8], name: &str) -> Vec<&'a [u8]> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    if request.parse(head_bytes).is_err() {
+        return Vec::new();
+    }
+    request
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value.trim_ascii())
+        .collect()
 }
 
 /// RFC 9110 §13.1.2: `*`, or a list of entity tags compared weakly.
@@ -199,7 +238,7 @@ fn matches(if_none_match: &[u8], etag: &str) -> bool {
 /// Answers a GET or HEAD of a page or an asset. `head_bytes` is the raw
 /// request head (for `If-None-Match`).
 pub fn serve(engine: &Engine, head: &Head, head_bytes: &[u8], path: &[u8]) -> Action {
-    let (content_type, cache_control, page, etag, body) =
+    let (content_type, cache_control, csp, etag, body) =
         if let Some(name) = path.strip_prefix(ASSET_PREFIX) {
             let Some(i) = FILES.iter().position(|f| f.name.as_bytes() == name) else {
                 return error(404, path, "no such asset");
@@ -214,7 +253,7 @@ pub fn serve(engine: &Engine, head: &Head, head_bytes: &[u8], path: &[u8]) -> Ac
             (
                 file.content_type,
                 cache,
-                false,
+                None,
                 etag,
                 Body::Static(file.bytes),
             )
@@ -224,15 +263,18 @@ pub fn serve(engine: &Engine, head: &Head, head_bytes: &[u8], path: &[u8]) -> Ac
             };
             let html = render(template, engine.config().tables).into_bytes();
             let etag = quoted(fnv1a(&[&html]));
-            (HTML, NO_CACHE, true, etag, Body::Owned(html))
+            let host = header_values(head_bytes, "host").first().copied();
+            (HTML, NO_CACHE, Some(csp(host)), etag, Body::Owned(html))
         };
-    let not_modified = if_none_match(head_bytes).is_some_and(|v| matches(v, &etag));
+    let not_modified = header_values(head_bytes, "if-none-match")
+        .iter()
+        .any(|v| matches(v, &etag));
     Action::Asset(Asset {
         status: if not_modified { 304 } else { 200 },
         content_type,
         cache_control,
         etag,
-        page,
+        csp,
         body: if not_modified {
             Body::Static(b"")
         } else {
@@ -259,9 +301,9 @@ pub fn write(out: &mut Vec<u8>, asset: &Asset, close: bool, head_only: bool, dat
     out.extend_from_slice(b"\r\nCache-Control: ");
     out.extend_from_slice(asset.cache_control.as_bytes());
     out.extend_from_slice(b"\r\nX-Content-Type-Options: nosniff");
-    if asset.page {
+    if let Some(csp) = &asset.csp {
         out.extend_from_slice(b"\r\nContent-Security-Policy: ");
-        out.extend_from_slice(CSP.as_bytes());
+        out.extend_from_slice(csp.as_bytes());
         out.extend_from_slice(b"\r\nReferrer-Policy: no-referrer");
     }
     out.extend_from_slice(b"\r\nDate: ");
@@ -299,16 +341,42 @@ mod tests {
     fn routes_and_conditionals() {
         assert!(is_page_path(b"/"));
         assert!(is_page_path(b"/display"));
-        assert!(is_page_path(b"/assets/nope.js"));
+        assert!(is_page_path(b"/assets/kiosk.js"));
+        assert!(
+            !is_page_path(b"/assets/nope.js"),
+            "an unknown asset is a 404"
+        );
         assert!(!is_page_path(b"/display/"));
         assert!(!is_page_path(b"/favicon.ico"));
         let head = b"GET / HTTP/1.1\r\nHost: x\r\nIf-None-Match: W/\"a\", \"b\"\r\n\r\n";
-        let v = if_none_match(head).unwrap();
-        assert!(matches(v, "\"a\""));
-        assert!(matches(v, "\"b\""));
-        assert!(!matches(v, "\"c\""));
+        let v = header_values(head, "if-none-match");
+        assert_eq!(v.len(), 1);
+        assert!(matches(v[0], "\"a\""));
+        assert!(matches(v[0], "\"b\""));
+        assert!(!matches(v[0], "\"c\""));
         assert!(matches(b"*", "\"c\""));
-        assert_eq!(if_none_match(b"GET / HTTP/1.1\r\n\r\n"), None);
+        assert!(header_values(b"GET / HTTP/1.1\r\n\r\n", "if-none-match").is_empty());
+        // RFC 9110 §5.3: a list may be split over several lines.
+        let split = b"GET / HTTP/1.1\r\nIf-None-Match: \"x\"\r\nif-none-match: \"y\"\r\n\r\n";
+        let v = header_values(split, "if-none-match");
+        assert!(v.iter().any(|v| matches(v, "\"y\"")));
+    }
+
+    #[test]
+    fn the_policy_names_the_host_for_older_browsers_websockets() {
+        let with = csp(Some(b"192.168.1.20:8000"));
+        assert!(with.contains("connect-src 'self' ws://192.168.1.20:8000 wss://192.168.1.20:8000;"));
+        assert!(csp(Some(b"[fe80::1]:80")).contains(" ws://[fe80::1]:80 "));
+        assert!(csp(Some(b"pos.local")).contains(" wss://pos.local;"));
+        // Nothing that could end the directive or the header is copied.
+        for bad in [&b"x; script-src *"[..], b"a b", b"", b"x\"y", b"h/p"] {
+            assert!(
+                csp(Some(bad)).contains("connect-src 'self'; base-uri"),
+                "{bad:?}"
+            );
+        }
+        assert!(csp(None).starts_with("default-src 'none'; script-src 'self';"));
+        assert!(csp(None).ends_with("frame-ancestors 'none'"));
     }
 
     #[test]
@@ -319,7 +387,7 @@ mod tests {
             content_type: CSS,
             cache_control: IMMUTABLE,
             etag: quoted(1),
-            page: false,
+            csp: None,
             body: Body::Static(b"a{}"),
         };
         let mut out = Vec::new();

@@ -26,6 +26,11 @@
     submit.textContent = busy ? 'Getting your ticket…' : online ? 'Get my ticket' : 'Kiosk offline – reconnecting…';
   }
 
+  // The server counts UTF-8 bytes (254 for an email, 200 for a name).
+  function bytes(text) {
+    return new TextEncoder().encode(text).length;
+  }
+
   function send(cmd, text) {
     if (!socket.send(text)) return false;
     pending.push(cmd);
@@ -35,7 +40,7 @@
   // ------------------------------------------------------------ autocomplete
   function query() {
     const e = email.value.trim();
-    if (!EMAIL_RE.test(e) || e === lastQueried || e.length > 254) return;
+    if (!EMAIL_RE.test(e) || e === lastQueried || bytes(e) > 254) return;
     if (send({ word: 'query', email: e }, 'query ' + e)) lastQueried = e;
   }
   email.addEventListener('input', () => {
@@ -67,12 +72,12 @@
     if (busy) return;
     const e = email.value.trim();
     const n = name.value.replace(/\s+/g, ' ').trim();
-    if (!EMAIL_RE.test(e) || e.length > 254) {
+    if (!EMAIL_RE.test(e) || bytes(e) > 254) {
       showError('Please enter your email address, like name@example.com.');
       email.focus();
       return;
     }
-    if (!n || new TextEncoder().encode(n).length > 200) {
+    if (!n || bytes(n) > 200) {
       showError(n ? 'Please use a shorter name.' : 'Please enter your name.');
       name.focus();
       return;

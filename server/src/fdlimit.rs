@@ -38,7 +38,13 @@ pub fn raise() -> Option<u64> {
             maximum: limit.maximum,
         };
         if let Err(e) = setrlimit(Resource::Nofile, raised) {
-            tracing::debug!(error = %e, "cannot raise the open-file limit");
+            // The connection cap follows the lower limit (`cap`); say why.
+            tracing::warn!(
+                error = %e,
+                soft = ?limit.current,
+                hard = ?limit.maximum,
+                "cannot raise the open-file limit to its hard limit"
+            );
         }
     }
     current()

@@ -111,6 +111,26 @@ fn known_path_with_another_method_is_405_json() {
         assert_eq!(reply.status, 405, "{method} {path}: {}", reply.body);
         reply.assert_v4_error(405);
     }
+    // RFC 9110 §15.5.6: a 405 lists the methods the path takes.
+    let mut conn = server.raw();
+    for (request, allow) in [
+        ("DELETE /api/v4/events HTTP/1.1\r\n", "GET, HEAD, POST"),
+        ("GET /api/v4/tables/1 HTTP/1.1\r\n", "PUT"),
+        (
+            "POST /display HTTP/1.1\r\nContent-Length: 0\r\n",
+            "GET, HEAD",
+        ),
+        (
+            "PUT /api/v2/orders HTTP/1.1\r\nContent-Length: 0\r\n",
+            "GET, HEAD",
+        ),
+    ] {
+        conn.send(format!("{request}Host: x\r\n\r\n").as_bytes());
+        let reply = conn.read_response();
+        assert_eq!(reply.status, 405, "{request}");
+        assert_eq!(reply.header("allow"), Some(allow), "{request}");
+        assert!(!reply.closes(), "the connection stays open");
+    }
 }
 
 #[test]

@@ -94,7 +94,7 @@ load() { # PID URL LABEL STATUS
 }
 
 "$bin" serve --listen 127.0.0.1:0 --data-dir "$data" --qr-token benchqr \
-    --admin-token benchadmin --no-mdns --log-level "${LOG_LEVEL:-info}" >"$out" 2>"$data.log" &
+    --admin-token benchadmin --no-mdns --log-level "${LOG_LEVEL:-info}" ${SERVER_ARGS:-} >"$out" 2>"$data.log" &
 pid=$!
 url=$(listening)
 [ -n "$url" ] || { echo "floorbell did not start" >&2; cat "$data.log" >&2; exit 1; }

@@ -1162,6 +1162,17 @@ impl Worker {
                 );
                 conn.close_after_write |= close;
             }
+            Action::NotAllowed { allow, body } => {
+                http::write_not_allowed(
+                    &mut conn.out,
+                    allow,
+                    body.as_slice(),
+                    close,
+                    head_only,
+                    &self.date,
+                );
+                conn.close_after_write |= close;
+            }
             Action::Asset(asset) => {
                 crate::pages::write(&mut conn.out, &asset, close, head_only, &self.date);
                 conn.close_after_write |= close;

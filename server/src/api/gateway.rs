@@ -263,7 +263,23 @@ pub fn handle(
             )),
             None => error(400, path, "missing query parameter \"http_client\""),
         },
-        _ => error(405, path, "method not allowed on this endpoint"),
+        (route, _) => super::not_allowed(allowed(route), path),
+    }
+}
+
+/// The methods a route takes (the `Allow` of its 405s), as [`handle`]
+/// serves them.
+pub fn allowed(route: GwRoute) -> &'static str {
+    use GwRoute::*;
+    match route {
+        Online | Tokens | Orders | Statistics => "GET, HEAD",
+        Button | Page => "POST",
+        Generate | Websocket | RegisterV1 => "GET",
+        Token => "DELETE",
+        ActiveOrders => "GET, HEAD, POST, DELETE",
+        ActiveOrder => "GET, HEAD, PUT, DELETE",
+        Settings => "GET, HEAD, POST",
+        Register => "POST, DELETE",
     }
 }
 

@@ -22,6 +22,13 @@ pub enum Action {
         /// JSON body.
         body: Body,
     },
+    /// A 405: the path exists, the method is not one it takes.
+    NotAllowed {
+        /// The methods it takes, for the `Allow` header.
+        allow: &'static str,
+        /// JSON body.
+        body: Body,
+    },
     /// Answer a poll: the events [`handle`] put into its `events` buffer, in
     /// order, inside the updates envelope.
     Events,
@@ -326,7 +333,32 @@ pub fn handle(
             let name = percent_decode(raw);
             Action::Write(WriteRequest::Ticket(TicketChange::RemoveStaff { name }))
         }
-        _ => error(405, path, "method not allowed on this endpoint"),
+        (route, _) => not_allowed(allowed(route), path),
+    }
+}
+
+/// The methods a route takes (the `Allow` of its 405s). Kept beside the
+/// match in [`handle`]; a unit test checks the two agree.
+fn allowed(route: Route) -> &'static str {
+    match route {
+        Route::Events | Route::StaffList => "GET, HEAD, POST",
+        Route::Tables | Route::Serving | Route::Health | Route::Page => "GET, HEAD",
+        Route::Table => "PUT",
+        Route::Ws(_) => "GET",
+        Route::StaffMember => "DELETE",
+        Route::Gw(r) => gateway::allowed(r),
+    }
+}
+
+/// A 405 for `path`, which takes `allow`.
+pub(crate) fn not_allowed(allow: &'static str, path: &[u8]) -> Action {
+    Action::NotAllowed {
+        allow,
+        body: Body::Owned(crate::http::error_body(
+            path,
+            405,
+            "method not allowed on this endpoint",
+        )),
     }
 }
 
@@ -482,6 +514,64 @@ pub(crate) fn query_param<'a>(query: &'a [u8], name: &[u8]) -> Option<std::borro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `allowed` (the 405's `Allow`) names exactly the methods `handle`
+    /// serves on each route.
+    #[test]
+    fn every_405_allows_what_the_route_serves() {
+        let dir = tempfile::tempdir().unwrap();
+        let config =
+            crate::config::Config::from_toml_text("no-mdns = true", &dir.path().join("data"))
+                .unwrap();
+        let (engine, _) = Engine::open(config).unwrap();
+        let mut scratch = Scratch::default();
+        let paths = [
+            "/api/v4/events",
+            "/api/v4/tables",
+            "/api/v4/tables/1",
+            "/ws/staff",
+            "/ws/kiosk",
+            "/ws/display",
+            "/api/tickets/staff",
+            "/api/tickets/staff/Bob",
+            "/api/tickets/serving",
+            "/healthz",
+            "/",
+            "/display",
+            "/assets/common.js",
+            "/api/v2",
+            "/api/v2/button",
+            "/api/v2/accesstoken/generate",
+            "/api/v2/accesstoken",
+            "/api/v2/accesstoken/pos",
+            "/api/v2/activeorders",
+            "/api/v2/activeorders/12",
+            "/api/v2/activeorders/12/page",
+            "/api/v2/orders",
+            "/api/v2/statistics",
+            "/api/v2/gateway/settings",
+            "/api/v2/websocket",
+            "/api/v2/register",
+            "/api/v1/register",
+        ];
+        for path in paths {
+            let allow = allowed(route(path.as_bytes()).expect(path));
+            for method in ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"] {
+                let mut buf = format!("{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes();
+                let head = crate::http::parse_head(&buf).unwrap().unwrap();
+                let action = handle(&engine, &head, &mut buf, 0, &mut scratch);
+                let listed = allow.split(", ").any(|m| m == method);
+                match action {
+                    Action::NotAllowed { allow: a, .. } => {
+                        assert!(!listed, "{method} {path}: 405, but Allow: {allow}");
+                        assert_eq!(a, allow);
+                    }
+                    other => assert!(listed, "{method} {path}: {other:?}, not in Allow: {allow}"),
+                }
+            }
+        }
+        engine.shutdown();
+    }
 
     #[test]
     fn query_params() {

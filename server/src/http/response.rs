@@ -72,6 +72,19 @@ impl DateCache {
 
 /// Appends a status line and headers for a JSON body of `body_len` bytes.
 pub fn write_head(out: &mut Vec<u8>, status: u16, body_len: usize, close: bool, date: &DateCache) {
+    write_head_with(out, status, body_len, close, date, b"");
+}
+
+/// [`write_head`] with `extra` header lines (each ending in CRLF) after
+/// the others.
+fn write_head_with(
+    out: &mut Vec<u8>,
+    status: u16,
+    body_len: usize,
+    close: bool,
+    date: &DateCache,
+    extra: &[u8],
+) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
     out.push(b' ');
@@ -83,7 +96,29 @@ pub fn write_head(out: &mut Vec<u8>, status: u16, body_len: usize, close: bool, 
     if close {
         out.extend_from_slice(b"\r\nConnection: close");
     }
-    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(extra);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a 405 with the `Allow` header RFC 9110 §15.5.6 requires: the
+/// methods the path takes (`allow`, e.g. `GET, HEAD`).
+pub fn write_not_allowed(
+    out: &mut Vec<u8>,
+    allow: &str,
+    body: &[u8],
+    close: bool,
+    head_only: bool,
+    date: &DateCache,
+) {
+    let mut extra = Vec::with_capacity(allow.len() + 9);
+    extra.extend_from_slice(b"Allow: ");
+    extra.extend_from_slice(allow.as_bytes());
+    extra.extend_from_slice(b"\r\n");
+    write_head_with(out, 405, body.len(), close, date, &extra);
+    if !head_only {
+        out.extend_from_slice(body);
+    }
 }
 
 /// Appends a whole response. With `head_only` (a HEAD request) the body is

@@ -1631,6 +1631,15 @@ fn expired(conn: &mut Conn, now: Instant, date: &DateCache) -> Option<bool> {
         return None;
     }
     if held {
+        // A long poll answer taken slower than the minimum rate: given up
+        // (its events hold a share of the stream budget).
+        if conn.streamed.as_ref().is_some_and(|s| s.too_slow(now)) {
+            tracing::info!(
+                rate = http::MIN_STREAM_RATE,
+                "a poll answer went out slower than the minimum rate (bytes/s); connection dropped"
+            );
+            return Some(true);
+        }
         // Answers still going out (nothing more is answered before they
         // are): a client that stopped taking them is dropped once idle.
         return (now.duration_since(conn.last_active) >= IDLE_TIMEOUT).then_some(true);
@@ -1923,6 +1932,27 @@ mod tests {
         );
         conn.last_written = later - WS_STALL_TIMEOUT;
         assert_eq!(expired(&mut conn, later, &date), Some(true), "60 s");
+    }
+
+    /// A long poll answer the client takes a little of now and then (never
+    /// idle for 60 s) is dropped once it falls under the minimum rate.
+    #[test]
+    fn a_long_poll_answer_taken_too_slowly_is_dropped() {
+        let date = DateCache::default();
+        let (mut conn, _client) = ws_conn(Instant::now());
+        conn.ws = None;
+        let budget = http::StreamBudget::new(http::MAX_STREAMED_BYTES);
+        let mut events: Vec<Bytes> = (0..2000).map(|_| Bytes::from(vec![b'1'; 300])).collect();
+        let mut out = Vec::new();
+        conn.streamed =
+            http::write_events(&mut out, &mut events, false, false, &date, &budget).map(Box::new);
+        assert!(conn.streamed.is_some(), "600 kB are streamed");
+        let t0 = Instant::now();
+        for (at, verdict) in [(30, None), (59, None), (61, Some(true))] {
+            let now = t0 + Duration::from_secs(at);
+            conn.last_active = now; // a byte just went out
+            assert_eq!(expired(&mut conn, now, &date), verdict, "{at} s");
+        }
     }
 
     /// A frame or a fragmented message begun 10 s ago gets a 1008 close; an

@@ -10,5 +10,5 @@ pub use request::{
 };
 pub use response::{
     error_body, write_events, write_not_allowed, write_response, DateCache, StreamBudget,
-    StreamedEvents, MAX_STREAMED_BYTES,
+    StreamedEvents, MAX_STREAMED_BYTES, MIN_STREAM_RATE,
 };

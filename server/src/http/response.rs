@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
@@ -162,6 +162,17 @@ pub const STREAM_OVER: usize = 256 * 1024;
 /// answers of a full queue (2^18 events of ~300 bytes).
 pub const MAX_STREAMED_BYTES: usize = 256 << 20;
 
+/// How fast a streamed answer must go out, on average, once it has run for
+/// [`STREAM_GRACE`]: 64 KiB/s (512 kbit/s), so a full queue's ~80 MB
+/// answer may take up to ~21 minutes, and no client holds its share of the
+/// [`StreamBudget`] by taking a byte now and then (the 60 s without
+/// progress that drops other connections never comes). Like Apache's
+/// `mod_reqtimeout` `MinRate`, for answers.
+pub const MIN_STREAM_RATE: u64 = 64 * 1024;
+
+/// How long a streamed answer runs before [`MIN_STREAM_RATE`] applies.
+pub const STREAM_GRACE: Duration = Duration::from_secs(60);
+
 /// The message of the 503 a poll gets when [`StreamBudget`] is spent.
 pub const STREAM_BUSY: &str = "too many long answers are being sent; try again shortly";
 
@@ -212,11 +223,21 @@ impl StreamBudget {
     }
 }
 
-/// Bytes of a [`StreamBudget`] held by one answer, given back on drop.
+/// Bytes of a [`StreamBudget`] held by one answer, given back as its
+/// events go out and the rest on drop.
 #[derive(Debug)]
 struct Held {
     budget: Arc<StreamBudget>,
     bytes: usize,
+}
+
+impl Held {
+    /// Gives back `bytes` of the hold (events copied out and let go of).
+    fn release(&mut self, bytes: usize) {
+        let bytes = bytes.min(self.bytes);
+        self.bytes -= bytes;
+        self.budget.held.fetch_sub(bytes, Ordering::Relaxed);
+    }
 }
 
 impl Drop for Held {
@@ -279,7 +300,9 @@ pub fn write_events(
         events: std::mem::take(events),
         next: 0,
         left: body_len - UPDATES_PREFIX.len(),
-        _held: held,
+        body: body_len - UPDATES_PREFIX.len(),
+        started: Instant::now(),
+        held,
     };
     if streamed {
         return Some(rest);
@@ -300,8 +323,13 @@ pub struct StreamedEvents {
     next: usize,
     /// Body bytes not copied yet (separators and the closing bytes too).
     left: usize,
-    /// Its share of the [`StreamBudget`] (none when not streamed).
-    _held: Option<Held>,
+    /// Body bytes in all (after the opening bytes written with the head).
+    body: usize,
+    /// When the answer began.
+    started: Instant,
+    /// Its share of the [`StreamBudget`] (none when not streamed), less
+    /// what has been copied out.
+    held: Option<Held>,
 }
 
 impl StreamedEvents {
@@ -310,17 +338,33 @@ impl StreamedEvents {
         self.left
     }
 
+    /// Whether the answer, [`STREAM_GRACE`] or more after it began, has
+    /// gone out slower than [`MIN_STREAM_RATE`] on average.
+    pub fn too_slow(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.started);
+        let copied = (self.body - self.left) as u128;
+        elapsed >= STREAM_GRACE && copied * 1000 < u128::from(MIN_STREAM_RATE) * elapsed.as_millis()
+    }
+
     /// Appends the next events to `out`, until more than `max` bytes were
     /// appended or none is left, then the closing bytes after the last.
     /// Returns whether the answer is complete.
     pub fn refill(&mut self, out: &mut Vec<u8>, max: usize) -> bool {
         let start = out.len();
+        let mut released = 0;
         while self.next < self.events.len() && out.len() - start <= max {
             if self.next > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(&self.events[self.next]);
+            // Let go of each event once copied: one evicted from the queue
+            // meanwhile is freed now, not when the whole answer is out.
+            let event = std::mem::take(&mut self.events[self.next]);
+            out.extend_from_slice(&event);
+            released += event.len() + std::mem::size_of::<Bytes>();
             self.next += 1;
+        }
+        if let Some(held) = self.held.as_mut() {
+            held.release(released);
         }
         let done = self.next == self.events.len();
         if done {
@@ -435,10 +479,13 @@ mod tests {
         let (mut out, mut events) = (Vec::new(), some_events(3));
         assert!(write_events(&mut out, &mut events, false, false, &date, &budget).is_none());
         assert!(out.starts_with(b"HTTP/1.1 200 OK\r\n"));
-        // An answer read to its end gives its share back.
+        // An answer gives its share back as its events go out.
         let mut rest = held.pop().unwrap();
+        assert!(!rest.refill(&mut Vec::new(), 64 * 1024));
+        let part = budget.held();
+        assert!(one < part && part < 2 * one, "{part}");
         while !rest.refill(&mut Vec::new(), 64 * 1024) {}
-        assert_eq!(budget.held(), 2 * one);
+        assert_eq!(budget.held(), one);
         drop(rest);
         assert_eq!(budget.held(), one);
         let (mut out, mut events) = (Vec::new(), some_events(n));
@@ -446,6 +493,32 @@ mod tests {
         // A closed connection drops its answer unread: the same.
         held.clear();
         assert_eq!(budget.held(), 0);
+    }
+
+    /// A streamed answer that trickles out is given up after the grace
+    /// period; one that keeps the minimum rate is not.
+    #[test]
+    fn a_streamed_answer_must_keep_a_minimum_rate() {
+        let date = DateCache::default();
+        let budget = StreamBudget::new(MAX_STREAMED_BYTES);
+        let (mut out, mut events) = (Vec::new(), some_events(15_000));
+        let mut rest = write_events(&mut out, &mut events, false, false, &date, &budget).unwrap();
+        let start = rest.started;
+        assert!(
+            !rest.too_slow(start + STREAM_GRACE - Duration::from_millis(1)),
+            "grace"
+        );
+        assert!(
+            rest.too_slow(start + STREAM_GRACE),
+            "nothing went out in 60 s"
+        );
+        // 4 MB out: 64 KiB/s for a minute (3.9 MB), and for no longer.
+        assert!(!rest.refill(&mut Vec::new(), 4_000_000));
+        let copied = (rest.body - rest.left) as u64;
+        assert!(!rest.too_slow(start + STREAM_GRACE));
+        let until = Duration::from_millis(copied * 1000 / MIN_STREAM_RATE);
+        assert!(!rest.too_slow(start + until - Duration::from_millis(1)));
+        assert!(rest.too_slow(start + until + Duration::from_millis(1)));
     }
 
     #[test]

@@ -14,6 +14,7 @@
 #   FLOOR_BIN=…/bench/floor-mio/target/release/floor-mio bash …
 #       # then also the floor: the team harness's floor-mio answering every
 #       # POST with the bytes of a real floorbell answer, same wrk command
+#   SERVER_ARGS="--reactors 1" bash …      # more flags for floorbell serve
 #   CLIENT=publish-load bash …
 #       # the load from benches/load/publish_load.rs instead of wrk: the
 #       # same requests and connections, a write and a read per request

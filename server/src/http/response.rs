@@ -184,8 +184,10 @@ pub const STREAM_BUSY: &str = "too many long answers are being sent; try again s
 /// memory for it. A client that reads a byte a minute never hits the idle
 /// timeout, so without a bound many such clients could each hold a whole
 /// queue's worth of events. Each answer reserves its events' bytes (and
-/// their handles) here before its head is written, and gives them back when
-/// it is dropped: done, or its connection closed.
+/// their handles) here before its head is written, gives an event's bytes
+/// back once it is copied into the connection's output, and the rest (the
+/// handles, and events not copied) when it is dropped: done, or its
+/// connection closed.
 #[derive(Debug)]
 pub struct StreamBudget {
     held: AtomicUsize,
@@ -357,10 +359,12 @@ impl StreamedEvents {
                 out.push(b',');
             }
             // Let go of each event once copied: one evicted from the queue
-            // meanwhile is freed now, not when the whole answer is out.
+            // meanwhile is freed now, not when the whole answer is out. Its
+            // 32-byte handle stays in `events` until the answer is dropped,
+            // and so does its share of the budget.
             let event = std::mem::take(&mut self.events[self.next]);
             out.extend_from_slice(&event);
-            released += event.len() + std::mem::size_of::<Bytes>();
+            released += event.len();
             self.next += 1;
         }
         if let Some(held) = self.held.as_mut() {
@@ -485,7 +489,8 @@ mod tests {
         let part = budget.held();
         assert!(one < part && part < 2 * one, "{part}");
         while !rest.refill(&mut Vec::new(), 64 * 1024) {}
-        assert_eq!(budget.held(), one);
+        // Its events' handles are held until the answer goes.
+        assert_eq!(budget.held(), one + n * std::mem::size_of::<Bytes>());
         drop(rest);
         assert_eq!(budget.held(), one);
         let (mut out, mut events) = (Vec::new(), some_events(n));

@@ -89,6 +89,9 @@ pub type Callback = Box<dyn Fn(&Change) + Send + Sync>;
 struct Subscriber {
     id: u64,
     callback: Callback,
+    /// The first dispatch it hears ([`Queued`]'s serial): nothing
+    /// committed before it subscribed.
+    since: u64,
     /// True while subscribed; checked before every call.
     active: AtomicBool,
     /// Held by the callback thread during each call, so that
@@ -98,10 +101,11 @@ struct Subscriber {
 }
 
 /// What the callback thread is sent.
+/// Each carries its dispatch serial (see [`Subscriber::since`]).
 enum Queued {
-    Changes(Vec<Change>, usize),
+    Changes(Vec<Change>, usize, u64),
     /// Where dropping began: the number dropped is read when it is reached.
-    Lagged,
+    Lagged(u64),
 }
 
 /// The callback queue's account (see the module doc).
@@ -109,6 +113,8 @@ enum Queued {
 struct Backlog {
     /// Cost of the changes queued and not yet handed to every callback.
     bytes: usize,
+    /// The serial of the `Lagged` marker while dropping.
+    lagged_at: u64,
     /// Changes dropped since the queued [`Queued::Lagged`].
     dropped: u64,
     /// Whether a [`Queued::Lagged`] is queued: everything is dropped until
@@ -123,8 +129,10 @@ pub struct Local {
     next_session: AtomicU64,
     subscribers: Arc<RwLock<Vec<Arc<Subscriber>>>>,
     next_subscription: AtomicU64,
+    /// The serial of the next dispatch; changed only under `dispatcher`.
+    serial: AtomicU64,
     /// Fast check for the writer: no subscriber, no work.
-    has_subscribers: AtomicBool,
+    has_subscribers: Arc<AtomicBool>,
     /// The callback thread and its queue, started with the first subscriber.
     dispatcher: Mutex<Option<Dispatcher>>,
     /// The callback thread's id, kept after [`Local::shutdown`] took the
@@ -156,7 +164,8 @@ impl Local {
             next_session: AtomicU64::new(0),
             subscribers: Arc::default(),
             next_subscription: AtomicU64::new(0),
-            has_subscribers: AtomicBool::new(false),
+            serial: AtomicU64::new(0),
+            has_subscribers: Arc::new(AtomicBool::new(false)),
             dispatcher: Mutex::new(None),
             callback_thread: Mutex::new(None),
             closed: AtomicBool::new(false),
@@ -210,14 +219,15 @@ impl Local {
             // Unbounded as a channel, bounded by `backlog` (`notify`).
             let (tx, rx) = crossbeam_channel::unbounded::<Queued>();
             let subscribers = Arc::clone(&self.subscribers);
+            let has_subscribers = Arc::clone(&self.has_subscribers);
             let backlog = Arc::clone(&self.backlog);
             let thread = std::thread::Builder::new()
                 .name("floorbell-callbacks".into())
                 .spawn(move || {
                     for queued in rx {
-                        let (changes, cost) = match queued {
-                            Queued::Changes(changes, cost) => (changes, cost),
-                            Queued::Lagged => {
+                        let (changes, cost, serial) = match queued {
+                            Queued::Changes(changes, cost, serial) => (changes, cost, serial),
+                            Queued::Lagged(serial) => {
                                 let mut b = backlog.lock();
                                 b.lagging = false;
                                 let dropped = std::mem::take(&mut b.dropped);
@@ -226,26 +236,33 @@ impl Local {
                                     dropped,
                                     "the subscriber callbacks missed changes (FLOORBELL_CHANGE_LAGGED)"
                                 );
-                                (vec![Change::Lagged(dropped)], 0)
+                                (vec![Change::Lagged(dropped)], 0, serial)
                             }
                         };
                         // A snapshot: callbacks run without any lock held, so
                         // they may subscribe, unsubscribe or call the engine.
                         let current: Vec<Arc<Subscriber>> = subscribers.read().clone();
                         for change in &changes {
-                            for sub in &current {
+                            for sub in current.iter().filter(|s| s.since <= serial) {
                                 let _in_call = sub.gate.lock();
                                 // Pairs with the Release store in unsubscribe.
                                 if sub.active.load(Ordering::Acquire) {
                                     let call = AssertUnwindSafe(|| (sub.callback)(change));
-                                    if std::panic::catch_unwind(call).is_err() {
+                                    if let Err(payload) = std::panic::catch_unwind(call) {
                                         // One embedder's bug must not end the
                                         // thread every subscriber shares: this
-                                        // one is called no more.
+                                        // one is unsubscribed. Its payload is
+                                        // leaked (a payload whose drop panics
+                                        // would end the thread after all).
+                                        std::mem::forget(payload);
                                         sub.active.store(false, Ordering::Release);
+                                        let mut subs = subscribers.write();
+                                        subs.retain(|s| s.id != sub.id);
+                                        has_subscribers.store(!subs.is_empty(), Ordering::Release);
+                                        drop(subs);
                                         tracing::error!(
                                             subscription = sub.id,
-                                            "a subscriber callback panicked; it is called no more"
+                                            "a subscriber callback panicked; it is unsubscribed"
                                         );
                                     }
                                 }
@@ -261,9 +278,22 @@ impl Local {
             *dispatcher = Some((tx, handle));
         }
         let id = self.next_subscription.fetch_add(1, Ordering::Relaxed) + 1;
+        // Under the dispatcher's lock, which `notify` holds while it numbers
+        // and sends: the new subscriber hears exactly what is sent from now
+        // on, and, while changes are being dropped, the marker that says so
+        // (it may then count a few from before it subscribed).
+        let since = {
+            let backlog = self.backlog.lock();
+            if backlog.lagging {
+                backlog.lagged_at
+            } else {
+                self.serial.load(Ordering::Relaxed)
+            }
+        };
         self.subscribers.write().push(Arc::new(Subscriber {
             id,
             callback,
+            since,
             active: AtomicBool::new(true),
             gate: Mutex::new(()),
         }));
@@ -330,11 +360,14 @@ impl Local {
                 queued_bytes = backlog.bytes,
                 "the subscriber callbacks fell behind; changes are dropped until they catch up"
             );
-            let _ = tx.send(Queued::Lagged);
+            let serial = self.serial.fetch_add(1, Ordering::Relaxed);
+            backlog.lagged_at = serial;
+            let _ = tx.send(Queued::Lagged(serial));
             return;
         }
         backlog.bytes += cost;
-        let _ = tx.send(Queued::Changes(changes, cost));
+        let serial = self.serial.fetch_add(1, Ordering::Relaxed);
+        let _ = tx.send(Queued::Changes(changes, cost, serial));
     }
 
     /// Holds the callbacks' dispatch while the guard lives: the writer
@@ -474,7 +507,56 @@ mod tests {
         local.shutdown(); // runs what is queued
         assert_eq!(panics.load(Ordering::SeqCst), 1, "called no more");
         assert_eq!(seen.lock().len(), 3, "the thread outlived the panic");
-        assert!(local.unsubscribe(bad) && local.unsubscribe(good));
+        assert!(!local.unsubscribe(bad), "unsubscribed already");
+        assert!(local.unsubscribe(good));
+    }
+
+    /// A subscriber added while the callbacks are behind hears only what
+    /// was committed after it subscribed.
+    #[test]
+    fn a_new_subscriber_hears_nothing_from_before_it_subscribed() {
+        let local = Local::default();
+        let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(0);
+        let (started_tx, started_rx) = crossbeam_channel::bounded(1);
+        let first = local
+            .subscribe(Box::new(move |_| {
+                let _ = started_tx.try_send(());
+                let _ = release_rx.recv_timeout(std::time::Duration::from_secs(5));
+            }))
+            .expect("open");
+        let event = |n: u8| Change::Event(Bytes::from(vec![b'0' + n]));
+        local.notify(vec![event(1)]);
+        started_rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .unwrap();
+        local.notify(vec![event(2)]); // queued behind the held call
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        let late = local
+            .subscribe(Box::new(move |c| sink.lock().push(c.clone())))
+            .expect("open");
+        local.notify(vec![event(3)]);
+        for _ in 0..3 {
+            let _ = release_tx.send_timeout((), std::time::Duration::from_secs(5));
+        }
+        local.shutdown();
+        assert_eq!(seen.lock().as_slice(), [event(3)]);
+        assert!(local.unsubscribe(first) && local.unsubscribe(late));
+    }
+
+    #[test]
+    fn a_lone_subscriber_that_panics_leaves_no_one_listening() {
+        let local = Local::default();
+        local
+            .subscribe(Box::new(|_| panic!("an embedder's bug")))
+            .expect("open");
+        assert!(local.has_subscribers());
+        local.notify(vec![Change::Event(Bytes::from_static(b"{}"))]);
+        local.shutdown();
+        assert!(
+            !local.has_subscribers(),
+            "the writer builds no more changes"
+        );
     }
 
     #[test]

@@ -154,6 +154,9 @@ export async function openPage(browser, server, urlPath, viewport = { width: 128
     }
   });
   page.problems = problems;
+  // The WebSocket paths the page opened, in order.
+  page.sockets = [];
+  page.on('websocket', (ws) => page.sockets.push(new URL(ws.url()).pathname));
   if (urlPath !== null) await page.goto(server.url + urlPath);
   return page;
 }

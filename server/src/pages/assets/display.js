@@ -1,15 +1,14 @@
 // The display board (/display): every table, live over /ws/display
 // (SPEC §2.4: pick / unpick / claimed T ID / complete T / cancel T).
 //
-// Display frames carry ticket ids only. The visitors' names come from a
-// second, read-only /ws/staff connection that never picks a table: a staff
-// console receives `new TICKETJSON` for every waiting ticket when it
-// connects and for every new one, and `claimed TICKETJSON` whenever another
-// console claims one (SPEC §2.2), which for this connection is every claim.
-// Names are remembered in localStorage (id → name only, the last 300), so a
-// reloaded display still names the tickets it saw, and each time it
-// (re)connects it reads GET /api/tickets/serving (number and name of every
-// ticket in service, no emails) for those claimed before it was watching.
+// Display frames carry ticket ids only. The visitors' names come from
+// GET /api/tickets/serving (number and name of every ticket in service, no
+// emails), read when the display (re)connects and after a claim of a
+// ticket it cannot name yet. (Until session 18 the display listened on a
+// second, /ws/staff connection, which put every waiting visitor's email
+// address into the browser of a public screen.) Names are remembered in
+// localStorage (id → name only, the last 300), so a reloaded display still
+// names the tickets it saw.
 (function () {
   'use strict';
   const N = Math.max(1, parseInt(document.body.dataset.tables, 10) || 16);
@@ -118,6 +117,7 @@
       tables = fresh(); // the server sends the whole state right after connecting
       if (!connected) quietUntil = Date.now() + 500;
       connected = true;
+      fetchServing();
       render();
     },
     message(text) {
@@ -138,11 +138,15 @@
           if (!(id >= 0)) return;
           tb.staffed = true;
           if (!tb.tickets.includes(id)) tb.tickets.push(id);
-          if (Date.now() > quietUntil && !before[t].tickets.includes(id)) {
-            flash(t);
+          const isNew = Date.now() > quietUntil && !before[t].tickets.includes(id);
+          if (isNew) flash(t);
+          const announce = () => {
+            if (!isNew) return;
             const name = names.get(id);
             FB.announce('Table ' + t + ' now serving ticket ' + id + (name ? ', ' + name : ''));
-          }
+          };
+          if (names.has(id)) announce();
+          else fetchServing().then(announce);
           break;
         }
         case 'complete':
@@ -187,21 +191,25 @@
     FB.local.set(NAMES_KEY, Array.from(names));
   }
   window.addEventListener('pagehide', saveNames);
+  // One read at a time; claims that come meanwhile get one more read after
+  // it (a burst of claims costs two reads). Resolves when the names it
+  // read are remembered.
+  let reading = null;
+  let again = null;
   function fetchServing() {
-    fetch('/api/tickets/serving', { cache: 'no-store' })
+    if (reading) {
+      if (!again) again = reading.then(() => { again = null; return fetchServing(); });
+      return again;
+    }
+    reading = fetch('/api/tickets/serving', { cache: 'no-store' })
       .then((r) => (r.ok ? r.json() : null))
       .then((body) => {
         if (body && Array.isArray(body.serving)) body.serving.forEach(remember);
       })
-      .catch(() => {}); // offline: the socket's reconnect calls again
+      .catch(() => {}) // offline: the socket's reconnect reads again
+      .finally(() => { reading = null; });
+    return reading;
   }
-  new FB.Socket('/ws/staff', {
-    open: fetchServing,
-    message(text) {
-      if (text.startsWith('new ')) remember(FB.jsonAfter(text, 'new'));
-      else if (text.startsWith('claimed ')) remember(FB.jsonAfter(text, 'claimed'));
-    },
-  }, { every: 25000, text: 'ping' });
 
   // ------------------------------------------------------------ clock, full screen
   function hhmm(d) {

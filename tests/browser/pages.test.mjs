@@ -119,6 +119,9 @@ test('kiosk → staff → display: take a ticket, accept it, serve it, complete 
     && (await card(display, 1).locator('.tname').textContent()) === 'Maria Garcia');
   assert.equal(await card(display, 6).getAttribute('data-state'), 'staffed');
   assert.equal(await card(display, 3).getAttribute('data-state'), 'free');
+  // Names come from /api/tickets/serving: the public screen never opens
+  // /ws/staff, where every waiting visitor's email goes.
+  assert.deepEqual([...new Set(display.sockets)], ['/ws/display']);
 
   // Kim signs in at /staff and picks table 3: the waiting tickets are listed.
   const staff = await openPage(browser, s, '/staff', TABLET);

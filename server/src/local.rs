@@ -255,11 +255,7 @@ impl Local {
                                         // leaked (a payload whose drop panics
                                         // would end the thread after all).
                                         std::mem::forget(payload);
-                                        sub.active.store(false, Ordering::Release);
-                                        let mut subs = subscribers.write();
-                                        subs.retain(|s| s.id != sub.id);
-                                        has_subscribers.store(!subs.is_empty(), Ordering::Release);
-                                        drop(subs);
+                                        remove_subscriber(&subscribers, &has_subscribers, sub.id);
                                         tracing::error!(
                                             subscription = sub.id,
                                             "a subscriber callback panicked; it is unsubscribed"
@@ -305,16 +301,9 @@ impl Local {
     /// the callback is not running (unless called from that very callback)
     /// and will not be called again.
     pub fn unsubscribe(&self, id: u64) -> bool {
-        let removed = {
-            let mut subs = self.subscribers.write();
-            let position = subs.iter().position(|s| s.id == id);
-            let removed = position.map(|i| subs.remove(i));
-            self.has_subscribers
-                .store(!subs.is_empty(), Ordering::Release);
-            removed
+        let Some(sub) = remove_subscriber(&self.subscribers, &self.has_subscribers, id) else {
+            return false;
         };
-        let Some(sub) = removed else { return false };
-        sub.active.store(false, Ordering::Release);
         // Wait for a call in progress, unless this is the callback thread
         // itself (a callback unsubscribing): it holds the gate, and no later
         // call can start once `active` is false.
@@ -417,6 +406,24 @@ impl Local {
             }
         }
     }
+}
+
+/// Takes subscriber `id` off the list (keeping `has_subscribers` true to
+/// it) and marks it inactive: no call of it starts after this.
+fn remove_subscriber(
+    subscribers: &RwLock<Vec<Arc<Subscriber>>>,
+    has_subscribers: &AtomicBool,
+    id: u64,
+) -> Option<Arc<Subscriber>> {
+    let sub = {
+        let mut subs = subscribers.write();
+        let position = subs.iter().position(|s| s.id == id);
+        let removed = position.map(|i| subs.remove(i));
+        has_subscribers.store(!subs.is_empty(), Ordering::Release);
+        removed
+    }?;
+    sub.active.store(false, Ordering::Release);
+    Some(sub)
 }
 
 /// Whether a direct message answers a command (SPEC §2.1, §2.3).

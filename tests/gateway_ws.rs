@@ -223,6 +223,9 @@ fn a_wrong_token_invalid_json_or_no_accesstoken_is_closed_with_1008() {
         "[]".to_string(),
         r#"{"accesstoken":5}"#.to_string(),
         r#"{"accesstoken":null}"#.to_string(),
+        // The last of two keys used to count.
+        format!(r#"{{"accesstoken":"{wrong}","accesstoken":"{}"}}"#, t.token),
+        format!(r#"["{}"]"#, t.token),
     ];
     for frame in &frames {
         let mut ws = s.ws(GW_WS);

@@ -511,6 +511,48 @@ fn malformed_request_line_is_400() {
     server.assert_healthy();
 }
 
+/// Two `token` or two `Authorization` lines are a 400 in the path's error
+/// shape, whichever comes first: the last one used to count, so a wrong
+/// credential before a right one passed. Nothing is published.
+#[test]
+fn a_second_credential_header_is_400() {
+    let server = Launch::new().start();
+    let auth = admin_auth();
+    let event = event_body("waiter_call");
+    let requests = [
+        http_request(
+            "GET",
+            "/api/v4/events?hash=none",
+            &[("token", "wrong"), ("token", QR_TOKEN)],
+            b"",
+        ),
+        http_request(
+            "POST",
+            "/api/v4/events",
+            &[("Authorization", "Bearer wrong"), ("Authorization", &auth)],
+            event.as_bytes(),
+        ),
+        http_request(
+            "POST",
+            "/api/v4/events",
+            &[("Authorization", &auth), ("authorization", &auth)],
+            event.as_bytes(),
+        ),
+    ];
+    for request in &requests {
+        let mut conn = server.raw();
+        conn.send(request);
+        let reply = conn.read_response();
+        assert_eq!(reply.status, 400, "{}", reply.text());
+        reply.assert_json();
+        assert_v4_error_shape(&reply.text());
+        assert!(reply
+            .text()
+            .contains("more than one token or Authorization header"));
+    }
+    assert!(server.poll_hashes("none").is_empty());
+    server.assert_healthy();
+}
 /// Every answer decided by the head alone is sent when the head arrived in
 /// two reads too (they were once left unsent, the connection open for ever).
 #[test]
@@ -630,6 +672,68 @@ fn a_poll_with_connection_close_or_http_1_0_or_a_fin_ends_the_connection() {
         assert!(
             conn.closed_within(Duration::from_secs(2)),
             "a request with the FIN: the connection stayed open"
+        );
+    }
+}
+
+/// A request the client ends (FIN) before it is complete, head or body, is
+/// answered 400 in its path's error shape and the connection closed: never
+/// a silent close (SPEC §0). Blank lines and nothing at all close quietly.
+#[test]
+fn a_request_cut_short_by_the_fin_gets_400() {
+    let server = Launch::new().start();
+    let auth = admin_auth();
+    let cases = [
+        (
+            format!("POST /api/v2/activeorders HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: 10\r\n\r\n{{\"a"),
+            "status",
+        ),
+        ("GET /api/v2 HTTP/1.1\r\nHost: x\r\n".to_owned(), "status"),
+        (
+            "GET /api/v2 HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n".to_owned(),
+            "status",
+        ),
+        (
+            format!("POST /api/v4/events HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nExpect: 100-continue\r\nContent-Length: 40\r\n\r\n"),
+            "result",
+        ),
+        ("GET /api/v4/eve".to_owned(), "result"),
+    ];
+    for (request, key) in &cases {
+        let mut conn = server.raw();
+        conn.send(request.as_bytes());
+        conn.stream
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half-close");
+        let mut reply = conn.read_response();
+        if reply.status == 100 {
+            reply = conn.read_response();
+        }
+        assert_eq!(reply.status, 400, "{request:?}: {}", reply.text());
+        reply.assert_json();
+        assert!(reply.closes(), "{request:?}");
+        let body: serde_json::Value = serde_json::from_str(&reply.text()).unwrap();
+        assert!(
+            body.get(*key).is_some() && reply.text().contains("before the request was complete"),
+            "{request:?}: {}",
+            reply.text()
+        );
+        assert!(
+            conn.closed_within(Duration::from_secs(2)),
+            "{request:?}: still open"
+        );
+    }
+    // The publish whose body was cut short queued nothing.
+    assert!(server.poll_hashes("none").is_empty());
+    for quiet in ["", "\r\n\r\n"] {
+        let mut conn = server.raw();
+        conn.send(quiet.as_bytes());
+        conn.stream
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half-close");
+        assert!(
+            conn.closed_within(Duration::from_secs(2)),
+            "{quiet:?}: no quiet close"
         );
     }
 }

@@ -953,6 +953,22 @@ impl Worker {
                 }
             }
             if conn.peer_closed {
+                // What is left is a request the client ended before it was
+                // complete (complete ones were answered above): it gets a
+                // 400 saying so rather than a silent close (SPEC §0). Blank
+                // lines before a request line are not a request.
+                if conn.ws.is_none() && conn.input.iter().any(|b| !b"\r\n".contains(b)) {
+                    let body = http::error_body(
+                        sniff_path(&conn.input),
+                        400,
+                        "the connection was closed before the request was complete",
+                    );
+                    http::write_response(&mut conn.out, 400, &body, true, false, &self.date);
+                    conn.close_after_write = true;
+                    conn.input = Vec::new();
+                    conn.request_started = None;
+                    continue;
+                }
                 if conn.unsent() == 0 {
                     return self.close(hub, key, entry);
                 }
@@ -1419,9 +1435,19 @@ impl Worker {
             return;
         }
         ws.auth_deadline = None;
-        let token = serde_json::from_str::<serde_json::Value>(text)
-            .ok()
-            .and_then(|v| v.get("accesstoken")?.as_str().map(str::to_owned));
+        /// The token frame: an object. Other keys are let be; a second
+        /// `accesstoken` is refused (serde's derive does), never taken as
+        /// the last one.
+        #[derive(serde::Deserialize)]
+        struct TokenFrame {
+            accesstoken: String,
+        }
+        let token = text
+            .trim_start()
+            .starts_with('{') // the derive would take `["TOKEN"]` too
+            .then(|| serde_json::from_str::<TokenFrame>(text).ok())
+            .flatten()
+            .map(|f| f.accesstoken);
         let ip = conn.peer.map(|p| p.to_string());
         let principal = token
             .as_ref()

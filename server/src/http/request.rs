@@ -75,6 +75,9 @@ pub enum HeadError {
     Chunked,
     /// Another transfer coding.
     UnsupportedEncoding,
+    /// Two `token` or two `Authorization` header lines: which one counts
+    /// would be a guess (each is a single credential, RFC 9110 §11.6.2).
+    DuplicateCredentials,
 }
 
 impl HeadError {
@@ -92,6 +95,9 @@ impl HeadError {
                 "chunked request bodies are not supported: send Content-Length",
             ),
             HeadError::UnsupportedEncoding => (501, "unsupported Transfer-Encoding"),
+            HeadError::DuplicateCredentials => {
+                (400, "more than one token or Authorization header: send one")
+            }
         }
     }
 }
@@ -234,9 +240,13 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
             head.expect_continue =
                 http11 && h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         } else if name.eq_ignore_ascii_case(b"token") {
-            head.token = Some(offset(buf, h.value));
+            if head.token.replace(offset(buf, h.value)).is_some() {
+                return Err(HeadError::DuplicateCredentials);
+            }
         } else if name.eq_ignore_ascii_case(b"authorization") {
-            head.authorization = Some(offset(buf, h.value));
+            if head.authorization.replace(offset(buf, h.value)).is_some() {
+                return Err(HeadError::DuplicateCredentials);
+            }
         } else if name.eq_ignore_ascii_case(b"upgrade") {
             head.upgrade_websocket = h
                 .value
@@ -298,6 +308,29 @@ mod tests {
         assert_eq!(&buf[h.token.clone().unwrap()], b"abc");
         assert_eq!(&buf[h.head_len..], b"NEXT");
         assert!(h.keep_alive);
+    }
+
+    /// A second credential header is refused, whatever its value: the last
+    /// one used to win, so a wrong token before a right one passed.
+    #[test]
+    fn a_second_token_or_authorization_header_is_refused() {
+        for head in [
+            &b"GET /api/v4/events?hash=none HTTP/1.1\r\ntoken: nope\r\ntoken: abc\r\n\r\n"[..],
+            b"GET /api/v4/events?hash=none HTTP/1.1\r\ntoken: abc\r\nTOKEN: abc\r\n\r\n",
+            b"POST /api/v4/events HTTP/1.1\r\nAuthorization: Bearer nope\r\nauthorization: Bearer a\r\n\r\n",
+        ] {
+            assert_eq!(
+                parse_head(head),
+                Err(HeadError::DuplicateCredentials),
+                "{:?}",
+                String::from_utf8_lossy(head)
+            );
+        }
+        // One of each is two different credentials, not a duplicate.
+        let h = parse_head(b"GET / HTTP/1.1\r\ntoken: t\r\nAuthorization: Bearer a\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.token.is_some() && h.authorization.is_some());
     }
 
     #[test]

@@ -957,6 +957,25 @@ fn parse_local_forms() {
     );
     assert_eq!(z.parse_local("2015-05-05T13:40:09.5"), Some(T0 + 500));
     assert_eq!(Zone::utc().parse_local("2015-05-05T10:40:09"), Some(T0));
+    // Valid times past the range of instants read as its last one (they
+    // were refused as malformed); the edges of the range are exact.
+    let last = jiff::Timestamp::MAX.as_millisecond();
+    for late in [
+        "9999-12-31",
+        "9999-12-31T00:00:00",
+        "9999-12-31T23:59:59Z",
+        "9999-12-30T23:00:00+00:00",
+    ] {
+        assert_eq!(Zone::utc().parse_local(late), Some(last), "{late:?}");
+    }
+    // Midnight in Moscow is still inside: 21:00 UTC the day before.
+    assert_eq!(z.parse_local("9999-12-31"), Some(253_402_203_600_000));
+    assert_eq!(z.parse_local("9999-12-31T02:00:00"), Some(last));
+    assert_eq!(
+        Zone::utc().parse_local("0000-01-01"),
+        Some(-62_167_219_200_000)
+    );
+    assert_eq!(z.parse_local("9999-02-30"), None);
     for bad in [
         "",
         "2015",

@@ -149,7 +149,9 @@ impl Zone {
     ///
     /// A fraction of a millisecond is dropped. `t` and `z` may be lowercase.
     /// Anything else, or a date or time that does not exist (`2015-02-29`,
-    /// `24:00:00`, leap second 60), is `None`.
+    /// `24:00:00`, leap second 60), is `None`. A valid time past the range
+    /// of instants (late on 9999-12-30 UTC and after) reads as its last
+    /// instant.
     pub fn parse_local(&self, text: &str) -> Option<i64> {
         let b = text.as_bytes();
         let year = digits(b.get(0..4)?)?;
@@ -159,9 +161,14 @@ impl Zone {
             return None;
         }
         let date = Date::new(year as i16, month as i8, day as i8).ok()?;
+        // A valid time too late for jiff's range (which ends late on
+        // 9999-12-30 UTC) is its last instant: no order is created after it.
+        let in_range = |ms: Option<i64>| {
+            ms.or_else(|| (year == 9999).then(|| Timestamp::MAX.as_millisecond()))
+        };
         if b.len() == 10 {
             let dt = date.to_datetime(jiff::civil::Time::midnight());
-            return self.resolve_local(dt);
+            return in_range(self.resolve_local(dt));
         }
         if !matches!(b[10], b'T' | b't') {
             return None;
@@ -193,7 +200,7 @@ impl Zone {
         )
         .ok()?;
         let offset_secs = match rest {
-            [] => return self.resolve_local(dt),
+            [] => return in_range(self.resolve_local(dt)),
             [b'Z' | b'z'] => 0,
             [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
                 let hours = digits(&[*h1, *h2])?;
@@ -210,11 +217,8 @@ impl Zone {
             }
             _ => return None,
         };
-        let ts = Offset::from_seconds(offset_secs)
-            .ok()?
-            .to_timestamp(dt)
-            .ok()?;
-        Some(ts.as_millisecond())
+        let offset = Offset::from_seconds(offset_secs).ok()?;
+        in_range(offset.to_timestamp(dt).ok().map(|ts| ts.as_millisecond()))
     }
 
     /// "Today" in this zone at the instant `now_ms`: the Unix ms of its first

@@ -696,6 +696,8 @@ fn starting_an_order_with_a_bad_body_is_400_and_starts_nothing() {
         r#"{"name":"1","orderType":"TO_GO","locationName":true}"#.into(),
         format!(r#"{{"name":"1","orderType":"TO_GO","locationName":"{long}"}}"#),
         format!(r#"{{"name":"1","orderType":"TO_GO","locationName":"{long_utf8}"}}"#),
+        // A key given twice: the last one used to count.
+        r#"{"name":"1","orderType":"TO_GO","name":"2"}"#.into(),
     ];
     for body in &bodies {
         let reply = s.gw_admin("POST", "/api/v2/activeorders", Some(body));
@@ -1489,6 +1491,7 @@ fn bad_settings_are_400_and_change_nothing() {
         r#"{"timezone":"UTC","foo":1}"#,
         r#"{"targetTimeDefault":100,"timezone":"Nowhere/Land"}"#,
         r#"{"timezone":"UTC","targetTimeDefault":-5}"#,
+        r#"{"timezone":"UTC","timezone":"Europe/Berlin"}"#,
     ];
     for body in bodies {
         let reply = post_settings(&s, body);

@@ -32,6 +32,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod access;
+pub mod echo;
 pub mod orders;
 pub mod qr;
 pub mod ring;

@@ -81,7 +81,8 @@ pub unsafe extern "C" fn floorbell_engine_press_button(
 /// free it with `floorbell_string_free`).
 ///
 /// Errors: `FLOORBELL_STATUS_INVALID_ARGUMENT` for a missing or malformed
-/// field or bad JSON, `FLOORBELL_STATUS_CONFLICT` when the name is active;
+/// field, bad JSON, a key given twice or over 1 MiB of JSON (HTTP's limit),
+/// `FLOORBELL_STATUS_CONFLICT` when the name is active;
 /// nothing changes then.
 ///
 /// Threads: any, concurrently, a subscriber callback included.
@@ -115,7 +116,8 @@ pub unsafe extern "C" fn floorbell_engine_order_start(
 /// wanted). A change that changes nothing is still `FLOORBELL_STATUS_OK` and
 /// is not a change (no `seq`, no callback).
 ///
-/// Errors: `FLOORBELL_STATUS_INVALID_ARGUMENT` for bad JSON or a bad field,
+/// Errors: `FLOORBELL_STATUS_INVALID_ARGUMENT` for bad JSON (a key given
+/// twice, over 1 MiB) or a bad field,
 /// `FLOORBELL_STATUS_NOT_FOUND` for an unknown name or uuid (or a cleared
 /// order's name), `FLOORBELL_STATUS_CONFLICT` for a cleared order's uuid;
 /// nothing changes then.

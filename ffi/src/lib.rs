@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use floorbell_core::echo::Echo;
 use floorbell_core::qr::{self, PreparedEvent};
 use floorbell_core::ring::{format_hash, parse_hash, Cursor};
 use floorbell_server::config::Config;
@@ -318,7 +319,7 @@ pub unsafe extern "C" fn floorbell_engine_serve(
         let addr = listen.parse().map_err(|_| {
             Failure::new(
                 FloorbellStatus::InvalidArgument,
-                format!("{listen:?} is not HOST:PORT"),
+                format!("{} is not HOST:PORT", Echo(listen)),
             )
         })?;
         let mut server = handle.server.lock();
@@ -608,7 +609,7 @@ pub unsafe extern "C" fn floorbell_session_open(
             other => {
                 return Err(Failure::new(
                     FloorbellStatus::InvalidArgument,
-                    format!("role {other:?} is not kiosk, staff or display"),
+                    format!("role {} is not kiosk, staff or display", Echo(other)),
                 ))
             }
         };

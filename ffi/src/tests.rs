@@ -953,3 +953,55 @@ fn a_callback_that_falls_behind_gets_lagged_and_can_resync() {
         assert_eq!(floorbell_engine_close(engine), FloorbellStatus::Ok);
     }
 }
+
+/// A hostile caller's huge strings are refused with a short message (the
+/// last error is kept per thread: it once quoted the whole input), and an
+/// order body over HTTP's 1 MiB is refused as over HTTP (it was taken).
+#[test]
+fn huge_arguments_are_refused_with_short_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open_engine(&dir);
+    let huge = cs(&"x".repeat(10 << 20));
+    let mut session = 0u64;
+    // SAFETY: valid arguments throughout.
+    unsafe {
+        assert_eq!(
+            floorbell_session_open(engine, huge.as_ptr(), &mut session),
+            FloorbellStatus::InvalidArgument
+        );
+        let message = last_error();
+        assert!(
+            message.starts_with("role \"xxx") && message.len() < 200,
+            "{message}"
+        );
+        assert_eq!(
+            floorbell_engine_serve(engine, huge.as_ptr(), std::ptr::null_mut()),
+            FloorbellStatus::InvalidArgument
+        );
+        let message = last_error();
+        assert!(
+            message.ends_with("is not HOST:PORT") && message.len() < 200,
+            "{message}"
+        );
+        let body = format!(
+            r#"{{"name":"1","orderType":"TO_GO","pad":"{}"}}"#,
+            "y".repeat(1 << 20)
+        );
+        let body = cs(&body);
+        assert_eq!(
+            floorbell_engine_order_start(engine, body.as_ptr(), std::ptr::null_mut()),
+            FloorbellStatus::InvalidArgument
+        );
+        assert_eq!(
+            last_error(),
+            "the request body is longer than 1048576 bytes"
+        );
+        let mut out = std::ptr::null_mut();
+        assert_eq!(
+            floorbell_engine_orders_active(engine, &mut out),
+            FloorbellStatus::Ok
+        );
+        assert_eq!(take(out), r#"{"status":200,"count":0,"items":[]}"#);
+        assert_eq!(floorbell_engine_close(engine), FloorbellStatus::Ok);
+    }
+}

@@ -13,6 +13,7 @@ use std::time::Duration;
 pub const MAX_REACTORS: usize = 254;
 const _: () = assert!(MAX_REACTORS < crate::local::LOCAL_REACTOR);
 
+use floorbell_core::echo::Echo;
 use serde::Deserialize;
 
 /// `floorbell serve`'s flags. Each is also a key of the `--config` file,
@@ -251,7 +252,10 @@ impl Config {
             Some(text) => text.parse::<SocketAddr>().map_err(|_| {
                 invalid(
                     "listen",
-                    format!("{text:?} is not HOST:PORT (an IP address and a port)"),
+                    format!(
+                        "{} is not HOST:PORT (an IP address and a port)",
+                        Echo(&text)
+                    ),
                 )
             })?,
             None => d.listen,
@@ -341,7 +345,7 @@ impl Config {
         if !is_log_filter(&log_level) {
             return Err(invalid(
                 "log-level",
-                format!("{log_level:?} is not a level or filter"),
+                format!("{} is not a level or filter", Echo(&log_level)),
             ));
         }
         Ok(Config {

@@ -73,8 +73,9 @@ mod tests;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
 use std::ops::Bound;
+
+pub(crate) use crate::echo::Echo;
 
 pub use zone::Zone;
 
@@ -92,8 +93,6 @@ pub const DEFAULT_TARGET_TIME_SECS: u32 = 300;
 /// Largest target time accepted, in seconds. SPEC gap: one day; a longer
 /// target would count every order as on target.
 pub const MAX_TARGET_TIME_SECS: u32 = 86_400;
-/// Longest piece of a caller's text echoed in an error message.
-const MAX_ECHOED_LEN: usize = 64;
 /// Length of a hyphenated UUID.
 const UUID_LEN: usize = 36;
 
@@ -418,24 +417,6 @@ pub fn check_location(location: &str) -> Result<(), OrderError> {
         ));
     }
     Ok(())
-}
-
-/// A caller's text for an error message: cut to [`MAX_ECHOED_LEN`] bytes on
-/// a character boundary, quoted and escaped (`Debug`).
-pub(crate) struct Echo<'a>(pub(crate) &'a str);
-
-impl fmt::Display for Echo<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = self.0;
-        if s.len() <= MAX_ECHOED_LEN {
-            return write!(f, "{s:?}");
-        }
-        let mut end = MAX_ECHOED_LEN;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        write!(f, "{:?}…", &s[..end])
-    }
 }
 
 /// `(created_ms, seq)`: where an order sits in "oldest first".

@@ -1162,6 +1162,42 @@ fn parse_start_400s() {
     // Deep nesting is refused, not a stack overflow.
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     assert_eq!(parse_start(deep.as_bytes()).unwrap_err().status(), 400);
+    let deep_object = format!(r#"{{"x":{}{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+    assert_eq!(
+        parse_start(deep_object.as_bytes()).unwrap_err().status(),
+        400
+    );
+    // A key given twice is refused (serde_json alone keeps the last one),
+    // in every body; the same key in a nested object is another object's.
+    for body in [
+        &br#"{"name":"1","orderType":"TO_GO","name":"2"}"#[..],
+        br#"{"name":"1","orderType":"TO_GO","extra":1,"extra":2}"#,
+    ] {
+        let msg = bad_request(parse_start(body).unwrap_err());
+        assert!(msg.contains("appears twice"), "{msg}");
+    }
+    assert!(
+        bad_request(parse_modify(br#"{"locationName":"1","locationName":""}"#).unwrap_err())
+            .contains("the key \"locationName\" appears twice")
+    );
+    assert!(parse_page(br#"{"tracking":true,"tracking":false}"#).is_err());
+    assert!(parse_start(br#"{"name":"1","orderType":"TO_GO","x":{"a":1},"y":{"a":2}}"#).is_ok());
+    // Over HTTP's 1 MiB, whatever the caller (the C ABI has no HTTP head).
+    let padded = |n: usize| {
+        format!(
+            r#"{{"name":"1","orderType":"TO_GO","pad":"{}"}}"#,
+            "y".repeat(n)
+        )
+    };
+    let limit = wire::MAX_BODY_BYTES;
+    let at_limit = padded(limit - padded(0).len());
+    assert_eq!(at_limit.len(), limit);
+    assert!(parse_start(at_limit.as_bytes()).is_ok());
+    let over = padded(limit + 1 - padded(0).len());
+    assert_eq!(
+        bad_request(parse_start(over.as_bytes()).unwrap_err()),
+        "the request body is longer than 1048576 bytes"
+    );
 }
 
 #[test]

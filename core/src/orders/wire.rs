@@ -8,8 +8,9 @@
 //!
 //! # Decisions where SPEC §3.3 is silent
 //!
-//! * Bodies: JSON objects. Unknown keys are ignored in order bodies (gateway
-//!   clients send more), refused in settings (SPEC). An optional field that
+//! * Bodies: JSON objects of at most [`MAX_BODY_BYTES`]. Unknown keys are
+//!   ignored in order bodies (gateway clients send more), refused in
+//!   settings (SPEC); a key given twice is refused. An optional field that
 //!   is `null` is the same as one left out. `name` must be a JSON string (not
 //!   a number).
 //! * Query strings: a leading `?` is skipped; a parameter with an empty value
@@ -206,14 +207,64 @@ fn bad(message: impl Into<String>) -> OrderError {
 }
 
 /// The body as a JSON object.
+/// Longest body an order call takes: HTTP's limit (SPEC §0: 1 MiB), kept
+/// here too so the C ABI's order calls, which have no HTTP head, refuse
+/// the same bodies.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
 fn object(body: &[u8]) -> Result<Map<String, Value>, OrderError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(bad(format!(
+            "the request body is longer than {MAX_BODY_BYTES} bytes"
+        )));
+    }
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(bad("the request body is empty; a JSON object is expected"));
     }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(bad("the request body must be a JSON object")),
+    if !body.trim_ascii_start().starts_with(b"{") {
+        // Also what keeps serde from reading a JSON array as the object.
+        return match serde_json::from_slice::<Value>(body) {
+            Ok(_) => Err(bad("the request body must be a JSON object")),
+            Err(e) => Err(bad(format!("the request body is not valid JSON: {e}"))),
+        };
+    }
+    match serde_json::from_slice::<UniqueKeys>(body) {
+        Ok(UniqueKeys(map)) => Ok(map),
         Err(e) => Err(bad(format!("the request body is not valid JSON: {e}"))),
+    }
+}
+
+/// A JSON object whose keys are all different: with two of one key, which
+/// one counts would be a guess (serde_json keeps the last), so such a body
+/// is refused, as §1's events are.
+struct UniqueKeys(Map<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<UniqueKeys, A::Error> {
+                let mut map = Map::new();
+                while let Some((key, value)) = a.next_entry::<String, Value>()? {
+                    if map.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format_args!(
+                            "the key {} appears twice",
+                            Echo(&key)
+                        )));
+                    }
+                    map.insert(key, value);
+                }
+                Ok(UniqueKeys(map))
+            }
+        }
+        d.deserialize_map(Visitor)
     }
 }
 

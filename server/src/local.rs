@@ -367,6 +367,13 @@ impl Local {
         self.dispatcher.lock()
     }
 
+    /// For tests: while the guard lives, no reply reaches a session (its
+    /// delivery waits for the sessions' lock).
+    #[cfg(test)]
+    pub(crate) fn hold_replies(&self) -> impl Sized + '_ {
+        self.sessions.lock()
+    }
+
     /// Routes a committed delivery's frames to local sessions, and its
     /// broadcasts to `changes` when anyone subscribes.
     pub fn deliver(&self, delivery: &Delivery, changes: &mut Vec<Change>) {

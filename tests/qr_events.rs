@@ -383,13 +383,16 @@ fn publish_with_wrong_admin_token_is_401_and_queues_nothing() {
 fn publish_of_invalid_json_is_400_and_queues_nothing() {
     let server = Launch::new().start();
     let before = seed_one_event(&server);
-    let bodies: [&[u8]; 12] = [
+    let bodies: [&[u8]; 14] = [
         b"",
         b"{",
         // Lone surrogates: strict JSON parsers would refuse every poll
         // that carried them.
         br#"{"code":"waiter_call","invoice":{"note":"\ud800"}}"#,
         br#"{"code":"waiter_call","invoice":{"note":"\udc00\ud800x"}}"#,
+        // So would numbers past a double's range.
+        br#"{"code":"waiter_call","invoice":{"sum":1e400}}"#,
+        br#"{"code":"waiter_call","order":[1,-2.5E+309]}"#,
         b"not json",
         br#"{"code":"waiter_call",}"#,
         br#"{"code":"waiter_call"} trailing"#,

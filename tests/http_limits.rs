@@ -723,6 +723,31 @@ fn a_request_cut_short_by_the_fin_gets_400() {
             "{request:?}: still open"
         );
     }
+    // Blank lines before the request line are skipped for its shape (§1's
+    // here), and a HEAD cut short gets the head alone.
+    let mut conn = server.raw();
+    conn.send(b"\r\n\r\nGET /api/v4/eve");
+    conn.stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("half-close");
+    let reply = conn.read_response();
+    assert_eq!(reply.status, 400);
+    assert_v4_error_shape(&reply.text());
+    let mut conn = server.raw();
+    conn.send(b"HEAD /api/v4/events?hash=none HTTP/1.1\r\nHost: x\r\n");
+    conn.stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("half-close");
+    match conn.read() {
+        ReadEnd::Closed(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                text.starts_with("HTTP/1.1 400 ") && text.ends_with("\r\n\r\n"),
+                "a body after the head of a HEAD's 400: {text:?}"
+            );
+        }
+        other => panic!("expected the head and a close, got {other:?}"),
+    }
     // The publish whose body was cut short queued nothing.
     assert!(server.poll_hashes("none").is_empty());
     for quiet in ["", "\r\n\r\n"] {

@@ -14,16 +14,26 @@ pub struct Echo<'a>(pub &'a str);
 
 impl fmt::Display for Echo<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = self.0;
-        if s.len() <= MAX_ECHOED_LEN {
-            return write!(f, "{s:?}");
+        let cut = cut(self.0, MAX_ECHOED_LEN);
+        if cut.len() == self.0.len() {
+            write!(f, "{cut:?}")
+        } else {
+            write!(f, "{cut:?}…")
         }
-        let mut end = MAX_ECHOED_LEN;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        write!(f, "{:?}…", &s[..end])
     }
+}
+
+/// The longest start of `s` of at most `max` bytes that ends on a
+/// character boundary.
+pub fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 #[cfg(test)]

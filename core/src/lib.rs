@@ -33,6 +33,7 @@
 
 pub mod access;
 pub mod echo;
+pub mod json_object;
 pub mod orders;
 pub mod qr;
 pub mod ring;

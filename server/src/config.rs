@@ -12,8 +12,10 @@ use std::time::Duration;
 /// in-process sessions, [`crate::local::LOCAL_REACTOR`]).
 pub const MAX_REACTORS: usize = 254;
 const _: () = assert!(MAX_REACTORS < crate::local::LOCAL_REACTOR);
+/// Longest parse message of toml (and serde) quoted in a config error.
+const MAX_MESSAGE_LEN: usize = 200;
 
-use floorbell_core::echo::Echo;
+use floorbell_core::echo::{cut, Echo};
 use serde::Deserialize;
 
 /// `floorbell serve`'s flags. Each is also a key of the `--config` file,
@@ -401,11 +403,17 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
 /// message, unless the key names a token and the message could quote its
 /// value (a wrong type does).
 fn parse_error(path: PathBuf, text: &str, e: &toml::de::Error) -> ConfigError {
+    // toml and serde quote the offending value or key whole (a 10 MB
+    // string in config text handed to the C ABI would be a 10 MB message).
+    let whole = e.message().trim_end();
+    let message = cut(whole, MAX_MESSAGE_LEN);
+    let message = if message.len() < whole.len() {
+        format!("{message}…")
+    } else {
+        message.to_owned()
+    };
     let Some(span) = e.span() else {
-        return ConfigError::Parse {
-            path,
-            message: e.message().to_owned(),
-        };
+        return ConfigError::Parse { path, message };
     };
     // toml's spans fall on character boundaries; a wrong one must not
     // panic here.
@@ -424,12 +432,11 @@ fn parse_error(path: PathBuf, text: &str, e: &toml::de::Error) -> ConfigError {
         .unwrap_or("")
         .trim()
         .trim_matches(|c| c == '"' || c == '\'');
-    let message = e.message().trim_end();
-    let message =
+    let message: &str =
         if key.to_ascii_lowercase().contains("token") && !message.starts_with("unknown field") {
             "its value is not valid there (not shown: it may be a secret)"
         } else {
-            message
+            &message
         };
     let message = if key.is_empty() || key.len() > 64 {
         format!("line {line_no}, column {column}: {message}")
@@ -536,6 +543,17 @@ mod tests {
         for bad in ["stream-budget-bytes = 10", "stream-budget-bytes = \"big\""] {
             let e = Config::from_toml_text(bad, dir).unwrap_err().to_string();
             assert!(e.contains("stream-budget-bytes"), "{bad}: {e}");
+        }
+        // A huge value or key is never quoted whole (toml's message does).
+        let huge = "x".repeat(1 << 20);
+        for bad in [
+            format!("tables = \"{huge}\""),
+            format!("{huge} = 1"),
+            format!("listen = \"{huge}\""),
+            format!("log-level = \"{huge}\""),
+        ] {
+            let e = Config::from_toml_text(&bad, dir).unwrap_err().to_string();
+            assert!(e.len() < 600 && e.contains("xxx"), "{}: {e}", &bad[..20]);
         }
     }
 

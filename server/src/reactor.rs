@@ -957,13 +957,14 @@ impl Worker {
                 // complete (complete ones were answered above): it gets a
                 // 400 saying so rather than a silent close (SPEC §0). Blank
                 // lines before a request line are not a request.
-                if conn.ws.is_none() && conn.input.iter().any(|b| !b"\r\n".contains(b)) {
+                if conn.ws.is_none() && !request_line(&conn.input).is_empty() {
                     let body = http::error_body(
                         sniff_path(&conn.input),
                         400,
                         "the connection was closed before the request was complete",
                     );
-                    http::write_response(&mut conn.out, 400, &body, true, false, &self.date);
+                    let head_only = sniff_head(&conn.input);
+                    http::write_response(&mut conn.out, 400, &body, true, head_only, &self.date);
                     conn.close_after_write = true;
                     conn.input = Vec::new();
                     conn.request_started = None;
@@ -1680,7 +1681,8 @@ fn expired(conn: &mut Conn, now: Instant, date: &DateCache) -> Option<bool> {
         if now.duration_since(started) >= REQUEST_TIMEOUT {
             let path = sniff_path(&conn.input);
             let body = http::error_body(path, 408, "request not completed within 10 seconds");
-            http::write_response(&mut conn.out, 408, &body, true, false, date);
+            let head_only = sniff_head(&conn.input);
+            http::write_response(&mut conn.out, 408, &body, true, head_only, date);
             conn.close_after_write = true;
             conn.input = Vec::new();
             return Some(false);
@@ -1692,10 +1694,29 @@ fn expired(conn: &mut Conn, now: Instant, date: &DateCache) -> Option<bool> {
 
 /// The path of a request line, as far as it can be read, for the error shape.
 fn sniff_path(buf: &[u8]) -> &[u8] {
-    let line = buf.split(|&b| b == b'\n').next().unwrap_or(b"");
+    let line = request_line(buf)
+        .split(|&b| b == b'\n')
+        .next()
+        .unwrap_or(b"");
     let mut parts = line.split(|&b| b == b' ');
     let _method = parts.next();
     http::request::path_of_target(parts.next().unwrap_or(b""))
+}
+
+/// Whether a request, as far as it can be read, is a `HEAD` (its error
+/// answers then carry no body, RFC 9110 §9.3.2).
+fn sniff_head(buf: &[u8]) -> bool {
+    request_line(buf).starts_with(b"HEAD ")
+}
+
+/// `buf` from its request line on: the blank lines a client may send
+/// before one (RFC 9112 §2.2) skipped.
+fn request_line(buf: &[u8]) -> &[u8] {
+    let start = buf
+        .iter()
+        .position(|b| !b"\r\n".contains(b))
+        .unwrap_or(buf.len());
+    &buf[start..]
 }
 
 /// Queues a close frame after what is queued and stops the connection's

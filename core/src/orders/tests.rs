@@ -1172,6 +1172,7 @@ fn parse_start_400s() {
     for body in [
         &br#"{"name":"1","orderType":"TO_GO","name":"2"}"#[..],
         br#"{"name":"1","orderType":"TO_GO","extra":1,"extra":2}"#,
+        br#"{"name":"1","orderType":"TO_GO","\u006eame":"2"}"#,
     ] {
         let msg = bad_request(parse_start(body).unwrap_err());
         assert!(msg.contains("appears twice"), "{msg}");

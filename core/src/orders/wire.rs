@@ -27,6 +27,7 @@ use super::{
     SettingsChange, StartOrder, Statistics, MAX_HISTORY_LIMIT, MAX_TARGET_TIME_SECS,
 };
 use super::{Echo, Settings};
+use crate::json_object::UniqueKeys;
 use crate::qr::json::write_str;
 
 /// The answer to a settings change (SPEC §3.3).
@@ -206,12 +207,12 @@ fn bad(message: impl Into<String>) -> OrderError {
     OrderError::BadRequest(message.into())
 }
 
-/// The body as a JSON object.
 /// Longest body an order call takes: HTTP's limit (SPEC §0: 1 MiB), kept
 /// here too so the C ABI's order calls, which have no HTTP head, refuse
 /// the same bodies.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// The body as a JSON object of at most [`MAX_BODY_BYTES`], each key once.
 fn object(body: &[u8]) -> Result<Map<String, Value>, OrderError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(bad(format!(
@@ -221,50 +222,14 @@ fn object(body: &[u8]) -> Result<Map<String, Value>, OrderError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(bad("the request body is empty; a JSON object is expected"));
     }
-    if !body.trim_ascii_start().starts_with(b"{") {
-        // Also what keeps serde from reading a JSON array as the object.
-        return match serde_json::from_slice::<Value>(body) {
-            Ok(_) => Err(bad("the request body must be a JSON object")),
-            Err(e) => Err(bad(format!("the request body is not valid JSON: {e}"))),
-        };
-    }
     match serde_json::from_slice::<UniqueKeys>(body) {
         Ok(UniqueKeys(map)) => Ok(map),
-        Err(e) => Err(bad(format!("the request body is not valid JSON: {e}"))),
-    }
-}
-
-/// A JSON object whose keys are all different: with two of one key, which
-/// one counts would be a guess (serde_json keeps the last), so such a body
-/// is refused, as §1's events are.
-struct UniqueKeys(Map<String, Value>);
-
-impl<'de> serde::Deserialize<'de> for UniqueKeys {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = UniqueKeys;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<UniqueKeys, A::Error> {
-                let mut map = Map::new();
-                while let Some((key, value)) = a.next_entry::<String, Value>()? {
-                    if map.contains_key(&key) {
-                        return Err(serde::de::Error::custom(format_args!(
-                            "the key {} appears twice",
-                            Echo(&key)
-                        )));
-                    }
-                    map.insert(key, value);
-                }
-                Ok(UniqueKeys(map))
-            }
-        }
-        d.deserialize_map(Visitor)
+        // Not an object with each key once: say which (a cold path).
+        Err(e) => Err(bad(match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(_)) => format!("the request body is refused: {e}"),
+            Ok(_) => "the request body must be a JSON object".to_owned(),
+            Err(e) => format!("the request body is not valid JSON: {e}"),
+        })),
     }
 }
 

@@ -560,13 +560,17 @@ fn number(start: &[u8]) -> Result<&[u8], Stop> {
 /// has no range, but strict parsers (serde_json into a value, Go's
 /// encoding/json) refuse `1e400` and with it the whole poll answer that
 /// holds it, so such a number is refused at the publish, as a lone
-/// surrogate is. Values too small for a double read as 0 and pass.
+/// surrogate is. Values too small for a double read as 0 and pass. Both
+/// the correctly rounded reading and serde_json's (which, without its
+/// `float_roundtrip` feature, takes `1.7976931348623158e308`, a hair under
+/// the largest double, past it) must be finite.
 #[cold]
 fn in_range(number: &[u8]) -> bool {
     std::str::from_utf8(number)
         .ok()
         .and_then(|t| t.parse::<f64>().ok())
         .is_some_and(f64::is_finite)
+        && serde_json::from_slice::<f64>(number).is_ok()
 }
 
 /// Skips `word` (`true`, `false` or `null`).
@@ -916,6 +920,7 @@ mod tests {
             "1e309",
             "-1e400",
             "1.8e308",
+            "1.7976931348623158e308",
             "44444430e0330004444444333330444402",
             &long,
         ] {

@@ -10,6 +10,7 @@ use super::{
     AcceptError, CloseError, PickError, QueryError, Ticket, UnpickError, MAX_ECHOED_WORD_LEN,
     MAX_EMAIL_LEN, MAX_VISITOR_NAME_LEN,
 };
+use crate::echo::cut;
 use crate::qr::json::write_str;
 
 /// `success unpick` (SPEC §2.1).
@@ -81,21 +82,9 @@ impl Malformed<'_> {
     /// `error WORD malformed command`, the word cut to
     /// [`MAX_ECHOED_WORD_LEN`] bytes on a character boundary.
     pub fn to_wire(&self) -> Bytes {
-        let word = truncate(self.word, MAX_ECHOED_WORD_LEN);
+        let word = cut(self.word, MAX_ECHOED_WORD_LEN);
         Bytes::from(format!("error {word} malformed command"))
     }
-}
-
-/// `s` cut to at most `max` bytes, on a character boundary.
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// Splits a frame into its word and the rest (`None` when there is no space).

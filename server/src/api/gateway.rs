@@ -3,6 +3,7 @@
 //! Parsing and the exact JSON live in `floorbell_core::orders::wire`; this
 //! file only maps a request to a read of the engine or a [`GatewayChange`].
 
+use floorbell_core::json_object::UniqueKeys;
 use floorbell_core::orders::wire;
 use floorbell_core::webhooks;
 
@@ -312,22 +313,31 @@ fn register(
     })
 }
 
-/// `{"http_client":"URL"}` or `http_client=URL` (form-encoded).
-fn register_url_from_body(body: &[u8]) -> Result<String, &'static str> {
+/// `{"http_client":"URL"}` or `http_client=URL` (form-encoded); `http_client`
+/// given twice, in either form, is refused (which URL was meant?).
+pub(super) fn register_url_from_body(body: &[u8]) -> Result<String, &'static str> {
     const MISSING: &str = "the body must be {\"http_client\":\"URL\"} or the form http_client=URL";
+    const TWICE: &str = "http_client is given twice";
     let trimmed = body.trim_ascii_start();
     if trimmed.starts_with(b"{") {
-        let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| MISSING)?;
+        let UniqueKeys(value) = serde_json::from_slice(body).map_err(|_| {
+            match serde_json::from_slice::<serde_json::Value>(body) {
+                Ok(_) => "a key is given twice",
+                Err(_) => MISSING,
+            }
+        })?;
         return value
             .get("http_client")
             .and_then(|v| v.as_str())
             .map(str::to_owned)
             .ok_or(MISSING);
     }
-    form_urlencoded::parse(body)
-        .find(|(k, _)| k == "http_client")
-        .map(|(_, v)| v.into_owned())
-        .ok_or(MISSING)
+    let mut urls = form_urlencoded::parse(body).filter(|(k, _)| k == "http_client");
+    let url = urls.next().map(|(_, v)| v.into_owned()).ok_or(MISSING)?;
+    match urls.next() {
+        Some(_) => Err(TWICE),
+        None => Ok(url),
+    }
 }
 
 /// The body of `GET /api/v2` (SPEC §3.1).

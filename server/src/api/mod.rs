@@ -5,6 +5,7 @@
 pub mod gateway;
 
 use bytes::Bytes;
+use floorbell_core::json_object::UniqueKeys;
 use floorbell_core::qr::{self, TableSet};
 use floorbell_core::ring::{parse_hash, Cursor};
 
@@ -444,9 +445,17 @@ pub fn check_staff_name(name: &str) -> Result<(), &'static str> {
 }
 
 fn staff_name_field(body: &[u8]) -> Result<String, &'static str> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|_| "the body must be JSON: {\"name\":\"…\"}")?;
-    let obj = value.as_object().ok_or("the body must be a JSON object")?;
+    let obj = match serde_json::from_slice::<UniqueKeys>(body) {
+        Ok(UniqueKeys(obj)) => obj,
+        // Say why (a cold path): a key twice, another type, not JSON.
+        Err(_) => {
+            return Err(match serde_json::from_slice::<serde_json::Value>(body) {
+                Ok(serde_json::Value::Object(_)) => "a key is given twice",
+                Ok(_) => "the body must be a JSON object",
+                Err(_) => "the body must be JSON: {\"name\":\"…\"}",
+            })
+        }
+    };
     if obj.keys().any(|k| k != "name") {
         return Err("the only field is \"name\"");
     }
@@ -514,6 +523,45 @@ pub(crate) fn query_param<'a>(query: &'a [u8], name: &[u8]) -> Option<std::borro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A staff name or a webhook URL given twice is refused, in JSON
+    /// (escaped or not) and in a form: the last (or, in a form, the first)
+    /// used to count.
+    #[test]
+    fn a_name_or_url_given_twice_is_refused() {
+        assert_eq!(staff_name_field(br#"{"name":"Kim"}"#), Ok("Kim".to_owned()));
+        for twice in [
+            &br#"{"name":"a","name":"b"}"#[..],
+            br#"{"name":"a","\u006eame":"b"}"#,
+        ] {
+            assert_eq!(staff_name_field(twice), Err("a key is given twice"));
+        }
+        assert_eq!(
+            staff_name_field(b"[1]"),
+            Err("the body must be a JSON object")
+        );
+        assert_eq!(
+            staff_name_field(b"{"),
+            Err("the body must be JSON: {\"name\":\"…\"}")
+        );
+        let register = gateway::register_url_from_body;
+        assert_eq!(
+            register(br#"{"http_client":"http://a/"}"#),
+            Ok("http://a/".to_owned())
+        );
+        assert_eq!(
+            register(b"http_client=http%3A%2F%2Fa%2F&x=1"),
+            Ok("http://a/".to_owned())
+        );
+        assert_eq!(
+            register(br#"{"http_client":"http://a/","http_client":"http://b/"}"#),
+            Err("a key is given twice")
+        );
+        assert_eq!(
+            register(b"http_client=http://a/&http_client=http://b/"),
+            Err("http_client is given twice")
+        );
+    }
 
     /// `allowed` (the 405's `Allow`) names exactly the methods `handle`
     /// serves on each route.

@@ -676,6 +676,17 @@ fn a_poll_with_connection_close_or_http_1_0_or_a_fin_ends_the_connection() {
     }
 }
 
+/// A connection that sent `bytes` and then its FIN (a half-close: it still
+/// reads).
+fn sent_then_fin(server: &Server, bytes: &[u8]) -> RawConn {
+    let mut conn = server.raw();
+    conn.send(bytes);
+    conn.stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("half-close");
+    conn
+}
+
 /// A request the client ends (FIN) before it is complete, head or body, is
 /// answered 400 in its path's error shape and the connection closed: never
 /// a silent close (SPEC §0). Blank lines and nothing at all close quietly.
@@ -700,11 +711,7 @@ fn a_request_cut_short_by_the_fin_gets_400() {
         ("GET /api/v4/eve".to_owned(), "result"),
     ];
     for (request, key) in &cases {
-        let mut conn = server.raw();
-        conn.send(request.as_bytes());
-        conn.stream
-            .shutdown(std::net::Shutdown::Write)
-            .expect("half-close");
+        let mut conn = sent_then_fin(&server, request.as_bytes());
         let mut reply = conn.read_response();
         if reply.status == 100 {
             reply = conn.read_response();
@@ -725,19 +732,14 @@ fn a_request_cut_short_by_the_fin_gets_400() {
     }
     // Blank lines before the request line are skipped for its shape (§1's
     // here), and a HEAD cut short gets the head alone.
-    let mut conn = server.raw();
-    conn.send(b"\r\n\r\nGET /api/v4/eve");
-    conn.stream
-        .shutdown(std::net::Shutdown::Write)
-        .expect("half-close");
+    let mut conn = sent_then_fin(&server, b"\r\n\r\nGET /api/v4/eve");
     let reply = conn.read_response();
     assert_eq!(reply.status, 400);
     assert_v4_error_shape(&reply.text());
-    let mut conn = server.raw();
-    conn.send(b"HEAD /api/v4/events?hash=none HTTP/1.1\r\nHost: x\r\n");
-    conn.stream
-        .shutdown(std::net::Shutdown::Write)
-        .expect("half-close");
+    let mut conn = sent_then_fin(
+        &server,
+        b"HEAD /api/v4/events?hash=none HTTP/1.1\r\nHost: x\r\n",
+    );
     match conn.read() {
         ReadEnd::Closed(bytes) => {
             let text = String::from_utf8_lossy(&bytes);
@@ -751,11 +753,7 @@ fn a_request_cut_short_by_the_fin_gets_400() {
     // The publish whose body was cut short queued nothing.
     assert!(server.poll_hashes("none").is_empty());
     for quiet in ["", "\r\n\r\n"] {
-        let mut conn = server.raw();
-        conn.send(quiet.as_bytes());
-        conn.stream
-            .shutdown(std::net::Shutdown::Write)
-            .expect("half-close");
+        let mut conn = sent_then_fin(&server, quiet.as_bytes());
         assert!(
             conn.closed_within(Duration::from_secs(2)),
             "{quiet:?}: no quiet close"

@@ -452,11 +452,14 @@ fn on_message(
         }
         return Ok(());
     }
-    let kind = if p.starts_with(b"{\"type\":\"ORDER_PAGED\"") {
+    // `type` stands after `stateStarted` (README, "Decisions where the spec is silent", Gateway): a key of the
+    // top-level object, so preceded by a comma (inside a string value its
+    // quotes would be escaped).
+    let kind = if find(p, b",\"type\":\"ORDER_PAGED\"").is_some() {
         Kind::Paged
-    } else if p.starts_with(b"{\"type\":\"ORDER_MODIFIED\"") {
+    } else if find(p, b",\"type\":\"ORDER_MODIFIED\"").is_some() {
         Kind::Modified
-    } else if p.starts_with(b"{\"type\":\"ORDER_CREATED\"") {
+    } else if find(p, b",\"type\":\"ORDER_CREATED\"").is_some() {
         Kind::Created
     } else {
         return Err(format!("unexpected message: {}", snippet(p)));

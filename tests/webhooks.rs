@@ -912,3 +912,23 @@ fn pending_deliveries_and_registrations_survive(stop: impl FnOnce(&mut Server)) 
     check_delivery(posts.last().unwrap(), &key, "a new change after restart");
     assert_unregisters(&s, &url, "after restart");
 }
+
+/// README: a receiver is logged by scheme, host and path, never its query,
+/// which may carry the receiver's key, at any level. ureq, the delivery
+/// client, logs whole URLs below info level when trace is on; those lines
+/// are not written (until session 20 they were).
+#[test]
+fn a_receivers_query_never_reaches_the_log_even_at_trace() {
+    let s = Launch::new().arg("--log-level").arg("trace").start();
+    let r = Receiver::start(Behaviour::Healthy);
+    let url = format!("{}?key=SECRETQUERYKEY", r.url(HOOK));
+    let t = s.new_token();
+    let reply = register_json(&s, Some(&basic(&t.token)), &url);
+    assert_registered(&reply, &url, "register");
+    s.start_order("21", "ON_PREMISE", None);
+    let posts = r.wait_posts(1, Duration::from_secs(10));
+    assert_eq!(posts.len(), 1, "the change was delivered");
+    let log = s.stderr();
+    assert!(log.contains(" TRACE "), "the log is at trace level: {log}");
+    assert!(!log.contains("SECRETQUERYKEY"), "{log}");
+}

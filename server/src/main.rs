@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use floorbell_server::config::{Config, ServeArgs};
 use floorbell_server::engine::Engine;
 use floorbell_server::server::Server;
+use tracing_subscriber::prelude::*;
 
 /// floorbell: a restaurant-floor notification engine.
 #[derive(Parser)]
@@ -203,11 +204,22 @@ fn init_logging(level: &str) {
         }
         Err(_) => level.to_owned(),
     };
-    let filter = tracing_subscriber::EnvFilter::new(filter);
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
+    // ureq logs a webhook receiver's whole URL at debug level when trace
+    // is on, query included, and a query may carry the receiver's key
+    // (README: receivers are logged by scheme, host and path only). So
+    // ureq's lines are written at info level and above only, whatever the
+    // filter asks.
+    let no_urls = tracing_subscriber::filter::filter_fn(|meta| {
+        *meta.level() <= tracing::Level::INFO || !meta.target().starts_with("ureq")
+    });
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new(filter))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_target(false)
+                .with_filter(no_urls),
+        )
         .init();
 }

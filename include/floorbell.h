@@ -62,7 +62,7 @@ typedef enum {
   // `new {…}` (SPEC §2.2, §2.4).
   FLOORBELL_CHANGE_TICKET = 2,
   // A tracked order changed: `data` is the JSON `/api/v2/websocket`
-  // sends (SPEC §3.4), `type` first.
+  // sends (SPEC §3.4), byte for byte (`type` after `stateStarted`).
   FLOORBELL_CHANGE_ORDER = 3,
   // The callbacks fell behind: more changes waited for them than
   // `callback-queue-bytes` (config text, default 64 MiB) allows, and

@@ -116,7 +116,7 @@ pub enum FloorbellChange {
     /// `new {…}` (SPEC §2.2, §2.4).
     Ticket = 2,
     /// A tracked order changed: `data` is the JSON `/api/v2/websocket`
-    /// sends (SPEC §3.4), `type` first.
+    /// sends (SPEC §3.4), byte for byte (`type` after `stateStarted`).
     Order = 3,
     /// The callbacks fell behind: more changes waited for them than
     /// `callback-queue-bytes` (config text, default 64 MiB) allows, and

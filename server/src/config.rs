@@ -22,7 +22,7 @@ use serde::Deserialize;
 /// spelled the same without the leading dashes.
 #[derive(Debug, Default, Clone, clap::Args)]
 pub struct ServeArgs {
-    /// TOML file with any of the settings below (flags override it).
+    /// TOML file with any of the settings below, plus `callback-queue-bytes` and `stream-budget-bytes` (README, "Running it"); flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 0.0.0.0:8000].
@@ -41,7 +41,7 @@ pub struct ServeArgs {
     /// Seconds a QR event is retained [default: 300].
     #[arg(long, value_name = "SECS")]
     pub event_retention: Option<u64>,
-    /// Days of order history kept [default: 14].
+    /// Days of order history, closed tickets and their visitors kept [default: 14].
     #[arg(long, value_name = "N")]
     pub history_days: Option<u32>,
     /// Token for the QR-menu poll (generated and stored when absent).
@@ -70,7 +70,7 @@ pub struct ServeArgs {
     /// machine, worse on one where other programs keep a core busy.
     #[arg(long)]
     pub pin_reactors: bool,
-    /// Log level or filter (error, warn, info, debug, trace; RUST_LOG also works) [default: info].
+    /// Log level or filter (off, error, warn, info, debug, trace; RUST_LOG also works) [default: info].
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
 }
@@ -406,11 +406,16 @@ fn parse_error(path: PathBuf, text: &str, e: &toml::de::Error) -> ConfigError {
     // toml and serde quote the offending value or key whole (a 10 MB
     // string in config text handed to the C ABI would be a 10 MB message).
     let whole = e.message().trim_end();
-    let message = cut(whole, MAX_MESSAGE_LEN);
-    let message = if message.len() < whole.len() {
-        format!("{message}…")
+    let message = if let Some((field, expected)) = unknown_field(whole) {
+        // The list of keys is ours and whole; only the key is echoed.
+        format!("unknown field {}, expected one of {expected}", Echo(field))
     } else {
-        message.to_owned()
+        let message = cut(whole, MAX_MESSAGE_LEN);
+        if message.len() < whole.len() {
+            format!("{message}…")
+        } else {
+            message.to_owned()
+        }
     };
     let Some(span) = e.span() else {
         return ConfigError::Parse { path, message };
@@ -444,6 +449,15 @@ fn parse_error(path: PathBuf, text: &str, e: &toml::de::Error) -> ConfigError {
         format!("line {line_no}, column {column}, `{key}`: {message}")
     };
     ConfigError::Parse { path, message }
+}
+
+/// serde's ``unknown field `KEY`, expected one of `a`, `b`…``, split into
+/// the key and the list.
+fn unknown_field(message: &str) -> Option<(&str, &str)> {
+    const EXPECTED: &str = "`, expected one of ";
+    let rest = message.strip_prefix("unknown field `")?;
+    let at = rest.rfind(EXPECTED)?;
+    Some((&rest[..at], &rest[at + EXPECTED.len()..]))
 }
 
 /// Whether `filter` is a log level (`error` … `trace`, `off`) or a
@@ -553,7 +567,19 @@ mod tests {
             format!("log-level = \"{huge}\""),
         ] {
             let e = Config::from_toml_text(&bad, dir).unwrap_err().to_string();
-            assert!(e.len() < 600 && e.contains("xxx"), "{}: {e}", &bad[..20]);
+            assert!(e.len() < 1000 && e.contains("xxx"), "{}: {e}", &bad[..20]);
+        }
+        // An unknown key's error lists every key, the last one included,
+        // however long the key.
+        for key in ["bogus-key".to_owned(), format!("\"{huge}\"")] {
+            let e = Config::from_toml_text(&format!("{key} = 1"), dir)
+                .unwrap_err()
+                .to_string();
+            assert!(e.len() < 1000, "{e}");
+            assert!(
+                e.contains("unknown field \"") && e.ends_with("`stream-budget-bytes`"),
+                "{e}"
+            );
         }
     }
 

@@ -3,6 +3,8 @@
 //! Parsing and the exact JSON live in `floorbell_core::orders::wire`; this
 //! file only maps a request to a read of the engine or a [`GatewayChange`].
 
+use std::borrow::Cow;
+
 use floorbell_core::json_object::UniqueKeys;
 use floorbell_core::orders::wire;
 use floorbell_core::webhooks;
@@ -256,7 +258,7 @@ pub fn handle(
             path,
             super::query_param(query, b"http_client")
                 .map(|v| String::from_utf8_lossy(&v).into_owned())
-                .ok_or("missing query parameter \"http_client\""),
+                .ok_or("missing query parameter \"http_client\"".into()),
         ),
         (Register, Delete) => match super::query_param(query, b"http_client") {
             Some(url) => gw_write(GatewayChange::Unregister(
@@ -291,11 +293,11 @@ fn register(
     head: &Head,
     head_bytes: &[u8],
     path: &[u8],
-    url: Result<String, &'static str>,
+    url: Result<String, Cow<'static, str>>,
 ) -> Action {
     let url = match url {
         Ok(url) => url,
-        Err(message) => return error(400, path, message),
+        Err(message) => return error(400, path, &message),
     };
     if let Err(e) = webhooks::parse_url(&url) {
         return error(400, path, &format!("http_client: {e}"));
@@ -315,27 +317,27 @@ fn register(
 
 /// `{"http_client":"URL"}` or `http_client=URL` (form-encoded); `http_client`
 /// given twice, in either form, is refused (which URL was meant?).
-pub(super) fn register_url_from_body(body: &[u8]) -> Result<String, &'static str> {
+pub(super) fn register_url_from_body(body: &[u8]) -> Result<String, Cow<'static, str>> {
     const MISSING: &str = "the body must be {\"http_client\":\"URL\"} or the form http_client=URL";
     const TWICE: &str = "http_client is given twice";
     let trimmed = body.trim_ascii_start();
     if trimmed.starts_with(b"{") {
-        let UniqueKeys(value) = serde_json::from_slice(body).map_err(|_| {
+        let UniqueKeys(value) = serde_json::from_slice(body).map_err(|e| {
             match serde_json::from_slice::<serde_json::Value>(body) {
-                Ok(_) => "a key is given twice",
-                Err(_) => MISSING,
+                Ok(_) => super::twice_message(&e),
+                Err(_) => MISSING.into(),
             }
         })?;
         return value
             .get("http_client")
             .and_then(|v| v.as_str())
             .map(str::to_owned)
-            .ok_or(MISSING);
+            .ok_or(MISSING.into());
     }
     let mut urls = form_urlencoded::parse(body).filter(|(k, _)| k == "http_client");
     let url = urls.next().map(|(_, v)| v.into_owned()).ok_or(MISSING)?;
     match urls.next() {
-        Some(_) => Err(TWICE),
+        Some(_) => Err(TWICE.into()),
         None => Ok(url),
     }
 }

@@ -4,6 +4,8 @@
 
 pub mod gateway;
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use floorbell_core::json_object::UniqueKeys;
 use floorbell_core::qr::{self, TableSet};
@@ -327,7 +329,7 @@ pub fn handle(
                 name,
                 token: crate::engine::random_token(),
             })),
-            Err(message) => error(400, path, message),
+            Err(message) => error(400, path, &message),
         },
         (Route::StaffMember, Method::Delete) => {
             let raw = &path[STAFF_PREFIX.len()..];
@@ -420,7 +422,7 @@ fn parse_table_id(text: &[u8]) -> Option<i64> {
 
 /// `{"name":"StaffMember"}` → the name (1–64 bytes, no control characters,
 /// no `/` since the name is a path segment of DELETE).
-fn parse_staff_name(body: &[u8]) -> Result<String, &'static str> {
+fn parse_staff_name(body: &[u8]) -> Result<String, Cow<'static, str>> {
     let name = staff_name_field(body)?;
     check_staff_name(&name)?;
     Ok(name)
@@ -444,26 +446,33 @@ pub fn check_staff_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn staff_name_field(body: &[u8]) -> Result<String, &'static str> {
+fn staff_name_field(body: &[u8]) -> Result<String, Cow<'static, str>> {
     let obj = match serde_json::from_slice::<UniqueKeys>(body) {
         Ok(UniqueKeys(obj)) => obj,
         // Say why (a cold path): a key twice, another type, not JSON.
-        Err(_) => {
+        Err(e) => {
             return Err(match serde_json::from_slice::<serde_json::Value>(body) {
-                Ok(serde_json::Value::Object(_)) => "a key is given twice",
-                Ok(_) => "the body must be a JSON object",
-                Err(_) => "the body must be JSON: {\"name\":\"…\"}",
+                Ok(serde_json::Value::Object(_)) => twice_message(&e),
+                Ok(_) => "the body must be a JSON object".into(),
+                Err(_) => "the body must be JSON: {\"name\":\"…\"}".into(),
             })
         }
     };
     if obj.keys().any(|k| k != "name") {
-        return Err("the only field is \"name\"");
+        return Err("the only field is \"name\"".into());
     }
     let name = obj
         .get("name")
         .and_then(|v| v.as_str())
         .ok_or("field \"name\" must be a string")?;
     Ok(name.to_string())
+}
+
+/// The 400's message for a body [`UniqueKeys`] refused although it is a
+/// JSON object: serde's message, which names the key (`the key "name"
+/// appears twice at line 1 column 20`).
+pub(super) fn twice_message(e: &serde_json::Error) -> Cow<'static, str> {
+    e.to_string().into()
 }
 
 pub(crate) fn percent_decode(raw: &[u8]) -> String {
@@ -534,15 +543,16 @@ mod tests {
             &br#"{"name":"a","name":"b"}"#[..],
             br#"{"name":"a","\u006eame":"b"}"#,
         ] {
-            assert_eq!(staff_name_field(twice), Err("a key is given twice"));
+            let e = staff_name_field(twice).unwrap_err();
+            assert!(e.starts_with("the key \"name\" appears twice"), "{e}");
         }
         assert_eq!(
             staff_name_field(b"[1]"),
-            Err("the body must be a JSON object")
+            Err("the body must be a JSON object".into())
         );
         assert_eq!(
             staff_name_field(b"{"),
-            Err("the body must be JSON: {\"name\":\"…\"}")
+            Err("the body must be JSON: {\"name\":\"…\"}".into())
         );
         let register = gateway::register_url_from_body;
         assert_eq!(
@@ -553,13 +563,14 @@ mod tests {
             register(b"http_client=http%3A%2F%2Fa%2F&x=1"),
             Ok("http://a/".to_owned())
         );
-        assert_eq!(
-            register(br#"{"http_client":"http://a/","http_client":"http://b/"}"#),
-            Err("a key is given twice")
+        let e = register(br#"{"http_client":"http://a/","http_client":"http://b/"}"#).unwrap_err();
+        assert!(
+            e.starts_with("the key \"http_client\" appears twice"),
+            "{e}"
         );
         assert_eq!(
             register(b"http_client=http://a/&http_client=http://b/"),
-            Err("http_client is given twice")
+            Err("http_client is given twice".into())
         );
     }
 

@@ -29,12 +29,19 @@
 #   DURATION=120 bash benches/load/soak.sh
 #   SKIP_BUILD=1 bash benches/load/soak.sh      # use target/release as is
 #
-# Needs python3 with websocket-client (pip install websocket-client).
-# Prints the samples' summary and a SOAK line; the samples stay in
-# $SAMPLES (default: a temporary file, removed).
+# Needs bash 5.1 and python3 with websocket-client (pip install
+# websocket-client). The first client that fails stops the others. Prints
+# the samples' summary and a SOAK line; the samples stay in $SAMPLES
+# (default: a temporary file, removed). After a failure the clients'
+# output and the server's log and data directory are kept (the path is
+# printed).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 DURATION=${DURATION:-600} SAMPLE=${SAMPLE:-2} GROWTH_PCT=${GROWTH_PCT:-10}
+[[ $DURATION =~ ^[1-9][0-9]*$ ]] && [ "$DURATION" -ge 30 ] ||
+    { echo "DURATION is a whole number of seconds, at least 30" >&2; exit 2; }
+((BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] >= 501)) ||
+    { echo "soak.sh needs bash 5.1 or later (wait -n -p)" >&2; exit 2; }
 bin=${FLOORBELL_BIN:-$root/target/release/floorbell}
 publish_load=${PUBLISH_LOAD_BIN:-$root/target/release/publish-load}
 fanout=${FANOUT_BIN:-$root/target/release/orders-fanout}
@@ -44,28 +51,41 @@ if [ -z "${SKIP_BUILD:-}" ]; then
 fi
 python3 -c 'import websocket' 2>/dev/null ||
     { echo "soak.sh needs websocket-client (pip install websocket-client)" >&2; exit 2; }
-[ "$DURATION" -ge 30 ] || { echo "DURATION is at least 30 (seconds)" >&2; exit 2; }
 
-data=$(mktemp -d)
-out=$(mktemp)
-samples=${SAMPLES:-$data.samples}
+# The server's data directory and log, and the clients' output.
+work=$(mktemp -d)
+data=$work/data
+out=$work/stdout
+samples=${SAMPLES:-$work/samples}
 pid=
 jobs_pids=()
+status=0
+# Each background job in a process group of its own (so stopping one stops
+# the client it is running too).
+set -m
+stop_jobs() {
+    for p in "${jobs_pids[@]}"; do kill -- "-$p" 2>/dev/null || true; done
+}
 cleanup() {
-    for p in "${jobs_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    stop_jobs
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-    rm -rf "$data" "$out" "$data.log"
-    [ -n "${SAMPLES:-}" ] || rm -f "$samples"
+    if [ "$status" = 0 ]; then
+        rm -rf "$work"
+    else
+        echo "kept for a look: $work" >&2
+        [ -z "${SAMPLES:-}" ] || cp "$samples" "$work/" 2>/dev/null || true
+    fi
 }
 trap cleanup EXIT
+trap 'status=130; exit 130' INT TERM
 
 admin=soak-admin-$$ qr=soak-qr-$$
 "$bin" serve --listen 127.0.0.1:0 --data-dir "$data" --admin-token "$admin" --qr-token "$qr" \
-    --no-mdns --event-retention 60 --ws-max-queue 65536 >"$out" 2>"$data.log" &
+    --no-mdns --event-retention 60 --ws-max-queue 65536 >"$out" 2>"$work/server.log" &
 pid=$!
 for _ in $(seq 100); do grep -q '^listening on ' "$out" && break; sleep 0.1; done
 url=$(sed -n 's/^listening on //p' "$out")
-[ -n "$url" ] || { echo "floorbell did not start" >&2; cat "$data.log" >&2; exit 2; }
+[ -n "$url" ] || { echo "floorbell did not start" >&2; cat "$work/server.log" >&2; exit 2; }
 echo "floorbell $url (pid $pid), $DURATION s"
 
 # One gateway token for every gateway client (one press, one token).
@@ -88,16 +108,16 @@ deadline=$((start + DURATION))
 ) &
 jobs_pids+=($!)
 
-# A loop of rounds of a bounded client until the deadline; stops the soak's
-# clients at the first failed round.
+# A loop of rounds of a bounded client until the deadline; fails at the
+# first failed round.
 rounds() { # NAME COMMAND...
     local name=$1 n=0 left
     shift
     while left=$((deadline - $(date +%s))) && [ "$left" -gt 5 ]; do
         n=$((n + 1))
-        if ! "$@" "$n" "$left" >"$data/$name.out" 2>&1; then
+        if ! "$@" "$n" "$left" >"$work/$name.out" 2>&1; then
             echo "$name round $n failed:" >&2
-            tail -n 20 "$data/$name.out" >&2
+            tail -n 20 "$work/$name.out" >&2
             return 1
         fi
     done
@@ -121,27 +141,49 @@ python3 "$root/benches/load/soak_clients.py" --url "$url" --qr-token "$qr" \
 clients_job=$!
 jobs_pids+=("$publish_job" "$fanout_job" "$clients_job")
 
-status=0
-for job in "$publish_job" "$fanout_job" "$clients_job"; do
-    wait "$job" || status=1
+# The clients as they finish; the first failure stops the others.
+pending=("$publish_job" "$fanout_job" "$clients_job")
+while [ "${#pending[@]}" -gt 0 ]; do
+    finished=
+    job_status=0
+    wait -n -p finished "${pending[@]}" || job_status=$?
+    [ -n "$finished" ] || break
+    for i in "${!pending[@]}"; do [ "${pending[$i]}" != "$finished" ] || unset "pending[$i]"; done
+    pending=("${pending[@]}")
+    if [ "$job_status" != 0 ] && [ "$status" = 0 ]; then
+        status=1
+        echo "a client failed; stopping the others" >&2
+        for p in "${pending[@]}"; do kill -- "-$p" 2>/dev/null || true; done
+    fi
 done
-wait "${jobs_pids[0]}" || true
+kill -- "-${jobs_pids[0]}" 2>/dev/null || true
 
-# Still serving, and a clean stop.
-curl -sf "$url/api/v2" >/dev/null ||
-    { echo "floorbell does not answer after the soak" >&2; status=1; }
-kill -TERM "$pid"
+# Still serving, and a clean stop within 30 s.
+if ! kill -0 "$pid" 2>/dev/null; then
+    echo "floorbell died during the soak" >&2
+    status=1
+elif ! curl -sf --max-time 10 "$url/api/v2" >/dev/null; then
+    echo "floorbell does not answer after the soak" >&2
+    status=1
+fi
+kill -TERM "$pid" 2>/dev/null || true
+for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$pid" 2>/dev/null; then
+    echo "floorbell did not stop within 30 s of SIGTERM" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+    status=1
+fi
 server_status=0
 wait "$pid" || server_status=$?
 pid=
 if [ "$server_status" -ne 0 ]; then
-    echo "floorbell exited $server_status on SIGTERM:" >&2
-    tail -n 20 "$data.log" >&2
+    echo "floorbell exited $server_status:" >&2
+    tail -n 20 "$work/server.log" >&2
     status=1
 fi
-warnings=$(grep -c -E ' (WARN|ERROR) ' "$data.log" || true)
+warnings=$(grep -c -E ' (WARN|ERROR) ' "$work/server.log" || true)
 echo "server log: $warnings warn/error lines"
-grep -E ' (WARN|ERROR) ' "$data.log" | head -n 5 || true
+grep -E ' (WARN|ERROR) ' "$work/server.log" | head -n 5 || true
 
 # Memory, descriptors and threads: the middle third against the last.
 awk -v d="$DURATION" -v pct="$GROWTH_PCT" '

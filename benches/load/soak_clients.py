@@ -19,6 +19,7 @@ websocket-client). Only 127.0.0.1.
 """
 
 import argparse
+import collections
 import http.client
 import json
 import re
@@ -88,6 +89,11 @@ class Soak:
         conn = self.http()
         last = "none"
         headers = {"token": self.args.qr_token}
+        # Hashes seen lately. An answer after a retained hash holds only
+        # newer events; after an expired one (the poller fell behind) the
+        # whole window again, so seen events may come back, but only as the
+        # answer's start.
+        recent, recent_order = set(), collections.deque()
         while self.running():
             status, body = self.call(conn, "GET", f"/api/v4/events?hash={last}", headers=headers)
             if status != 200:
@@ -96,9 +102,24 @@ class Soak:
             events = answer.get("data", {}).get("updates") if answer.get("result") else None
             if not isinstance(events, list):
                 self.fail(f"poll: no updates: {body[:200]!r}")
-            for e in events:
-                if not HASH.match(e.get("hash", "")):
-                    self.fail(f"poll: bad hash in {e!r}")
+            hashes = [e.get("hash", "") for e in events]
+            for h in hashes:
+                if not HASH.match(h):
+                    self.fail(f"poll: bad hash {h!r}")
+            if hashes and hashes[0] == last:
+                self.fail(f"poll: the events after {last} start with {last}")
+            seen = 0
+            while seen < len(hashes) and hashes[seen] in recent:
+                seen += 1
+            if any(h in recent for h in hashes[seen:]):
+                self.fail(f"poll: an event seen before in the middle of the events after {last}")
+            if seen:
+                self.count("poll_resyncs")
+            for h in hashes[seen:]:
+                recent.add(h)
+                recent_order.append(h)
+                if len(recent_order) > 300_000:
+                    recent.discard(recent_order.popleft())
             if events:
                 last = events[-1]["hash"]
             self.count("polls")
@@ -188,19 +209,28 @@ class Soak:
             while self.running() and time.monotonic() < end:
                 time.sleep(0.2)
             # Then read what is there for a few seconds (the changes go on
-            # arriving) and leave.
+            # arriving) and leave: the stream's messages in seq order, or
+            # its end.
             ws.settimeout(1)
-            frames, leave = 0, time.monotonic() + 5
+            frames, last_seq, leave = 0, 0, time.monotonic() + 5
             outcome = "slow_readers_kept"
             try:
                 while time.monotonic() < leave:
-                    op, data = ws.recv_data(control_frame=True)
-                    if op == websocket.ABNF.OPCODE_CLOSE:
+                    frame = ws.recv_frame()
+                    if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
+                        data = frame.data
                         code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
                         if code != 1013:
                             self.fail(f"slow reader closed with {code}, not 1013")
                         outcome = "slow_readers_closed_1013"
                         break
+                    if frame.opcode != websocket.ABNF.OPCODE_TEXT:
+                        continue
+                    message = json.loads(frame.data)
+                    if message.get("type") != "ACTIVE_ORDERS":
+                        if message["seq"] <= last_seq:
+                            self.fail(f"slow reader: seq {message['seq']} after {last_seq}")
+                        last_seq = message["seq"]
                     frames += 1
             except websocket.WebSocketTimeoutException:
                 pass
@@ -293,9 +323,11 @@ def main():
     threads = [threading.Thread(target=run, args=(w,), daemon=True) for w in workers]
     for t in threads:
         t.start()
+    end = time.monotonic() + args.duration + 60
     for t in threads:
-        t.join(args.duration + 60)
-    counts = " ".join(f"{k}={v}" for k, v in sorted(soak.counts.items()))
+        t.join(max(0.0, end - time.monotonic()))
+    with soak.lock:
+        counts = " ".join(f"{k}={v}" for k, v in sorted(soak.counts.items()))
     print(f"SOAK-CLIENTS {counts}", flush=True)
     if soak.failure is not None:
         print(f"soak_clients: {soak.failure}", file=sys.stderr)

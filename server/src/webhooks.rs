@@ -446,10 +446,7 @@ fn post(agent: &ureq::Agent, attempt: &Attempt) -> Result<(), String> {
         .header(DELIVERY_HEADER, &attempt.delivery_id.to_string())
         .send(&attempt.body[..])
         // Kept for the log: ureq's message may quote the whole URL.
-        .map_err(|e| {
-            let url = floorbell_core::webhooks::loggable_url(&attempt.url);
-            e.to_string().replace(&attempt.url, &url)
-        })?;
+        .map_err(|e| floorbell_core::webhooks::scrub_url(&e.to_string(), &attempt.url))?;
     let status = response.status();
     // The answer's body is read to its end (and dropped), or ureq closes
     // the connection instead of pooling it: every delivery would open a new

@@ -273,6 +273,26 @@ pub fn loggable_url(url: &str) -> String {
     }
 }
 
+/// `text` (an HTTP client's error about `url`) with `url` as
+/// [`loggable_url`] shows it, and without the URL's query, fragment and user
+/// information wherever they stand: the client may print the URL rewritten
+/// (`http://h?k=s` as `http://h/?k=s`), which a plain replacement misses.
+pub fn scrub_url(text: &str, url: &str) -> String {
+    let mut out = text.replace(url, &loggable_url(url));
+    if let Some(i) = url.find(['?', '#']) {
+        if url.len() - i > 1 {
+            out = out.replace(&url[i..], "");
+        }
+    }
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let authority = &url[after_scheme..];
+    let authority = &authority[..authority.find(['/', '?', '#']).unwrap_or(authority.len())];
+    if let Some(at) = authority.rfind('@') {
+        out = out.replace(&authority[..=at], "");
+    }
+    out
+}
+
 impl fmt::Display for Dropped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let url = loggable_url(&self.url);
@@ -290,7 +310,7 @@ impl fmt::Display for Dropped {
                 f.write_str("not delivered within 24 h of the change")?;
                 match last_error {
                     // The HTTP client's error may quote the whole URL.
-                    Some(e) => write!(f, " (last error: {})", e.replace(&self.url, &url)),
+                    Some(e) => write!(f, " (last error: {})", scrub_url(e, &self.url)),
                     None => Ok(()),
                 }
             }

@@ -834,9 +834,21 @@ fn loggable_urls_leave_out_queries_and_user_information() {
     );
     // A client that prints the URL rewritten still leaks nothing.
     for (url, error, shown) in [
-        ("http://h?k=s3cret", "bad uri http://h/?k=s3cret", "bad uri http://h/"),
-        ("http://u:s3cret@h/in", "refused: http://u:s3cret@h:80/in", "refused: http://h:80/in"),
-        ("http://h/in#s3cret", "http://h/in#s3cret failed", "http://h/in failed"),
+        (
+            "http://h?k=s3cret",
+            "bad uri http://h/?k=s3cret",
+            "bad uri http://h/",
+        ),
+        (
+            "http://u:s3cret@h/in",
+            "refused: http://u:s3cret@h:80/in",
+            "refused: http://h:80/in",
+        ),
+        (
+            "http://h/in#s3cret",
+            "http://h/in#s3cret failed",
+            "http://h/in failed",
+        ),
         ("http://h/in?", "what? http://h/in?", "what? http://h/in"),
     ] {
         assert_eq!(scrub_url(error, url), shown, "{url}");

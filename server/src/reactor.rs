@@ -416,6 +416,9 @@ pub struct Hub {
     next_sweep: Mutex<Instant>,
     /// When a shutdown was asked for.
     shutting_down: Mutex<Option<Instant>>,
+    /// Set with `shutting_down`, readable without the lock: no HTTP request
+    /// is begun from then on (see [`Worker::drive`]).
+    draining: AtomicBool,
     /// Every thread leaves at its next turn.
     stopped: AtomicBool,
     /// Threads still running: the last one closes the connections.
@@ -484,6 +487,7 @@ impl Hub {
             next_conn_id: AtomicU64::new(0),
             next_sweep: Mutex::new(Instant::now() + SWEEP_INTERVAL),
             shutting_down: Mutex::new(None),
+            draining: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             running: AtomicUsize::new(threads.max(1)),
             ws_max_queue,
@@ -858,7 +862,9 @@ impl Worker {
                             return false;
                         };
                         let (status, body) = api::answer(outcome, awaiting.qr_api);
-                        let close = !awaiting.keep_alive;
+                        // While shutting down the connection ends with this
+                        // answer (see `drive`): the client is told so.
+                        let close = !awaiting.keep_alive || hub.draining.load(Ordering::Acquire);
                         http::write_response(
                             &mut conn.out,
                             status,
@@ -887,6 +893,7 @@ impl Worker {
                         let _ = hub.registry.deregister(&mut listener);
                     }
                     hub.shutting_down.lock().get_or_insert_with(Instant::now);
+                    hub.draining.store(true, Ordering::Release);
                     // WebSocket clients are told why (1001) before the close.
                     self.close_websockets(hub, close_code::GOING_AWAY, "server shutting down");
                 }
@@ -929,6 +936,19 @@ impl Worker {
             }
             if conn.awaiting.is_some() || unsent > MAX_PENDING_OUTPUT || conn.streamed.is_some() {
                 return; // resumed by the completion or the next writable event
+            }
+            if conn.ws.is_none() && hub.draining.load(Ordering::Acquire) {
+                // Shutting down: the answers owed are finished (above), and
+                // no request is begun, so no change is committed after the
+                // event loop has stopped answering (a SIGTERM used to leave
+                // keep-alive clients' new publishes committed but unanswered
+                // once the grace ran out). What a client sent meanwhile was
+                // not acted on; the connection just ends, as an idle
+                // keep-alive connection may.
+                if unsent > 0 {
+                    return; // wait for writable
+                }
+                return self.close(hub, key, entry);
             }
             // Answer requests already buffered (pipelining).
             if !conn.input.is_empty() {

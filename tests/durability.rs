@@ -474,3 +474,29 @@ fn events_stored_as_rows_by_an_older_version_come_back() {
     let all: Vec<String> = old.iter().chain(&new).cloned().collect();
     assert_eq!(server.poll_hashes("none"), all);
 }
+
+/// A database lost beside its event log (floorbell.db and its WAL deleted,
+/// or replaced by a new one) is refused with a clear error. Until session
+/// 20 floorbell started as a new store: a new hash key, so every logged
+/// event was dropped (one warning each), new tokens, no orders or tickets.
+#[test]
+fn a_database_lost_beside_the_event_log_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Launch::new().data_dir(dir.path()).start();
+    server.publish_ok(&event_body("waiter_call"));
+    // SIGKILL: the WAL holds the newest commits, as after a power cut.
+    server.kill();
+    for file in ["floorbell.db", "floorbell.db-wal", "floorbell.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(file));
+    }
+    for attempt in ["first", "second"] {
+        let err = match Launch::new().data_dir(dir.path()).try_start() {
+            Ok(_) => panic!("{attempt} start: a new store beside the event log"),
+            Err(e) => e,
+        };
+        assert!(
+            err.contains("holds QR events (events/) but its database is new"),
+            "{attempt} start: {err}"
+        );
+    }
+}

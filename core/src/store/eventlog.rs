@@ -259,6 +259,47 @@ impl EventLog {
         Ok((log, events))
     }
 
+    /// Whether `dir` holds a segment with at least one record written (a
+    /// record's length is never zero; a prepared or reused segment's is at
+    /// first). Reads only the first bytes of each segment.
+    ///
+    /// # Errors
+    ///
+    /// When the directory or a segment cannot be read (a missing directory
+    /// holds nothing).
+    pub fn holds_records(dir: &Path) -> io::Result<bool> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            let is_segment = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(PREFIX))
+                .and_then(|n| n.strip_suffix(SUFFIX))
+                .is_some_and(|n| n.parse::<u64>().is_ok());
+            if !is_segment {
+                continue;
+            }
+            let mut len = [0u8; 4];
+            let mut file = File::open(entry.path())?;
+            let mut read = 0;
+            while read < len.len() {
+                match file.read(&mut len[read..])? {
+                    0 => break,
+                    n => read += n,
+                }
+            }
+            if len != [0; 4] {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// The highest sequence number in the log.
     pub fn last_seq(&self) -> Option<u64> {
         self.live.iter().filter_map(|s| s.last).max()

@@ -151,6 +151,17 @@ pub enum StoreError {
     /// The QR events' log ([`eventlog`]) could not be read or written.
     #[error("event log error: {0}")]
     EventLog(std::io::Error),
+    /// The database is new, but the directory holds QR events: the
+    /// database (or its WAL, which holds the newest commits) was lost or
+    /// replaced, and with it the key the events' hashes were made with, the
+    /// tokens, orders and tickets. Starting afresh here would drop every
+    /// event and give clients new tokens without a word.
+    #[error(
+        "the data directory {0} holds QR events (events/) but its database is new: \
+         {DB_FILE} or {DB_FILE}-wal is missing or was replaced. Restore both files \
+         together from the same copy; to start afresh, move the whole directory away"
+    )]
+    DatabaseLost(PathBuf),
 }
 
 /// One change to persist. A batch of them is committed atomically.

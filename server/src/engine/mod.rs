@@ -483,6 +483,15 @@ impl Engine {
     /// thread cannot start.
     pub fn open(config: Config) -> Result<(Arc<Engine>, Vec<GeneratedToken>), EngineError> {
         let mut store = Store::open(&config.data_dir)?;
+        // A database without its hash key is new; beside a log of events
+        // it is a lost one (StoreError::DatabaseLost), refused before
+        // anything is generated or written.
+        if store.meta(META_HASH_KEY)?.is_none()
+            && EventLog::holds_records(&config.data_dir.join(EVENT_LOG_DIR))
+                .map_err(StoreError::EventLog)?
+        {
+            return Err(StoreError::DatabaseLost(config.data_dir.clone()).into());
+        }
         let mut first_writes = Vec::new();
         let mut generated = Vec::new();
         // A token given by flag or file is the one in force: the generated

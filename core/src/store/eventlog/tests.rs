@@ -64,6 +64,22 @@ fn events_come_back_exactly() {
     assert_eq!(log.last_seq(), Some(3));
 }
 
+/// `holds_records` (the engine's check for a database lost beside its
+/// log): no directory, an empty log, or segments only prepared hold none.
+#[test]
+fn holds_records_only_once_a_record_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events");
+    assert!(!EventLog::holds_records(&events).unwrap());
+    let (mut log, _) = open(&events, 0);
+    assert!(!EventLog::holds_records(&events).unwrap());
+    std::fs::write(events.join("events-0000000099.log"), vec![0u8; 4096]).unwrap();
+    std::fs::write(events.join("notes.txt"), b"not a segment").unwrap();
+    assert!(!EventLog::holds_records(&events).unwrap());
+    append(&mut log, 0, 1, 60);
+    assert!(EventLog::holds_records(&events).unwrap());
+}
+
 #[test]
 fn a_new_log_lives_in_its_own_directory() {
     let dir = tempfile::tempdir().unwrap();

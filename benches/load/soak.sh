@@ -96,13 +96,15 @@ gateway=$(curl -sf "$url/api/v2/accesstoken/generate" |
 start=$(date +%s)
 deadline=$((start + DURATION))
 
-# The samples: seconds, RSS (KiB), descriptors, threads.
+# The samples: seconds, RSS (KiB), descriptors, threads, and of the RSS
+# the anonymous memory (KiB: the heap, against mapped files).
 (
     while kill -0 "$pid" 2>/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do
         rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
+        anon=$(awk '/^RssAnon/ {print $2}' "/proc/$pid/status")
         fds=$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 | wc -l)
         threads=$(awk '/^Threads/ {print $2}' "/proc/$pid/status")
-        echo "$(($(date +%s) - start)) $rss $fds $threads"
+        echo "$(($(date +%s) - start)) $rss $fds $threads $anon"
         sleep "$SAMPLE"
     done >"$samples"
 ) &

@@ -47,7 +47,7 @@
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
@@ -56,6 +56,9 @@ use bytes::Bytes;
 
 use super::StoredEvent;
 
+/// Mode of a new segment: the owner's alone (events may carry guests'
+/// orders and invoices), whatever the directory's mode.
+const PRIVATE: u32 = 0o600;
 /// The largest segment: a prepared one has exactly this size.
 pub const SEGMENT_BYTES: u64 = 16 << 20;
 /// Recycled (prepared) segments kept for reuse; more are deleted.
@@ -435,6 +438,7 @@ impl EventLog {
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(PRIVATE)
             .open(&path)?;
         File::open(&self.dir)?.sync_all()?;
         Ok(Segment::started(file, path, false))
@@ -550,6 +554,7 @@ fn prepare(dir: &Path, part: &Path, size: u64) -> io::Result<Segment> {
         .read(true)
         .write(true)
         .create_new(true)
+        .mode(PRIVATE)
         .open(part)?;
     let zeros = vec![0u8; 1 << 20];
     let mut left = size;

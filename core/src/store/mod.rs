@@ -17,6 +17,7 @@
 //! older store up to date, and a store written by a newer floorbell is refused.
 
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -329,7 +330,22 @@ impl Store {
     /// See [`StoreError`].
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let lock = DirLock::acquire(dir)?;
-        let conn = Connection::open(dir.join(DB_FILE))?;
+        let db = dir.join(DB_FILE);
+        // The database holds the QR and admin tokens: a new one is readable
+        // by the owner alone, whatever the directory's mode (a systemd
+        // StateDirectory is 0755). SQLite gives its WAL and shared-memory
+        // files the database's mode.
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&db)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(source) => return Err(StoreError::Io { path: db, source }),
+        }
+        let conn = Connection::open(&db)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // FULL: the WAL is fsynced at every commit, so a commit survives
         // power loss, not only a process crash (SPEC §0).

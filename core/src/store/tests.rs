@@ -191,3 +191,40 @@ fn a_new_data_directory_is_private() {
     std::fs::create_dir(&usual).unwrap();
     assert_eq!(mode(dir.parent().unwrap()), mode(&usual));
 }
+
+/// The database holds the QR and admin tokens, and the log guests' orders:
+/// in a directory anyone may read (a systemd StateDirectory is 0755) their
+/// files are still the owner's alone (until session 20 they were 0644).
+#[test]
+fn the_store_files_are_the_owners_alone_in_an_open_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut s = Store::open(dir.path()).unwrap();
+    s.commit(&[StoreOp::PutMeta("admin".into(), "secret".into())])
+        .unwrap();
+    let events = dir.path().join("events");
+    let (mut log, _) = eventlog::EventLog::open(&events, 0).unwrap();
+    log.append(&[eventlog::LogRecord {
+        seq: 0,
+        hash: 1,
+        time_ms: 2,
+        json: b"{}",
+    }])
+    .unwrap();
+    let mut checked = 0;
+    for dir in [dir.path(), events.as_path()] {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().into_string().unwrap();
+            if !(name.starts_with("floorbell.db") || name.starts_with("events-")) {
+                continue;
+            }
+            let mode = entry.metadata().unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{name}: {mode:o}");
+            checked += 1;
+        }
+    }
+    // The database, its WAL and shared memory, a segment.
+    assert!(checked >= 4, "{checked} files checked");
+}

@@ -598,3 +598,22 @@ fn pin_reactors_gives_each_event_loop_a_cpu_of_its_own() {
         }
     }
 }
+
+/// A store that is not one is refused at start with one clear line, each
+/// cause said once (until session 20: `store error: file is not a
+/// database: file is not a database: Error code 26: …`).
+#[test]
+fn a_file_that_is_not_a_database_is_refused_with_each_cause_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("floorbell.db"), b"not sqlite at all\n").unwrap();
+    let err = match Launch::new().data_dir(dir.path()).try_start() {
+        Ok(_) => panic!("started on a file that is not a database"),
+        Err(e) => e,
+    };
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("floorbell: "))
+        .unwrap_or_else(|| panic!("no error line in {err}"));
+    assert!(line.contains("file is not a database"), "{line}");
+    assert_eq!(line.matches("file is not a database").count(), 1, "{line}");
+}

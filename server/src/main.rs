@@ -70,10 +70,29 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("floorbell: {e:#}");
+            eprintln!("floorbell: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `e` and its causes on one line, each cause only where its text adds to
+/// what is already said: our errors quote their source in their message,
+/// so `{e:#}` said `store error: file is not a database: file is not a
+/// database: Error code 26: …`.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn serve(args: &ServeArgs) -> anyhow::Result<()> {

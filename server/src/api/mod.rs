@@ -313,13 +313,23 @@ pub fn handle(
         }
         // Public, for a supervisor or a monitor: 200 while changes are
         // taken, 503 with the reason once a commit has failed (see
-        // `engine::Halt`; reads still work then, changes need a restart).
-        (Route::Health, Method::Get | Method::Head) => match engine.halted() {
-            None => Action::Respond {
+        // `engine::Halt`; reads still work then, changes need a restart),
+        // and 503 while one commit has run for 10 s (a stuck disk: changes
+        // wait, then give up; `engine::CommitClock`).
+        (Route::Health, Method::Get | Method::Head) => match (engine.halted(), engine.stuck_commit()) {
+            (None, None) => Action::Respond {
                 status: 200,
                 body: Body::Static(br#"{"status":200,"message":"ok"}"#),
             },
-            Some(reason) => error(503, path, reason),
+            (Some(reason), _) => error(503, path, reason),
+            (None, Some(took)) => error(
+                503,
+                path,
+                &format!(
+                    "the store has been writing one commit for {} s (a stuck disk?); changes wait for it",
+                    took.as_secs()
+                ),
+            ),
         },
         // Public, like /ws/display: exactly what a display shows.
         (Route::Serving, Method::Get | Method::Head) => read_ok(engine.serving_json()),

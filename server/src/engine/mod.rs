@@ -10,7 +10,7 @@
 //! commit, so no poller ever sees an event that a crash could undo.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -365,6 +365,58 @@ impl Halt {
     }
 }
 
+/// A commit that has run this long makes `/healthz` answer 503: the disk
+/// is stuck (a healthy commit takes milliseconds; changes give up after
+/// 30 s).
+pub const STUCK_COMMIT: Duration = Duration::from_secs(10);
+
+/// When the writer's commit under way began, so that `/healthz` tells a
+/// stuck disk from a healthy one: every change then waits (and gives up
+/// with a 503 after 30 s) though nothing has failed.
+#[derive(Debug)]
+pub struct CommitClock {
+    epoch: Instant,
+    /// Nanoseconds from `epoch` to the start of the commit under way, plus
+    /// one; 0 while none is.
+    started: AtomicU64,
+}
+
+impl Default for CommitClock {
+    fn default() -> Self {
+        CommitClock {
+            epoch: Instant::now(),
+            started: AtomicU64::new(0),
+        }
+    }
+}
+
+impl CommitClock {
+    fn since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// A commit begins at `at`.
+    pub fn begin(&self, at: Instant) {
+        self.started
+            .store(self.since_epoch(at) + 1, Ordering::Release);
+    }
+
+    /// The commit under way has ended.
+    pub fn end(&self) {
+        self.started.store(0, Ordering::Release);
+    }
+
+    /// How long the commit under way has run at `now`; `None` when none is.
+    pub fn running_for(&self, now: Instant) -> Option<Duration> {
+        match self.started.load(Ordering::Acquire) {
+            0 => None,
+            start => Some(Duration::from_nanos(
+                self.since_epoch(now).saturating_sub(start - 1),
+            )),
+        }
+    }
+}
+
 /// The two tokens of SPEC §0.
 pub struct Tokens {
     /// Sent by pollers in the `token` header (SPEC §1.1).
@@ -411,6 +463,8 @@ pub struct Engine {
     submitted: Arc<AtomicUsize>,
     /// Set by the writer when a commit fails: every later change is refused.
     halt: Arc<Halt>,
+    /// When the writer's commit under way began.
+    commit_clock: Arc<CommitClock>,
 }
 
 /// Whether `presented` is `secret`, in time that depends on neither where
@@ -639,8 +693,10 @@ impl Engine {
         let submitted = Arc::new(AtomicUsize::new(0));
         let unsettled = Arc::new(AtomicUsize::new(0));
         let halt = Arc::new(Halt::default());
+        let commit_clock = Arc::new(CommitClock::default());
         let writer = Writer {
             halt: Arc::clone(&halt),
+            commit_clock: Arc::clone(&commit_clock),
             unsettled: Arc::clone(&unsettled),
             submitted: Arc::clone(&submitted),
             local: Arc::clone(&local),
@@ -679,6 +735,7 @@ impl Engine {
             webhooks,
             submitted,
             halt,
+            commit_clock,
         };
         Ok((Arc::new(engine), generated))
     }
@@ -785,6 +842,14 @@ impl Engine {
     /// Why changes are refused, once a commit has failed (see [`Halt`]).
     pub fn halted(&self) -> Option<&str> {
         self.halt.reason()
+    }
+
+    /// How long the commit under way has run, once that is
+    /// [`STUCK_COMMIT`] or more (see [`CommitClock`]).
+    pub fn stuck_commit(&self) -> Option<Duration> {
+        self.commit_clock
+            .running_for(Instant::now())
+            .filter(|d| *d >= STUCK_COMMIT)
     }
 
     /// Feeds the ticket board an input from a WebSocket connection; its
@@ -1267,6 +1332,8 @@ enum Pending {
 struct Writer {
     /// Set when a commit fails; from then on batches are refused untried.
     halt: Arc<Halt>,
+    /// Set while a commit is under way (for `/healthz`).
+    commit_clock: Arc<CommitClock>,
     /// Commit counters, logged at debug level once a second.
     stats: CommitStats,
     /// Local sessions and subscribers (the C ABI's).
@@ -1480,7 +1547,9 @@ impl Writer {
             Ok(())
         } else {
             let started = std::time::Instant::now();
+            self.commit_clock.begin(started);
             let r = self.persist(&visible, &ops);
+            self.commit_clock.end();
             self.stats.record(batch.len(), started.elapsed());
             r.map_err(|e| {
                 // Events and tables are not visible yet and are refused. A
@@ -1783,6 +1852,23 @@ mod tests {
             at("E1") < at("Al") && at("Al") < at("E") && at("E") < at("Bo"),
             "{order:?}"
         );
+    }
+
+    /// `/healthz`'s view of a stuck disk: how long the commit under way
+    /// has run, and nothing between commits.
+    #[test]
+    fn the_commit_clock_says_how_long_the_commit_under_way_has_run() {
+        let clock = CommitClock::default();
+        let t0 = Instant::now();
+        assert_eq!(clock.running_for(t0), None);
+        clock.begin(t0);
+        assert_eq!(clock.running_for(t0), Some(Duration::ZERO));
+        assert_eq!(
+            clock.running_for(t0 + Duration::from_secs(12)),
+            Some(Duration::from_secs(12))
+        );
+        clock.end();
+        assert_eq!(clock.running_for(t0 + Duration::from_secs(12)), None);
     }
 
     /// Reads are settled only while every change with records that was

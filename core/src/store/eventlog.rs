@@ -177,7 +177,7 @@ impl EventLog {
         segment_bytes: u64,
     ) -> io::Result<(EventLog, Vec<StoredEvent>)> {
         if !dir.is_dir() {
-            std::fs::create_dir_all(dir)?;
+            std::fs::create_dir_all(dir).map_err(at(dir))?;
             if let Some(parent) = dir.parent() {
                 File::open(parent)?.sync_all()?;
             }
@@ -194,8 +194,8 @@ impl EventLog {
         };
         let mut events = Vec::new();
         let mut unused = Vec::new();
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
+        for entry in std::fs::read_dir(dir).map_err(at(dir))? {
+            let entry = entry.map_err(at(dir))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             if let Some(number) = name
@@ -222,10 +222,17 @@ impl EventLog {
             };
             log.next_name = log.next_name.max(number + 1);
             let path = entry.path();
-            let mut file = OpenOptions::new().read(true).write(true).open(&path)?;
+            let mut file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(at(&path))?;
             // No record lies past `segment_bytes` (appends rotate there).
             let mut bytes = Vec::new();
-            (&mut file).take(segment_bytes).read_to_end(&mut bytes)?;
+            (&mut file)
+                .take(segment_bytes)
+                .read_to_end(&mut bytes)
+                .map_err(at(&path))?;
             let (run, len) = read_run(&bytes);
             if !clean_end(&bytes, len) {
                 tracing::warn!(
@@ -274,10 +281,10 @@ impl EventLog {
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e),
+            Err(e) => return Err(at(dir)(e)),
         };
         for entry in entries {
-            let entry = entry?;
+            let entry = entry.map_err(at(dir))?;
             let name = entry.file_name();
             let is_segment = name
                 .to_str()
@@ -287,11 +294,12 @@ impl EventLog {
             if !is_segment {
                 continue;
             }
+            let path = entry.path();
             let mut len = [0u8; 4];
-            let mut file = File::open(entry.path())?;
+            let mut file = File::open(&path).map_err(at(&path))?;
             let mut read = 0;
             while read < len.len() {
-                match file.read(&mut len[read..])? {
+                match file.read(&mut len[read..]).map_err(at(&path))? {
                     0 => break,
                     n => read += n,
                 }
@@ -545,6 +553,13 @@ impl EventLog {
     fn active_prepared(&self) -> bool {
         self.active().prepared
     }
+}
+
+/// Puts `path` in front of an I/O error's message, so that an operator
+/// reads which file ("event log error: …/events-0000000003.log: Is a
+/// directory", not "Is a directory").
+fn at(path: &Path) -> impl FnOnce(io::Error) -> io::Error + '_ {
+    move |e| io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
 /// Writes `size` zeros to `part`, syncs it, and renames it to its segment

@@ -80,6 +80,21 @@ fn holds_records_only_once_a_record_is_written() {
     assert!(EventLog::holds_records(&events).unwrap());
 }
 
+/// A segment that cannot be read is an error naming it.
+#[test]
+fn an_unreadable_segment_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events");
+    std::fs::create_dir_all(events.join("events-0000000003.log")).unwrap();
+    let e = match EventLog::open(&events, 0) {
+        Ok(_) => panic!("a directory read as a segment"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("events-0000000003.log: "), "{e}");
+    let e = EventLog::holds_records(&events).unwrap_err().to_string();
+    assert!(e.contains("events-0000000003.log: "), "{e}");
+}
+
 #[test]
 fn a_new_log_lives_in_its_own_directory() {
     let dir = tempfile::tempdir().unwrap();

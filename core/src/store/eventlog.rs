@@ -295,16 +295,11 @@ impl EventLog {
                 continue;
             }
             let path = entry.path();
-            let mut len = [0u8; 4];
-            let mut file = File::open(&path).map_err(at(&path))?;
-            let mut read = 0;
-            while read < len.len() {
-                match file.read(&mut len[read..]).map_err(at(&path))? {
-                    0 => break,
-                    n => read += n,
-                }
-            }
-            if len != [0; 4] {
+            let mut len = Vec::with_capacity(4);
+            File::open(&path)
+                .and_then(|f| f.take(4).read_to_end(&mut len))
+                .map_err(at(&path))?;
+            if len.iter().any(|&b| b != 0) {
                 return Ok(true);
             }
         }

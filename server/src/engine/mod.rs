@@ -10,7 +10,7 @@
 //! commit, so no poller ever sees an event that a crash could undo.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -372,48 +372,25 @@ pub const STUCK_COMMIT: Duration = Duration::from_secs(10);
 
 /// When the writer's commit under way began, so that `/healthz` tells a
 /// stuck disk from a healthy one: every change then waits (and gives up
-/// with a 503 after 30 s) though nothing has failed.
-#[derive(Debug)]
-pub struct CommitClock {
-    epoch: Instant,
-    /// Nanoseconds from `epoch` to the start of the commit under way, plus
-    /// one; 0 while none is.
-    started: AtomicU64,
-}
-
-impl Default for CommitClock {
-    fn default() -> Self {
-        CommitClock {
-            epoch: Instant::now(),
-            started: AtomicU64::new(0),
-        }
-    }
-}
+/// with a 503 after 30 s) though nothing has failed. A lock is honest: it
+/// is taken twice per commit and once per health check.
+#[derive(Debug, Default)]
+pub struct CommitClock(Mutex<Option<Instant>>);
 
 impl CommitClock {
-    fn since_epoch(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX - 1)
-    }
-
     /// A commit begins at `at`.
     pub fn begin(&self, at: Instant) {
-        self.started
-            .store(self.since_epoch(at) + 1, Ordering::Release);
+        *self.0.lock() = Some(at);
     }
 
     /// The commit under way has ended.
     pub fn end(&self) {
-        self.started.store(0, Ordering::Release);
+        *self.0.lock() = None;
     }
 
     /// How long the commit under way has run at `now`; `None` when none is.
     pub fn running_for(&self, now: Instant) -> Option<Duration> {
-        match self.started.load(Ordering::Acquire) {
-            0 => None,
-            start => Some(Duration::from_nanos(
-                self.since_epoch(now).saturating_sub(start - 1),
-            )),
-        }
+        self.0.lock().map(|at| now.saturating_duration_since(at))
     }
 }
 

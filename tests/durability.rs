@@ -475,6 +475,45 @@ fn events_stored_as_rows_by_an_older_version_come_back() {
     assert_eq!(server.poll_hashes("none"), all);
 }
 
+/// Acknowledged events lost from the event log (its segments deleted, as
+/// damage on the medium could lose them) never have their hashes handed
+/// out again: a restart numbers on past the reserved `qr_next_seq`. Until
+/// session 20 it numbered on from the newest record left, here from 0, so
+/// the new events got the lost events' hashes and a client holding the
+/// newest lost hash was answered from the wrong place (nothing).
+#[test]
+fn hashes_of_lost_log_records_are_never_handed_out_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Launch::new().data_dir(dir.path()).start();
+    let lost: Vec<String> = (0..5)
+        .map(|i| server.publish_ok(&event_body(&format!("lost_{i}"))))
+        .collect();
+    server.kill();
+    for entry in std::fs::read_dir(dir.path().join("events")).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+
+    let mut server = Launch::new().data_dir(dir.path()).start();
+    assert_eq!(server.poll_hashes("none"), Vec::<String>::new());
+    let fresh: Vec<String> = (0..5)
+        .map(|i| server.publish_ok(&event_body(&format!("fresh_{i}"))))
+        .collect();
+    for hash in &fresh {
+        assert!(!lost.contains(hash), "lost hash {hash} given out again");
+    }
+    // The newest lost hash is unknown now: its holder gets every event.
+    assert_eq!(server.poll_hashes(lost.last().unwrap()), fresh);
+    server.kill();
+
+    // And across one more restart, which starts past the new reservation.
+    let server = Launch::new().data_dir(dir.path()).start();
+    assert_eq!(
+        server.poll_hashes(fresh.last().unwrap()),
+        Vec::<String>::new()
+    );
+    assert_eq!(server.poll_hashes(&fresh[2]), fresh[3..].to_vec());
+}
+
 /// A database lost beside its event log (floorbell.db and its WAL deleted,
 /// or replaced by a new one) is refused with a clear error. Until session
 /// 20 floorbell started as a new store: a new hash key, so every logged

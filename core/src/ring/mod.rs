@@ -254,8 +254,9 @@ impl Publisher {
         q.head.store(seq + 1, Ordering::Release);
     }
 
-    /// Continues numbering at `seq` (after a restart whose newest events had
-    /// all expired): the next push must carry at least `seq`.
+    /// Continues numbering at `seq` (after a restart: past the numbers the
+    /// last run reserved, or past events that all expired): the next push
+    /// must carry at least `seq`.
     pub fn skip_to(&mut self, seq: u64) {
         let q = &*self.queue;
         let head = self.next_seq();

@@ -54,7 +54,19 @@ pub const SESSION_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 const META_QR_TOKEN: &str = "qr_token";
 const META_ADMIN_TOKEN: &str = "admin_token";
 const META_HASH_KEY: &str = "event_hash_key";
+/// Every QR sequence number handed out is below this (a reservation, see
+/// [`SEQ_RESERVE`]); a restart numbers on from at least it.
 const META_NEXT_SEQ: &str = "qr_next_seq";
+/// How far ahead the writer reserves QR sequence numbers: when a batch
+/// would hand out a number at or past the persisted reservation, the same
+/// commit moves it to this much past the batch (as database sequences cache
+/// values). So one commit in 16,384 events or more writes a `meta` row, and
+/// a restart starts past every hash ever handed out, even if the newest
+/// log records were lost (a deleted or damaged segment): a client still
+/// holding one of their hashes resynchronises instead of being answered
+/// from the wrong place. A restart leaves a gap of up to this many numbers,
+/// a sixteenth of the ring's window.
+const SEQ_RESERVE: u64 = 16_384;
 /// Events below this sequence number are gone: the event log's segments
 /// holding only such events are reused (written before they are).
 const META_EXPIRED_BEFORE: &str = "qr_expired_before";
@@ -679,6 +691,7 @@ impl Engine {
             local: Arc::clone(&local),
             reactors: Arc::clone(&reactors),
             expired_before,
+            seq_reserved: stored_next,
             stats: CommitStats::default(),
             store,
             log,
@@ -1320,6 +1333,9 @@ struct Writer {
     /// Events below this sequence number are gone from the store (the
     /// persisted `qr_expired_before`).
     expired_before: u64,
+    /// Every sequence number handed out is below this: the persisted
+    /// `qr_next_seq` ([`SEQ_RESERVE`]).
+    seq_reserved: u64,
     /// Where QR events are written. Declared before `store`, so dropped
     /// first: its drop waits for a segment being prepared, and the store
     /// holds the directory lock, which must outlast that preparation (a
@@ -1505,10 +1521,13 @@ impl Writer {
                 Pending::Applied(job) => ops.append(&mut job.records),
             }
         }
+        // Numbers past the reservation are reserved in the same commit
+        // that makes their events durable, before any hash is answered.
+        let reserve = (seq > self.seq_reserved).then(|| seq + SEQ_RESERVE);
+        if let Some(reserve) = reserve {
+            ops.push(StoreOp::PutMeta(META_NEXT_SEQ.into(), reserve.to_string()));
+        }
         if let Some(tail) = expire_before {
-            // A restart numbers on from the newest stored event, or from
-            // this if they are all gone: written only when events go.
-            ops.push(StoreOp::PutMeta(META_NEXT_SEQ.into(), seq.to_string()));
             ops.push(StoreOp::PutMeta(
                 META_EXPIRED_BEFORE.into(),
                 tail.to_string(),
@@ -1542,6 +1561,9 @@ impl Writer {
                 Outcome::Failed(format!("the store failed: {e}"))
             })
         };
+        if let (Ok(()), Some(reserve)) = (&result, reserve) {
+            self.seq_reserved = reserve;
+        }
         if let (Ok(()), Some(tail)) = (&result, expire_before) {
             self.expired_before = tail;
             if let Err(e) = self.log.retire(tail) {

@@ -735,6 +735,9 @@ struct Worker {
     /// When the thread last came back to work: timestamps for the 10 s and
     /// 60 s timeouts need no finer clock.
     now: Instant,
+    /// The wall clock read with `now`, in milliseconds since the Unix
+    /// epoch (events' expiry, token uses).
+    now_ms: i64,
     /// Working memory of the request handlers.
     handler_scratch: api::Scratch,
     /// Decoded WebSocket events of the current read (kept, like the scratch).
@@ -756,6 +759,7 @@ impl Worker {
             date: DateCache::default(),
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             now: Instant::now(),
+            now_ms: now_ms(),
             handler_scratch: api::Scratch::default(),
             ws_events: Vec::new(),
             targets: Vec::new(),
@@ -767,7 +771,11 @@ impl Worker {
     /// Reads the clocks once per turn of work.
     fn tick(&mut self) {
         self.now = Instant::now();
-        self.date.refresh(SystemTime::now());
+        let wall = SystemTime::now();
+        self.date.refresh(wall);
+        self.now_ms = wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
     }
 
     /// Answers a connection over the cap 503 and closes it. Best effort,
@@ -1095,7 +1103,7 @@ impl Worker {
     /// the writer, or when the answer closes the connection.
     fn process(&mut self, hub: &Hub, key: usize, conn: &mut Conn, buf: &mut [u8]) -> usize {
         let mut used = 0;
-        let now = now_ms();
+        let now = self.now_ms;
         loop {
             if conn.awaiting.is_some()
                 || conn.close_after_write
@@ -1215,15 +1223,17 @@ impl Worker {
                 conn.close_after_write |= close;
             }
             Action::Events => {
-                conn.streamed = http::write_events(
-                    &mut conn.out,
-                    &mut self.handler_scratch.events,
-                    close,
-                    head_only,
-                    &self.date,
-                    &hub.stream_budget,
-                )
-                .map(Box::new);
+                conn.streamed = self
+                    .handler_scratch
+                    .events
+                    .write(
+                        &mut conn.out,
+                        close,
+                        head_only,
+                        &self.date,
+                        &hub.stream_budget,
+                    )
+                    .map(Box::new);
                 conn.close_after_write |= close;
             }
             Action::Upgrade {

@@ -64,13 +64,16 @@ pub enum Action {
 pub struct Scratch {
     /// The events of the poll being answered; emptied after each answer so
     /// no event outlives its read.
-    pub events: Vec<Bytes>,
+    pub events: crate::http::PollEvents,
 }
 
 impl Default for Scratch {
     fn default() -> Self {
         Scratch {
-            events: Vec::with_capacity(64),
+            events: crate::http::PollEvents {
+                joined: Vec::with_capacity(16 * 1024),
+                shared: Vec::new(),
+            },
         }
     }
 }
@@ -276,11 +279,7 @@ pub fn handle(
                 // An unknown or malformed hash reads everything (SPEC §1.1).
                 parse_hash(&hash).map_or(Cursor::All, Cursor::After)
             };
-            let events = &mut scratch.events;
-            events.clear();
-            engine
-                .queue()
-                .read(cursor, now_ms, |e| events.push(e.json.clone()));
+            scratch.events.read(engine.queue(), cursor, now_ms);
             Action::Events
         }
         (Route::Events, Method::Post) => {

@@ -137,7 +137,7 @@ impl Engine {
     /// recorded with `ip`), or `None`; also the check of the first frame
     /// `{"accesstoken":…}` on `/api/v2/websocket`.
     pub fn gateway_principal(&self, token: &[u8], ip: Option<&str>) -> Option<Principal> {
-        if super::secret_eq(token, &self.tokens.admin) {
+        if self.admin_token.matches(token) {
             return Some(Principal::Admin);
         }
         self.access

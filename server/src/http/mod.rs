@@ -9,6 +9,6 @@ pub use request::{
     parse_head, Head, HeadError, Method, MAX_BODY_BYTES, MAX_HEADERS, MAX_HEAD_BYTES,
 };
 pub use response::{
-    error_body, write_events, write_not_allowed, write_response, DateCache, StreamBudget,
-    StreamedEvents, MAX_STREAMED_BYTES, MIN_STREAM_RATE,
+    error_body, write_events, write_not_allowed, write_response, DateCache, PollEvents,
+    StreamBudget, StreamedEvents, MAX_STREAMED_BYTES, MIN_STREAM_RATE,
 };

@@ -559,15 +559,15 @@ impl Hub {
         }
     }
 
-    /// Does the work on `token`, then yields the CPU when it is time to
-    /// (see [`crate::courtesy`]).
+    /// Does the work on `token`, then pauses when it is time to give the
+    /// CPU away (see [`crate::courtesy`]).
     fn serve(&self, w: &mut Worker, token: usize) {
         w.tick();
         self.dispatch(w, token);
         if w.courtesy.served() {
             let before = Instant::now();
-            std::thread::yield_now();
-            w.courtesy.yielded(before.elapsed());
+            std::thread::sleep(crate::courtesy::PAUSE);
+            w.courtesy.paused(before.elapsed());
         }
     }
 

@@ -897,6 +897,51 @@ fn a_long_poll_answer_is_whole_and_requests_behind_it_keep_their_order() {
     server.assert_healthy();
 }
 
+/// A short poll answer (under 256 KiB, not streamed) is written straight
+/// from the event loop's buffer when nothing is queued before it (session
+/// 21); what the socket does not take at once waits in the connection's
+/// buffer (the reactor's unit test checks what is kept). Twelve pipelined
+/// answers of ~100–200 KB to a client that reads slowly arrive whole and in
+/// order.
+#[test]
+fn short_poll_answers_larger_than_the_socket_takes_arrive_whole_and_in_order() {
+    let server = Launch::new().start();
+    let mut published = Vec::new();
+    for len in [90_000, 90_000, 20_000] {
+        let reply = server.publish(std::str::from_utf8(&event_of_len(len)).unwrap());
+        published.push(hash_of_published(&reply));
+    }
+    let expected = server.poll("none");
+    assert_eq!(expected.status, 200);
+    assert!(expected.body.len() < 256 * 1024, "{}", expected.body.len());
+    let after_first = server.poll(&published[0]);
+    assert_eq!(after_first.status, 200);
+    let poll = |hash: &str, close: bool| {
+        format!(
+            "GET /api/v4/events?hash={hash} HTTP/1.1\r\nHost: 127.0.0.1\r\ntoken: {QR_TOKEN}\r\n{}\r\n",
+            if close { "Connection: close\r\n" } else { "" }
+        )
+    };
+    let mut conn = server.raw();
+    let answers: Vec<(&Reply, bool)> = (0..12)
+        .map(|i| (if i % 2 == 0 { &expected } else { &after_first }, i == 11))
+        .collect();
+    let pipelined: String = (0..12)
+        .map(|i| poll(if i % 2 == 0 { "none" } else { &published[0] }, i == 11))
+        .collect();
+    conn.send(pipelined.as_bytes());
+    std::thread::sleep(Duration::from_millis(200));
+    conn.read_slowly(4096, Duration::from_micros(100));
+    for (i, (want, closes)) in answers.into_iter().enumerate() {
+        let got = conn.read_response();
+        assert_eq!(got.status, 200, "answer {i}");
+        assert_eq!(got.closes(), closes, "answer {i}");
+        assert_eq!(got.text(), want.body, "answer {i}");
+    }
+    assert!(conn.closed_within(Duration::from_secs(5)));
+    server.assert_healthy();
+}
+
 /// Long answers being sent share `stream-budget-bytes` of events: a client
 /// that does not read its long answer holds its share until it goes, a poll
 /// that would go past the budget meanwhile gets a 503 in §1's error shape

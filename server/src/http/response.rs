@@ -296,6 +296,39 @@ impl PollEvents {
         }
     }
 
+    /// A short answer as the three parts to send in order: the head and
+    /// the opening bytes (written into `head`), the events, the closing
+    /// bytes; `None` for a long answer (use [`PollEvents::write`]). The
+    /// reactor sends them straight from here when nothing is queued before
+    /// them, so the answer is not copied into the connection's buffer
+    /// first; then [`PollEvents::clear`].
+    pub fn short_parts<'a>(
+        &'a self,
+        head: &'a mut Vec<u8>,
+        close: bool,
+        head_only: bool,
+        date: &DateCache,
+    ) -> Option<[&'a [u8]; 3]> {
+        use floorbell_core::qr::{UPDATES_PREFIX, UPDATES_SUFFIX};
+        if !self.shared.is_empty() {
+            return None;
+        }
+        let body_len = UPDATES_PREFIX.len() + self.joined.len() + UPDATES_SUFFIX.len();
+        head.clear();
+        write_head(head, 200, body_len, close, date);
+        if head_only {
+            return Some([head, &[], &[]]);
+        }
+        head.extend_from_slice(UPDATES_PREFIX);
+        Some([head, &self.joined, UPDATES_SUFFIX])
+    }
+
+    /// Forgets what was read.
+    pub fn clear(&mut self) {
+        self.joined.clear();
+        self.shared.clear();
+    }
+
     /// Writes the answer into `out` as [`write_events`] does, and empties
     /// `self`.
     pub fn write(
@@ -564,6 +597,34 @@ mod tests {
                 assert_eq!(poll.joined, events[n - 2..].join(&b","[..]));
             }
         }
+    }
+
+    /// The parts of a short answer, in order, are the bytes `write` puts
+    /// into a buffer; a long answer has none.
+    #[test]
+    fn a_short_answer_s_parts_are_its_bytes() {
+        let date = DateCache::default();
+        let budget = StreamBudget::new(MAX_STREAMED_BYTES);
+        let mut poll = PollEvents::default();
+        let mut head = Vec::new();
+        for (n, head_only) in [(0, false), (10, false), (10, true)] {
+            let queue = queue_of(&some_events(n), 1_000);
+            poll.read(&queue, Cursor::All, 2_000);
+            let parts = poll
+                .short_parts(&mut head, true, head_only, &date)
+                .expect("short");
+            let sent = parts.concat();
+            let mut written = Vec::new();
+            assert!(poll
+                .write(&mut written, true, head_only, &date, &budget)
+                .is_none());
+            assert_eq!(sent, written, "n={n} head_only={head_only}");
+        }
+        let queue = queue_of(&some_events(1500), 1_000);
+        poll.read(&queue, Cursor::All, 2_000);
+        assert!(poll.short_parts(&mut head, false, false, &date).is_none());
+        poll.clear();
+        assert!(poll.shared.is_empty() && poll.joined.is_empty());
     }
 
     /// An answer whose events pass `STREAM_OVER` is read as handles and

@@ -228,3 +228,41 @@ fn the_store_files_are_the_owners_alone_in_an_open_directory() {
     // The database, its WAL and shared memory, a segment.
     assert!(checked >= 4, "{checked} files checked");
 }
+
+/// A directory whose database path SQLite cannot take is refused with the
+/// path's length and the limit (SQLite says only "unable to open database
+/// file"); at the limit it opens.
+#[test]
+fn a_database_path_too_long_for_sqlite_is_named() {
+    let base = std::fs::canonicalize(tempfile::tempdir().unwrap().keep()).unwrap();
+    // The directory at which the database's full path is `len` bytes.
+    let dir_for = |len: usize| {
+        let mut dir = base.join(format!("d{len}"));
+        let mut left = len - dir.as_os_str().len() - 1 - DB_FILE.len();
+        while left > 0 {
+            // Components of at most 200 bytes; never one of 0 bytes.
+            let part = if left > 201 { 200 } else { left - 1 };
+            dir.push("x".repeat(part));
+            left -= part + 1;
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(dir.join(DB_FILE).as_os_str().len(), len);
+        dir
+    };
+    let fits = dir_for(MAX_DB_PATH);
+    Store::open(&fits).expect("a path of MAX_DB_PATH bytes opens");
+    Store::open_read_only(&fits).expect("and opens read-only");
+    let long = dir_for(MAX_DB_PATH + 1);
+    match Store::open(&long) {
+        Err(StoreError::PathTooLong { len, .. }) => assert_eq!(len, MAX_DB_PATH + 1),
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("opened a path SQLite cannot take"),
+    }
+    let message = Store::open_read_only(&long)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(message.contains("is 505 bytes"), "{message}");
+    assert!(message.contains("SQLite opens at most 504"), "{message}");
+    std::fs::remove_dir_all(&base).unwrap();
+}

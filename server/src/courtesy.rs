@@ -7,9 +7,13 @@
 //! browser, a load generator), a client woken by its answer waits that long
 //! for a CPU to read it, and that wait is part of every latency the client
 //! sees. So a thread pauses after every [`MIN_EVERY`] connections it has
-//! served: it sleeps for [`PAUSE`] (which the kernel's timer slack, 50 µs
-//! for an ordinary thread, stretches to at most ~51 µs), a client woken
-//! meanwhile runs, and the thread is back when the timer fires.
+//! served: it asks to sleep for [`PAUSE`] (the kernel's timer slack, 50 µs
+//! for an ordinary thread, lets the timer fire up to that much later), a
+//! client woken meanwhile runs, and the thread is back once the timer has
+//! fired and a CPU is free. On cores that serve nothing else that is ~50 µs
+//! idle per [`MIN_EVERY`] connections, up to ~10 % of a thread's time at
+//! full load: the price of the tail beside clients (not measured; every
+//! load here shares its cores with the client).
 //!
 //! A pause sleeps rather than calling `sched_yield` (sessions 10–20). Side
 //! by side on a 6.18 kernel (session 21), yielding gave poll p99s of

@@ -735,9 +735,6 @@ struct Worker {
     /// When the thread last came back to work: timestamps for the 10 s and
     /// 60 s timeouts need no finer clock.
     now: Instant,
-    /// The wall clock read with `now`, in milliseconds since the Unix
-    /// epoch (events' expiry, token uses).
-    now_ms: i64,
     /// Working memory of the request handlers.
     handler_scratch: api::Scratch,
     /// The head of a poll answer written through (kept buffer).
@@ -761,7 +758,6 @@ impl Worker {
             date: DateCache::default(),
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             now: Instant::now(),
-            now_ms: now_ms(),
             handler_scratch: api::Scratch::default(),
             head_buf: Vec::with_capacity(256),
             ws_events: Vec::new(),
@@ -774,11 +770,7 @@ impl Worker {
     /// Reads the clocks once per turn of work.
     fn tick(&mut self) {
         self.now = Instant::now();
-        let wall = SystemTime::now();
-        self.date.refresh(wall);
-        self.now_ms = wall
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        self.date.refresh(SystemTime::now());
     }
 
     /// Answers a connection over the cap 503 and closes it. Best effort,
@@ -1106,7 +1098,12 @@ impl Worker {
     /// the writer, or when the answer closes the connection.
     fn process(&mut self, hub: &Hub, key: usize, conn: &mut Conn, buf: &mut [u8]) -> usize {
         let mut used = 0;
-        let now = self.now_ms;
+        // The wall clock now, not the turn's: changes are stamped with it
+        // (an order's `stateStarted`), and with the turn's clock a thread
+        // whose turn began earlier stamped a later change with an earlier
+        // time than the other thread had already used (orders out of order
+        // in the history; session 21's CI).
+        let now = now_ms();
         loop {
             if conn.awaiting.is_some()
                 || conn.close_after_write
@@ -1844,7 +1841,6 @@ fn detect_dead_peer(stream: &TcpStream) {
     }
 }
 
-/// Writes as much pending output as the socket takes.
 /// Sends an answer's `parts` with one vectored write when nothing is queued
 /// before them, and keeps in `conn.out` what the socket did not take. A
 /// short poll answer is not copied into the connection's buffer first: that
@@ -1872,6 +1868,7 @@ fn keep_unwritten(out: &mut Vec<u8>, parts: [&[u8]; 3], mut written: usize) {
     }
 }
 
+/// Writes as much pending output as the socket takes.
 fn flush(conn: &mut Conn, now: Instant) -> io::Result<()> {
     loop {
         while conn.out_pos < conn.out.len() {

@@ -38,6 +38,11 @@
 //! 5. Retention is checked on read against the caller's `now`, so an event
 //!    older than the window is never returned even before the publisher's next
 //!    [`Publisher::expire`] clears it.
+//! 6. [`Publisher::skip_to`] records the numbers it skips (`gap_start`,
+//!    `gap_end`, `Relaxed`) before its `Release` store of `head`; a reader
+//!    that sees that `head` (Acquire) sees the gap too, and one that sees an
+//!    older `head` never reaches the gap. No event ever has a number in the
+//!    gap, so jumping over it skips only empty slots.
 //!
 //! There is no `unsafe` here: arc-swap carries the lock-free pointer handling.
 
@@ -82,6 +87,12 @@ pub struct EventQueue {
     head: CachePadded<AtomicU64>,
     /// Oldest retained sequence number (advisory, see the module doc).
     tail: CachePadded<AtomicU64>,
+    /// The numbers the last [`Publisher::skip_to`] skipped, `start..end`:
+    /// no event has them, so reads and the expiry jump over them instead
+    /// of loading each empty slot (a restart skips up to the engine's
+    /// reservation of numbers: thousands of slots). Module doc, 6.
+    gap_start: AtomicU64,
+    gap_end: AtomicU64,
     retention_ms: i64,
 }
 
@@ -124,6 +135,8 @@ impl EventQueue {
             slots,
             head: CachePadded::new(AtomicU64::new(next_seq)),
             tail: CachePadded::new(AtomicU64::new(next_seq)),
+            gap_start: AtomicU64::new(0),
+            gap_end: AtomicU64::new(0),
             retention_ms,
         });
         let publisher = Publisher {
@@ -152,6 +165,20 @@ impl EventQueue {
     /// of `now_ms`; returns how many it visited. Never blocks and never waits
     /// for the publisher.
     pub fn read(&self, cursor: Cursor, now_ms: i64, mut each: impl FnMut(&QueuedEvent)) -> usize {
+        self.read_while(cursor, now_ms, |e| {
+            each(e);
+            true
+        })
+    }
+
+    /// [`EventQueue::read`] until `each` returns false; returns how many
+    /// events it was called with.
+    pub fn read_while(
+        &self,
+        cursor: Cursor,
+        now_ms: i64,
+        mut each: impl FnMut(&QueuedEvent) -> bool,
+    ) -> usize {
         // Pairs with the publisher's Release store of `head` (module doc, 1).
         let head = self.head.load(Ordering::Acquire);
         // Pairs with the publisher's Release store of `tail` (module doc, 4).
@@ -164,8 +191,17 @@ impl EventQueue {
                 None => tail,
             },
         };
+        // After `head` (module doc, 6).
+        let gap = self.gap_start.load(Ordering::Relaxed)..self.gap_end.load(Ordering::Relaxed);
         let mut seen = 0;
-        for seq in start..head {
+        let mut next = start;
+        while next < head {
+            if gap.contains(&next) {
+                next = gap.end;
+                continue;
+            }
+            let seq = next;
+            next += 1;
             let guard = self.slots[(seq & self.mask) as usize].load();
             let Some(event) = guard.as_deref() else {
                 continue;
@@ -175,8 +211,10 @@ impl EventQueue {
             if event.seq != seq || event.time_ms <= cutoff {
                 continue;
             }
-            each(event);
             seen += 1;
+            if !each(event) {
+                break;
+            }
         }
         seen
     }
@@ -275,8 +313,10 @@ impl Publisher {
                 // Pairs with the readers' Acquire load of `tail` (module doc, 4).
                 q.tail.store(min_tail, Ordering::Release);
             }
-            // Nothing lies between the old head and `seq`: readers walking
-            // that range find empty or stale slots and skip them.
+            // Nothing lies between the old head and `seq`: readers jump
+            // over it (module doc, 6).
+            q.gap_start.store(head, Ordering::Relaxed);
+            q.gap_end.store(seq, Ordering::Relaxed);
             q.head.store(seq, Ordering::Release);
         }
     }
@@ -288,7 +328,12 @@ impl Publisher {
         let cutoff = now_ms.saturating_sub(q.retention_ms);
         let head = self.next_seq();
         let mut tail = q.tail.load(Ordering::Relaxed);
+        let gap = q.gap_start.load(Ordering::Relaxed)..q.gap_end.load(Ordering::Relaxed);
         while tail < head {
+            if gap.contains(&tail) {
+                tail = gap.end; // empty slots (module doc, 6)
+                continue;
+            }
             let slot = &q.slots[(tail & q.mask) as usize];
             let keep = match slot.load().as_deref() {
                 Some(e) if e.seq == tail => e.time_ms > cutoff,

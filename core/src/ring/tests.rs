@@ -124,6 +124,9 @@ enum Op {
     ReadAfter { back: usize, bogus: bool },
     /// Read everything.
     ReadAll,
+    /// Skip `n` sequence numbers, as a restart does (the engine's
+    /// reservation).
+    Skip { n: u64 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -132,6 +135,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0i64..120).prop_map(|dt| Op::Expire { dt }),
         2 => (0usize..40, any::<bool>()).prop_map(|(back, bogus)| Op::ReadAfter { back, bogus }),
         1 => Just(Op::ReadAll),
+        1 => (1u64..40).prop_map(|n| Op::Skip { n }),
     ]
 }
 
@@ -139,7 +143,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     /// The model: a Vec of every event ever published; "retained" means
-    /// younger than the window and among the last `capacity` published.
+    /// younger than the window and among the last `capacity` sequence
+    /// numbers (the last `capacity` published, unless numbers were skipped).
     #[test]
     fn matches_a_vec_model(
         ops in prop::collection::vec(op(), 1..300),
@@ -153,9 +158,13 @@ proptest! {
         let (q, mut p) = EventQueue::new(capacity, retention, key, start_seq);
         let mut model: Vec<QueuedEvent> = Vec::new();
         let mut now = 1_000i64;
-        let retained = |model: &[QueuedEvent], now: i64| -> Vec<QueuedEvent> {
-            let skip = model.len().saturating_sub(capacity);
-            model[skip..].iter().filter(|e| e.time_ms > now - retention).cloned().collect()
+        let retained = |model: &[QueuedEvent], now: i64, next: u64| -> Vec<QueuedEvent> {
+            let oldest = next.saturating_sub(capacity as u64);
+            model
+                .iter()
+                .filter(|e| e.seq >= oldest && e.time_ms > now - retention)
+                .cloned()
+                .collect()
         };
         for op in ops {
             match op {
@@ -172,10 +181,11 @@ proptest! {
                     p.expire(now);
                 }
                 Op::ReadAll => {
-                    prop_assert_eq!(q.read_vec(Cursor::All, now), retained(&model, now));
+                    prop_assert_eq!(q.read_vec(Cursor::All, now), retained(&model, now, p.next_seq()));
                 }
+                Op::Skip { n } => p.skip_to(p.next_seq() + n),
                 Op::ReadAfter { back, bogus } => {
-                    let live = retained(&model, now);
+                    let live = retained(&model, now, p.next_seq());
                     let (hash, expect) = if bogus || back >= model.len() {
                         // A hash no retained event has: everything.
                         let h = key.encode(p.next_seq() + 7);
@@ -193,7 +203,7 @@ proptest! {
                 }
             }
             // Hashes are unique among retained events.
-            let live = retained(&model, now);
+            let live = retained(&model, now, p.next_seq());
             let mut hashes: Vec<u32> = live.iter().map(|e| e.hash).collect();
             hashes.sort_unstable();
             hashes.dedup();
@@ -255,4 +265,22 @@ fn readers_race_a_wrapping_publisher() {
         q.read_vec(Cursor::All, 0).last().map(|e| e.seq),
         Some(total - 1)
     );
+}
+
+/// `read_while` stops at the first event `each` refuses, having called it
+/// with that one, and `read` visits all.
+#[test]
+fn read_while_stops_when_told() {
+    let key = HashKey::from_secret(KEY);
+    let (q, mut p) = EventQueue::new(16, 1_000, key, 0);
+    for seq in 0..10 {
+        p.push(event(seq, key, 100));
+    }
+    let mut seen = Vec::new();
+    let called = q.read_while(Cursor::All, 100, |e| {
+        seen.push(e.seq);
+        e.seq < 3
+    });
+    assert_eq!((called, seen), (4, vec![0, 1, 2, 3]));
+    assert_eq!(q.read(Cursor::All, 100, |_| {}), 10);
 }

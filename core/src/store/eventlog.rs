@@ -40,9 +40,10 @@
 //! with earlier records leaves each sector of that block old or new, never
 //! torn, so acknowledged bytes stay intact. A record damaged later (a media
 //! error) ends its segment's run like a torn one: the records after it in
-//! that segment are lost, and if they were the newest, their numbers are
-//! given again after the restart, as SQLite drops the WAL frames after a
-//! bad checksum.
+//! that segment are lost, as SQLite drops the WAL frames after a bad
+//! checksum. Their numbers (and hashes) are not given again: the engine
+//! numbers on past a reservation it keeps in the database (session 21;
+//! until then, if they were the newest, they were).
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};

@@ -611,6 +611,13 @@ impl Engine {
         let next_seq = stored_next
             .max(store.max_event_seq()?.map_or(0, |s| s + 1))
             .max(log.last_seq().map_or(0, |s| s + 1));
+        // Restored events numbered at or past the stored reservation (a
+        // store of a version before it, or a crash between the log's write
+        // and the database's commit) are about to be served: reserve their
+        // numbers first, so a restart after losing them starts past them.
+        if next_seq > stored_next {
+            store.commit(&[StoreOp::PutMeta(META_NEXT_SEQ.into(), next_seq.to_string())])?;
+        }
         let mut events = store.load_events(now - retention_ms)?;
         events.extend(
             logged
@@ -711,7 +718,7 @@ impl Engine {
             local: Arc::clone(&local),
             reactors: Arc::clone(&reactors),
             expired_before,
-            seq_reserved: stored_next,
+            seq_reserved: next_seq,
             stats: CommitStats::default(),
             store,
             log,
@@ -1989,5 +1996,46 @@ mod tests {
             assert_eq!(stored, accepted, "round {round}");
             engine.shutdown();
         }
+    }
+
+    /// Restored events numbered past the stored reservation (`qr_next_seq`
+    /// lagging the log, as a version before the reservation left it) are
+    /// reserved at open, before any commit: if the log is lost afterwards,
+    /// their hashes are not given out again.
+    #[test]
+    fn restored_events_past_the_reservation_are_reserved_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let config = || Config::from_toml_text("no-mdns = true", &data).unwrap();
+        let publish = |engine: &Engine, i: usize| {
+            let json = format!(r#"{{"code":"waiter_call","table":{i}}}"#);
+            let prepared = engine
+                .tables()
+                .with(|t| floorbell_core::qr::prepare_event_str(&json, t))
+                .unwrap();
+            match engine.write_blocking(WriteRequest::PublishEvent(prepared)) {
+                Ok(Outcome::Published { hash }) => hash,
+                other => panic!("publish: {other:?}"),
+            }
+        };
+        let (engine, _) = Engine::open(config()).unwrap();
+        let first: Vec<u32> = (0..3).map(|i| publish(&engine, i)).collect();
+        engine.shutdown();
+        drop(engine);
+        Store::open(&data)
+            .unwrap()
+            .commit(&[StoreOp::PutMeta(META_NEXT_SEQ.into(), "0".into())])
+            .unwrap();
+        // Restores the three events; nothing is published.
+        let (engine, _) = Engine::open(config()).unwrap();
+        engine.shutdown();
+        drop(engine);
+        for entry in std::fs::read_dir(data.join(EVENT_LOG_DIR)).unwrap() {
+            std::fs::remove_file(entry.unwrap().path()).unwrap();
+        }
+        let (engine, _) = Engine::open(config()).unwrap();
+        let fresh = publish(&engine, 9);
+        assert!(!first.contains(&fresh), "hash {fresh:#x} given out again");
+        engine.shutdown();
     }
 }

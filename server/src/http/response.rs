@@ -276,19 +276,17 @@ impl PollEvents {
         joined.clear();
         shared.clear();
         let mut long = false;
-        queue.read(cursor, now_ms, |e| {
-            if long {
-                return;
-            }
+        queue.read_while(cursor, now_ms, |e| {
             if joined.len() + 1 + e.json.len() > STREAM_OVER {
                 long = true;
-                return;
+                return false;
             }
             // An event's JSON is never empty: an empty `joined` means first.
             if !joined.is_empty() {
                 joined.push(b',');
             }
             joined.extend_from_slice(&e.json);
+            true
         });
         if long {
             joined.clear();

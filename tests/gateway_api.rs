@@ -1187,6 +1187,11 @@ fn history_pages_with_offset_and_limit() {
     let all: Vec<String> = (1..=30).map(|i| i.to_string()).collect();
     for name in &all {
         s.start_order(name, "TO_GO", None);
+        // One order per millisecond: "oldest first" breaks a tie between
+        // orders created in the same millisecond by their latest change,
+        // and the clears below would reorder such a pair (seen on a fast
+        // machine in session 21). Paging is what this test is about.
+        thread::sleep(Duration::from_millis(2));
     }
     for name in all.iter().step_by(3) {
         s.clear_order(name);

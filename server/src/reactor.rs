@@ -1099,10 +1099,8 @@ impl Worker {
     fn process(&mut self, hub: &Hub, key: usize, conn: &mut Conn, buf: &mut [u8]) -> usize {
         let mut used = 0;
         // The wall clock now, not the turn's: changes are stamped with it
-        // (an order's `stateStarted`), and with the turn's clock a thread
-        // whose turn began earlier stamped a later change with an earlier
-        // time than the other thread had already used (orders out of order
-        // in the history; session 21's CI).
+        // (an order's `created`), and a client that keeps pipelining keeps
+        // one thread in one turn for as long as it sends.
         let now = now_ms();
         loop {
             if conn.awaiting.is_some()

@@ -40,9 +40,13 @@
 //!    [`Publisher::expire`] clears it.
 //! 6. [`Publisher::skip_to`] records the numbers it skips (`gap_start`,
 //!    `gap_end`, `Relaxed`) before its `Release` store of `head`; a reader
-//!    that sees that `head` (Acquire) sees the gap too, and one that sees an
-//!    older `head` never reaches the gap. No event ever has a number in the
-//!    gap, so jumping over it skips only empty slots.
+//!    that sees that `head` (Acquire) sees the gap too. A reader holding an
+//!    older `head` may see a later skip's bounds, even one new and one old
+//!    (two stores), so it uses the gap only if it ends at or below its
+//!    `head`: a later skip's gap starts at or above any `head` loaded before
+//!    it, and a mix of the two skips' bounds ends above it too, or is
+//!    empty. No event ever has a number in a gap, so jumping over one skips
+//!    only empty slots.
 //!
 //! There is no `unsafe` here: arc-swap carries the lock-free pointer handling.
 
@@ -191,8 +195,13 @@ impl EventQueue {
                 None => tail,
             },
         };
-        // After `head` (module doc, 6).
-        let gap = self.gap_start.load(Ordering::Relaxed)..self.gap_end.load(Ordering::Relaxed);
+        // After `head`, and only a gap below it (module doc, 6).
+        let gap_end = self.gap_end.load(Ordering::Relaxed);
+        let gap = if gap_end <= head {
+            self.gap_start.load(Ordering::Relaxed)..gap_end
+        } else {
+            0..0
+        };
         let mut seen = 0;
         let mut next = start;
         while next < head {

@@ -10,10 +10,7 @@
 //! served: it asks to sleep for [`PAUSE`] (the kernel's timer slack, 50 µs
 //! for an ordinary thread, lets the timer fire up to that much later), a
 //! client woken meanwhile runs, and the thread is back once the timer has
-//! fired and a CPU is free. On cores that serve nothing else that is ~50 µs
-//! idle per [`MIN_EVERY`] connections, up to ~10 % of a thread's time at
-//! full load: the price of the tail beside clients (not measured; every
-//! load here shares its cores with the client).
+//! fired and a CPU is free.
 //!
 //! A pause sleeps rather than calling `sched_yield` (sessions 10–20). Side
 //! by side on a 6.18 kernel (session 21), yielding gave poll p99s of
@@ -31,8 +28,16 @@
 //! neighbours the threads pause rarely and keep their share, and beside
 //! clients they pause often.
 //!
+//! A pause is taken only when some task is waiting for a CPU: when the
+//! kernel's count of runnable tasks (`/proc/loadavg`, fourth field, the
+//! reading thread included) exceeds the CPUs this process may use. On
+//! cores that serve nothing else nobody waits, and a pause would only idle
+//! the thread (~50 µs per [`MIN_EVERY`] connections, up to ~10 % of its time
+//! at full load). Where the count cannot be read, every pause is taken.
+//!
 //! [`Courtesy`] holds that policy and nothing else: it is told what happened
-//! and answers when to pause; the event loop does the pausing.
+//! and answers when to pause; [`running_tasks`] reads the count from the
+//! file's text; the event loop reads the file and does the pausing.
 
 use std::time::Duration;
 
@@ -91,9 +96,69 @@ impl Courtesy {
     }
 }
 
+/// The number of runnable tasks in the text of `/proc/loadavg`
+/// (`0.61 0.48 0.40 3/142 9876`: the `3`).
+pub fn running_tasks(loadavg: &[u8]) -> Option<u32> {
+    let field = loadavg.split(|b| b.is_ascii_whitespace()).nth(3)?;
+    let running = field.split(|&b| b == b'/').next()?;
+    std::str::from_utf8(running).ok()?.parse().ok()
+}
+
+/// Whether some task waits for a CPU now (see the module doc): `/proc/loadavg`
+/// kept open and read again at offset 0 each time.
+#[derive(Debug)]
+pub struct RunQueue {
+    file: Option<std::fs::File>,
+    cpus: u32,
+}
+
+impl Default for RunQueue {
+    fn default() -> Self {
+        RunQueue {
+            file: std::fs::File::open("/proc/loadavg").ok(),
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        }
+    }
+}
+
+impl RunQueue {
+    /// True when more tasks are runnable than there are CPUs, or when that
+    /// cannot be told.
+    pub fn someone_waits(&mut self) -> bool {
+        use std::os::unix::fs::FileExt;
+        let Some(file) = &self.file else {
+            return true;
+        };
+        let mut buf = [0u8; 128];
+        match file.read_at(&mut buf, 0) {
+            Ok(n) => running_tasks(&buf[..n]).is_none_or(|running| running > self.cpus),
+            Err(_) => true,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_running_count_is_read_from_loadavg_s_fourth_field() {
+        assert_eq!(running_tasks(b"0.61 0.48 0.40 3/142 9876\n"), Some(3));
+        assert_eq!(running_tasks(b"12.00 8.50 4.00 17/2048 1\n"), Some(17));
+        for bad in [
+            &b""[..],
+            b"0.61 0.48 0.40",
+            b"0.61 0.48 0.40 x/142 9",
+            b"a b c /1 2",
+        ] {
+            assert_eq!(running_tasks(bad), None, "{bad:?}");
+        }
+        // This machine's file reads, and counts at least the reader.
+        let mut queue = RunQueue::default();
+        let text = std::fs::read("/proc/loadavg").unwrap();
+        assert!(running_tasks(&text).unwrap() >= 1);
+        let _ = queue.someone_waits();
+    }
 
     fn served_until_pause(c: &mut Courtesy) -> u32 {
         (1..=MAX_EVERY + 1).find(|_| c.served()).expect("pauses")

@@ -37,7 +37,7 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::api::{self, Action};
-use crate::courtesy::Courtesy;
+use crate::courtesy::{Courtesy, RunQueue};
 use crate::engine::{
     now_ms, Engine, Job, Outcome, Principal, Reply, Taken, TicketChange, WriteRequest,
 };
@@ -564,7 +564,7 @@ impl Hub {
     fn serve(&self, w: &mut Worker, token: usize) {
         w.tick();
         self.dispatch(w, token);
-        if w.courtesy.served() {
+        if w.courtesy.served() && w.run_queue.someone_waits() {
             let before = Instant::now();
             std::thread::sleep(crate::courtesy::PAUSE);
             w.courtesy.paused(before.elapsed());
@@ -745,6 +745,8 @@ struct Worker {
     targets: Vec<usize>,
     /// When to give the CPU away.
     courtesy: Courtesy,
+    /// Whether a pause would give the CPU to anyone.
+    run_queue: RunQueue,
     /// A descriptor held for the moment the process runs out of them: let
     /// go to accept a waiting connection and answer it 503 (the poll is
     /// edge-triggered, so a connection left in the backlog would get no
@@ -763,6 +765,7 @@ impl Worker {
             ws_events: Vec::new(),
             targets: Vec::new(),
             courtesy: Courtesy::default(),
+            run_queue: RunQueue::default(),
             spare: std::fs::File::open("/dev/null").ok(),
         }
     }

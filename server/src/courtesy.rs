@@ -37,7 +37,8 @@
 //!
 //! [`Courtesy`] holds that policy and nothing else: it is told what happened
 //! and answers when to pause; [`running_tasks`] reads the count from the
-//! file's text; the event loop reads the file and does the pausing.
+//! file's text, [`RunQueue`] reads the file; the event loop does the
+//! pausing.
 
 use std::time::Duration;
 

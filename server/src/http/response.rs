@@ -307,18 +307,26 @@ impl PollEvents {
         head_only: bool,
         date: &DateCache,
     ) -> Option<[&'a [u8]; 3]> {
-        use floorbell_core::qr::{UPDATES_PREFIX, UPDATES_SUFFIX};
         if !self.shared.is_empty() {
             return None;
         }
-        let body_len = UPDATES_PREFIX.len() + self.joined.len() + UPDATES_SUFFIX.len();
         head.clear();
-        write_head(head, 200, body_len, close, date);
+        self.write_short_head(head, close, head_only, date);
         if head_only {
             return Some([head, &[], &[]]);
         }
-        head.extend_from_slice(UPDATES_PREFIX);
-        Some([head, &self.joined, UPDATES_SUFFIX])
+        Some([head, &self.joined, floorbell_core::qr::UPDATES_SUFFIX])
+    }
+
+    /// Appends a short answer's head and, unless `head_only`, the body's
+    /// opening bytes to `out`.
+    fn write_short_head(&self, out: &mut Vec<u8>, close: bool, head_only: bool, date: &DateCache) {
+        use floorbell_core::qr::{UPDATES_PREFIX, UPDATES_SUFFIX};
+        let body_len = UPDATES_PREFIX.len() + self.joined.len() + UPDATES_SUFFIX.len();
+        write_head(out, 200, body_len, close, date);
+        if !head_only {
+            out.extend_from_slice(UPDATES_PREFIX);
+        }
     }
 
     /// Forgets what was read.
@@ -340,14 +348,15 @@ impl PollEvents {
         if !self.shared.is_empty() {
             return write_events(out, &mut self.shared, close, head_only, date, budget);
         }
-        use floorbell_core::qr::{UPDATES_PREFIX, UPDATES_SUFFIX};
-        let body_len = UPDATES_PREFIX.len() + self.joined.len() + UPDATES_SUFFIX.len();
-        out.reserve(if head_only { 160 } else { body_len + 160 });
-        write_head(out, 200, body_len, close, date);
+        out.reserve(if head_only {
+            160
+        } else {
+            self.joined.len() + 200
+        });
+        self.write_short_head(out, close, head_only, date);
         if !head_only {
-            out.extend_from_slice(UPDATES_PREFIX);
             out.extend_from_slice(&self.joined);
-            out.extend_from_slice(UPDATES_SUFFIX);
+            out.extend_from_slice(floorbell_core::qr::UPDATES_SUFFIX);
         }
         self.joined.clear();
         None

@@ -272,6 +272,24 @@ fn poll_after_the_newest_hash_returns_no_updates() {
     assert_eq!(reply.body, r#"{"result":true,"data":{"updates":[]}}"#);
 }
 
+/// Pollers asking with the same hash again and again (a floor of screens
+/// that all saw the same last event) see each publish at once: an event
+/// loop answers a repeated poll from its last answer only while nothing
+/// was published (`http::PollEvents`).
+#[test]
+fn repeated_polls_of_one_hash_see_each_publish_at_once() {
+    let server = Launch::new().start();
+    let first = server.publish_ok(&event_body("first"));
+    let mut expected: Vec<String> = Vec::new();
+    for i in 0..40 {
+        for _ in 0..3 {
+            assert_eq!(server.poll_hashes(&first), expected, "round {i}");
+        }
+        expected.push(server.publish_ok(&event_body(&format!("e{i}"))));
+        assert_eq!(server.poll_hashes(&first), expected, "round {i}");
+    }
+}
+
 #[test]
 fn poll_with_an_unknown_hash_returns_every_retained_event() {
     let server = Launch::new().start();

@@ -47,6 +47,19 @@
 //!    it, and a mix of the two skips' bounds ends above it too, or is
 //!    empty. No event ever has a number in a gap, so jumping over one skips
 //!    only empty slots.
+//! 7. A read depends on the queue only through `head`, `tail`, the slots
+//!    in between and the clock. Only the publisher changes slots: a push
+//!    or a skip then stores a new `head`, an expiry a new `tail`; the
+//!    values only grow. So a later read of the same cursor that loads the
+//!    same `head` and `tail` ([`EventQueue::repeats`]) finds the same
+//!    events in the slots, and the same ones pass the retention check
+//!    while no event the first read depended on has aged out of the window
+//!    (and the clock has not gone back). The one difference is a push or
+//!    expiry in progress, whose slot stores come before its `head`/`tail`
+//!    store: the later read may see some of them, the repeat does not,
+//!    which is what the later read would have returned had it run a
+//!    moment earlier, before that publisher step began: the same ordering
+//!    freedom (3) already gives every read.
 //!
 //! There is no `unsafe` here: arc-swap carries the lock-free pointer handling.
 
@@ -82,6 +95,8 @@ pub struct QueuedEvent {
 
 /// The shared, read side of the queue. Cheap to call from any thread.
 pub struct EventQueue {
+    /// Tells this queue from any other in the process, for [`ReadMark`]s.
+    id: u64,
     key: HashKey,
     mask: u64,
     slots: Box<[ArcSwapOption<QueuedEvent>]>,
@@ -106,6 +121,21 @@ pub struct Publisher {
     /// Publish times never go backwards, so that expired events are always a
     /// prefix of the ring even if the wall clock steps back.
     last_time_ms: i64,
+}
+
+/// What one complete read depended on (see [`EventQueue::read_marked`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadMark {
+    /// The queue read ([`EventQueue`]'s `id`).
+    queue: u64,
+    cursor: Cursor,
+    head: u64,
+    tail: u64,
+    /// The read's `now_ms`: an earlier clock could show events it hid.
+    read_ms: i64,
+    /// From this `now_ms` on, one of the events the read depended on is
+    /// older than the window.
+    stale_ms: i64,
 }
 
 /// Where a read starts (SPEC §1.1).
@@ -133,7 +163,9 @@ impl EventQueue {
             .map(|_| ArcSwapOption::empty())
             .collect::<Vec<_>>()
             .into_boxed_slice();
+        static IDS: AtomicU64 = AtomicU64::new(0);
         let queue = Arc::new(EventQueue {
+            id: IDS.fetch_add(1, Ordering::Relaxed),
             key,
             mask: capacity as u64 - 1,
             slots,
@@ -181,17 +213,36 @@ impl EventQueue {
         &self,
         cursor: Cursor,
         now_ms: i64,
-        mut each: impl FnMut(&QueuedEvent) -> bool,
+        each: impl FnMut(&QueuedEvent) -> bool,
     ) -> usize {
+        self.read_marked(cursor, now_ms, each).0
+    }
+
+    /// [`EventQueue::read_while`], also returning what the read depended
+    /// on when it ran to the end (`None` when `each` stopped it): while
+    /// [`EventQueue::repeats`] says so, the same read would return the
+    /// same events, so a caller may reuse what it made of them.
+    pub fn read_marked(
+        &self,
+        cursor: Cursor,
+        now_ms: i64,
+        mut each: impl FnMut(&QueuedEvent) -> bool,
+    ) -> (usize, Option<ReadMark>) {
         // Pairs with the publisher's Release store of `head` (module doc, 1).
         let head = self.head.load(Ordering::Acquire);
         // Pairs with the publisher's Release store of `tail` (module doc, 4).
         let tail = self.tail.load(Ordering::Acquire);
         let cutoff = now_ms.saturating_sub(self.retention_ms);
+        // The oldest time the answer depends on: its events', and the
+        // cursor's event's (once it expires the answer is everything).
+        let mut oldest = i64::MAX;
         let start = match cursor {
             Cursor::All => tail,
             Cursor::After(hash) => match self.locate(hash, head, tail, cutoff) {
-                Some(seq) => seq + 1,
+                Some((seq, time_ms)) => {
+                    oldest = time_ms;
+                    seq + 1
+                }
                 None => tail,
             },
         };
@@ -221,11 +272,33 @@ impl EventQueue {
                 continue;
             }
             seen += 1;
+            oldest = oldest.min(event.time_ms);
             if !each(event) {
-                break;
+                return (seen, None);
             }
         }
-        seen
+        let mark = ReadMark {
+            queue: self.id,
+            cursor,
+            head,
+            tail,
+            read_ms: now_ms,
+            // `time_ms > now - retention` holds while `now < time_ms + retention`.
+            stale_ms: oldest.saturating_add(self.retention_ms),
+        };
+        (seen, Some(mark))
+    }
+
+    /// Whether reading `cursor` at `now_ms` would return exactly the events
+    /// of the read that gave `mark` (module doc, 7). Two atomic loads.
+    pub fn repeats(&self, mark: &ReadMark, cursor: Cursor, now_ms: i64) -> bool {
+        mark.queue == self.id
+            && mark.cursor == cursor
+            && now_ms >= mark.read_ms
+            && now_ms < mark.stale_ms
+            // Acquire, as a read loads them (module doc, 1 and 4).
+            && self.head.load(Ordering::Acquire) == mark.head
+            && self.tail.load(Ordering::Acquire) == mark.tail
     }
 
     /// Collects [`EventQueue::read`] into a `Vec` (tests and cold paths).
@@ -235,8 +308,9 @@ impl EventQueue {
         out
     }
 
-    /// The sequence number of the retained event with this hash, if any.
-    fn locate(&self, hash: u32, head: u64, tail: u64, cutoff: i64) -> Option<u64> {
+    /// The sequence number and time of the retained event with this hash,
+    /// if any.
+    fn locate(&self, hash: u32, head: u64, tail: u64, cutoff: i64) -> Option<(u64, i64)> {
         let top = head.checked_sub(1)?;
         let low = self.key.decode(hash);
         // The one sequence number <= top whose low 32 bits are `low`.
@@ -247,7 +321,8 @@ impl EventQueue {
         }
         let guard = self.slots[(seq & self.mask) as usize].load();
         let event = guard.as_deref()?;
-        (event.seq == seq && event.hash == hash && event.time_ms > cutoff).then_some(seq)
+        (event.seq == seq && event.hash == hash && event.time_ms > cutoff)
+            .then_some((seq, event.time_ms))
     }
 }
 

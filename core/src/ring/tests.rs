@@ -127,6 +127,8 @@ enum Op {
     /// Skip `n` sequence numbers, as a restart does (the engine's
     /// reservation).
     Skip { n: u64 },
+    /// Let time pass, nothing else.
+    Tick { dt: i64 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -136,7 +138,85 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0usize..40, any::<bool>()).prop_map(|(back, bogus)| Op::ReadAfter { back, bogus }),
         1 => Just(Op::ReadAll),
         1 => (1u64..40).prop_map(|n| Op::Skip { n }),
+        1 => (0i64..80).prop_map(|dt| Op::Tick { dt }),
     ]
+}
+
+/// A recorded read: its cursor, mark and events.
+type Marked = (Cursor, ReadMark, Vec<QueuedEvent>);
+
+/// Reads `cursor` with [`EventQueue::read_marked`], keeping the last eight
+/// complete reads in `marks`.
+fn read_marking(
+    q: &EventQueue,
+    cursor: Cursor,
+    now: i64,
+    marks: &mut Vec<Marked>,
+) -> Vec<QueuedEvent> {
+    let mut out = Vec::new();
+    let (seen, mark) = q.read_marked(cursor, now, |e| {
+        out.push(e.clone());
+        true
+    });
+    assert_eq!(seen, out.len());
+    let mark = mark.expect("a read that runs to the end is marked");
+    if marks.len() == 8 {
+        marks.remove(0);
+    }
+    marks.push((cursor, mark, out.clone()));
+    out
+}
+
+/// `repeats` holds for an unchanged queue and clock, and not after a
+/// publish, an expiry, an event aging out, the clock going back, or for
+/// another cursor.
+#[test]
+fn a_mark_repeats_only_while_nothing_it_read_changed() {
+    let key = HashKey::from_secret(KEY);
+    let (q, mut p) = EventQueue::new(16, 1_000, key, 0);
+    p.push(event(0, key, 100));
+    p.push(event(1, key, 300));
+    p.push(event(2, key, 500));
+    let after0 = Cursor::After(key.encode(0));
+    let (seen, mark) = q.read_marked(after0, 600, |_| true);
+    let mark = mark.expect("ran to the end");
+    assert_eq!(seen, 2);
+    assert!(q.repeats(&mark, after0, 600));
+    assert!(
+        q.repeats(&mark, after0, 1_099),
+        "the cursor's event (100) is still retained"
+    );
+    assert!(
+        !q.repeats(&mark, after0, 1_100),
+        "the cursor's event aged out: now everything"
+    );
+    assert!(!q.repeats(&mark, after0, 599), "an earlier clock");
+    assert!(!q.repeats(&mark, Cursor::All, 600));
+    // Everything: stale when the oldest returned event (100) ages out.
+    let (_, all) = q.read_marked(Cursor::All, 600, |_| true);
+    let all = all.expect("ran to the end");
+    assert!(q.repeats(&all, Cursor::All, 1_099));
+    assert!(!q.repeats(&all, Cursor::All, 1_100));
+    // Stopped early: no mark.
+    assert!(q.read_marked(Cursor::All, 600, |_| false).1.is_none());
+    // A publish changes `head`.
+    p.push(event(3, key, 700));
+    assert!(!q.repeats(&mark, after0, 700));
+    let (_, mark) = q.read_marked(after0, 700, |_| true);
+    let mark = mark.expect("ran to the end");
+    assert!(q.repeats(&mark, after0, 800));
+    // An expiry changes `tail` (even one whose events `mark` never read).
+    assert_eq!(p.expire(1_150), 1);
+    assert!(!q.repeats(&mark, after0, 800));
+    // An empty answer after an unknown hash never ages out.
+    let unknown = Cursor::After(key.encode(99));
+    let (_, none) = q.read_marked(unknown, 5_000, |_| true);
+    let none = none.expect("ran to the end");
+    assert!(q.repeats(&none, unknown, i64::MAX - 1));
+    // Another queue in the same state is another queue.
+    let (other, _p) = EventQueue::new(16, 1_000, key, 4);
+    let (_, empty) = other.read_marked(Cursor::All, 5_000, |_| true);
+    assert!(!q.repeats(&empty.expect("ran to the end"), Cursor::All, 5_000));
 }
 
 proptest! {
@@ -158,6 +238,7 @@ proptest! {
         let (q, mut p) = EventQueue::new(capacity, retention, key, start_seq);
         let mut model: Vec<QueuedEvent> = Vec::new();
         let mut now = 1_000i64;
+        let mut marks = Vec::new();
         let retained = |model: &[QueuedEvent], now: i64, next: u64| -> Vec<QueuedEvent> {
             let oldest = next.saturating_sub(capacity as u64);
             model
@@ -181,8 +262,10 @@ proptest! {
                     p.expire(now);
                 }
                 Op::ReadAll => {
-                    prop_assert_eq!(q.read_vec(Cursor::All, now), retained(&model, now, p.next_seq()));
+                    let got = read_marking(&q, Cursor::All, now, &mut marks);
+                    prop_assert_eq!(got, retained(&model, now, p.next_seq()));
                 }
+                Op::Tick { dt } => now += dt,
                 Op::Skip { n } => p.skip_to(p.next_seq() + n),
                 Op::ReadAfter { back, bogus } => {
                     let live = retained(&model, now, p.next_seq());
@@ -199,7 +282,14 @@ proptest! {
                         };
                         (target.hash, expect)
                     };
-                    prop_assert_eq!(q.read_vec(Cursor::After(hash), now), expect);
+                    let got = read_marking(&q, Cursor::After(hash), now, &mut marks);
+                    prop_assert_eq!(got, expect);
+                }
+            }
+            // A read that `repeats` vouches for returns what it returned.
+            for (cursor, mark, then) in &marks {
+                if q.repeats(mark, *cursor, now) {
+                    prop_assert_eq!(&q.read_vec(*cursor, now), then);
                 }
             }
             // Hashes are unique among retained events.
@@ -223,15 +313,27 @@ fn readers_race_a_wrapping_publisher() {
     let done = Arc::new(AtomicBool::new(false));
     let total = 200_000u64;
     let readers: Vec<_> = (0..3)
-        .map(|_| {
+        .map(|reader| {
             let q = Arc::clone(&q);
             let done = Arc::clone(&done);
             std::thread::spawn(move || {
                 let mut cursor = Cursor::All;
                 let mut last_seen: Option<u64> = None;
                 let mut reads = 0u64;
+                // Reader 0 reuses a read while `repeats` vouches for it.
+                let mut replay: Option<Marked> = None;
                 while !done.load(Ordering::Acquire) || reads == 0 {
-                    let batch = q.read_vec(cursor, 0);
+                    let batch = match &replay {
+                        Some((_, mark, then)) if reader == 0 && q.repeats(mark, cursor, 0) => {
+                            then.clone()
+                        }
+                        _ => {
+                            let mut marks = Vec::new();
+                            let batch = read_marking(&q, cursor, 0, &mut marks);
+                            replay = marks.pop();
+                            batch
+                        }
+                    };
                     for w in batch.windows(2) {
                         assert!(w[0].seq < w[1].seq, "out of order");
                     }

@@ -62,8 +62,10 @@ pub enum Action {
 
 /// Working memory a reactor keeps between requests.
 pub struct Scratch {
-    /// The events of the poll being answered; emptied after each answer so
-    /// no event outlives its read.
+    /// The events of the poll being answered. A long answer's handles are
+    /// let go of once it is written, so no event outlives its read in the
+    /// queue's memory; the last short answer's copy stays for the next
+    /// poll of the same cursor (`PollEvents`).
     pub events: crate::http::PollEvents,
 }
 
@@ -72,6 +74,7 @@ impl Default for Scratch {
         Scratch {
             events: crate::http::PollEvents {
                 joined: Vec::with_capacity(16 * 1024),
+                mark: None,
                 shared: Vec::new(),
             },
         }

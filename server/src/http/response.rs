@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use floorbell_core::ring::{Cursor, EventQueue};
+use floorbell_core::ring::{Cursor, EventQueue, ReadMark};
 
 /// The reason phrase of every status floorbell sends.
 pub fn reason(status: u16) -> &'static str {
@@ -259,10 +259,21 @@ impl Drop for Held {
 /// profile (session 21). A long answer, one whose events pass
 /// [`STREAM_OVER`], is read again as handles and streamed
 /// ([`write_events`]), so it never holds a copy of the queue.
+///
+/// The last short answer stays, with the [`ReadMark`] of its read: the
+/// next poll for the same cursor is answered from it while the queue
+/// [`repeats`](EventQueue::repeats) that read: nothing was published or
+/// expired and none of its events aged out. That is the common case of
+/// a busy floor: every screen and phone that saw the last event asks for
+/// what came after it with the same hash, and all but the first of them
+/// get the copy without touching the ring.
 #[derive(Debug, Default)]
 pub struct PollEvents {
     /// A short answer's events, joined by commas.
     pub joined: Vec<u8>,
+    /// What the read that filled `joined` depended on; `None` when
+    /// `joined` answers nothing (a long answer, or before the first).
+    pub mark: Option<ReadMark>,
     /// A long answer's events, shared with the queue (empty for a short
     /// one).
     pub shared: Vec<Bytes>,
@@ -270,13 +281,21 @@ pub struct PollEvents {
 
 impl PollEvents {
     /// Reads the retained events after `cursor` as of `now_ms`, replacing
-    /// what was read before.
+    /// what was read before, unless the last short answer is still what
+    /// this read would return.
     pub fn read(&mut self, queue: &EventQueue, cursor: Cursor, now_ms: i64) {
-        let PollEvents { joined, shared } = self;
-        joined.clear();
+        let PollEvents {
+            joined,
+            mark,
+            shared,
+        } = self;
         shared.clear();
+        if mark.is_some_and(|m| queue.repeats(&m, cursor, now_ms)) {
+            return;
+        }
+        joined.clear();
         let mut long = false;
-        queue.read_while(cursor, now_ms, |e| {
+        let (_, read) = queue.read_marked(cursor, now_ms, |e| {
             if joined.len() + 1 + e.json.len() > STREAM_OVER {
                 long = true;
                 return false;
@@ -288,6 +307,7 @@ impl PollEvents {
             joined.extend_from_slice(&e.json);
             true
         });
+        *mark = read;
         if long {
             joined.clear();
             queue.read(cursor, now_ms, |e| shared.push(e.json.clone()));
@@ -329,14 +349,14 @@ impl PollEvents {
         }
     }
 
-    /// Forgets what was read.
+    /// Lets go of a long answer's events once it is written. A short
+    /// answer's copy stays for the next read ([`PollEvents::read`]).
     pub fn clear(&mut self) {
-        self.joined.clear();
         self.shared.clear();
     }
 
-    /// Writes the answer into `out` as [`write_events`] does, and empties
-    /// `self`.
+    /// Writes the answer into `out` as [`write_events`] does, letting go
+    /// of a long answer's events.
     pub fn write(
         &mut self,
         out: &mut Vec<u8>,
@@ -358,7 +378,6 @@ impl PollEvents {
             out.extend_from_slice(&self.joined);
             out.extend_from_slice(floorbell_core::qr::UPDATES_SUFFIX);
         }
-        self.joined.clear();
         None
     }
 }
@@ -589,7 +608,6 @@ mod tests {
                 assert!(poll
                     .write(&mut copied, false, head_only, &date, &budget)
                     .is_none());
-                assert!(poll.joined.is_empty());
                 let mut handles = events.clone();
                 assert!(
                     write_events(&mut shared, &mut handles, false, head_only, &date, &budget)
@@ -632,6 +650,62 @@ mod tests {
         assert!(poll.short_parts(&mut head, false, false, &date).is_none());
         poll.clear();
         assert!(poll.shared.is_empty() && poll.joined.is_empty());
+    }
+
+    /// The next poll of the same cursor is answered from the last copy
+    /// while nothing changed, and read again once something did.
+    #[test]
+    fn a_repeated_poll_reuses_the_last_answer_until_the_queue_changes() {
+        use floorbell_core::ring::{HashKey, QueuedEvent};
+        let (queue, mut publisher) = EventQueue::new(64, 60_000, HashKey::from_secret(7), 0);
+        let mut publish = |json: &'static str, time_ms: i64| {
+            let seq = publisher.next_seq();
+            publisher.push(QueuedEvent {
+                seq,
+                hash: publisher.hash_of(seq),
+                time_ms,
+                json: Bytes::from_static(json.as_bytes()),
+            });
+        };
+        publish(r#"{"n":0}"#, 1_000);
+        publish(r#"{"n":1}"#, 1_001);
+        let after0 = Cursor::After(queue.key().encode(0));
+        let mut poll = PollEvents::default();
+        poll.read(&queue, after0, 2_000);
+        assert_eq!(poll.joined, br#"{"n":1}"#);
+        // Marked, so that a repeat is visible: this copy is what answers.
+        poll.joined.extend_from_slice(b"<kept>");
+        poll.read(&queue, after0, 2_500);
+        assert_eq!(
+            poll.joined, br#"{"n":1}<kept>"#,
+            "unchanged queue: the copy"
+        );
+        poll.read(&queue, Cursor::All, 2_500);
+        assert_eq!(poll.joined, br#"{"n":0},{"n":1}"#, "another cursor");
+        poll.read(&queue, after0, 2_500);
+        poll.joined.extend_from_slice(b"<kept>");
+        publish(r#"{"n":2}"#, 3_000);
+        poll.read(&queue, after0, 3_000);
+        assert_eq!(poll.joined, br#"{"n":1},{"n":2}"#, "a publish");
+        poll.joined.extend_from_slice(b"<kept>");
+        // The cursor's event (1,000) leaves the 60 s window: everything.
+        poll.read(&queue, after0, 61_000);
+        assert_eq!(poll.joined, br#"{"n":1},{"n":2}"#);
+        // A long answer leaves no copy to reuse.
+        for _ in 0..60 {
+            publish(r#"{"n":"a long one"}"#, 61_000);
+        }
+        let huge = Bytes::from(vec![b'x'; STREAM_OVER]);
+        let seq = publisher.next_seq();
+        publisher.push(QueuedEvent {
+            seq,
+            hash: publisher.hash_of(seq),
+            time_ms: 61_000,
+            json: huge,
+        });
+        poll.read(&queue, Cursor::All, 61_000);
+        assert!(poll.joined.is_empty() && poll.mark.is_none());
+        assert_eq!(poll.shared.len(), 63, "1, 2, 60 and the long one");
     }
 
     /// An answer whose events pass `STREAM_OVER` is read as handles and

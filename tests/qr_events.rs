@@ -275,10 +275,11 @@ fn poll_after_the_newest_hash_returns_no_updates() {
 /// Pollers asking with the same hash again and again (a floor of screens
 /// that all saw the same last event) see each publish at once: an event
 /// loop answers a repeated poll from its last answer only while nothing
-/// was published (`http::PollEvents`).
+/// was published (`http::PollEvents`). One event loop, so every poll after
+/// a publish meets the answer that loop kept from before it.
 #[test]
 fn repeated_polls_of_one_hash_see_each_publish_at_once() {
-    let server = Launch::new().start();
+    let server = Launch::new().arg("--reactors").arg("1").start();
     let first = server.publish_ok(&event_body("first"));
     let mut expected: Vec<String> = Vec::new();
     for i in 0..40 {

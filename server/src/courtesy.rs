@@ -32,7 +32,7 @@
 //! kernel's count of runnable tasks (`/proc/loadavg`, fourth field, the
 //! reading thread included) exceeds the CPUs this process may use. On
 //! cores that serve nothing else nobody waits, and a pause would only idle
-//! the thread (~50 µs per [`MIN_EVERY`] connections, up to ~10 % of its time
+//! the thread (~50 µs per [`MIN_EVERY`] connections, up to ~13 % of its time
 //! at full load). Where the count cannot be read, every pause is taken.
 //!
 //! [`Courtesy`] holds that policy and nothing else: it is told what happened

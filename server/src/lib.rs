@@ -29,5 +29,6 @@ pub mod local;
 pub mod pages;
 pub mod reactor;
 pub mod server;
+pub mod sockio;
 pub mod webhooks;
 pub mod ws;

@@ -25,7 +25,7 @@
 //! thread's time slice ([`crate::courtesy`]).
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice};
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -779,11 +779,11 @@ impl Worker {
     /// Answers a connection over the cap 503 and closes it. Best effort,
     /// never blocking: the socket is fresh, so a small answer fits its send
     /// buffer.
-    fn refuse(&self, mut stream: TcpStream) {
+    fn refuse(&self, stream: TcpStream) {
         let body = br#"{"status":503,"message":"too many connections"}"#;
         let mut out = Vec::new();
         http::write_response(&mut out, 503, body, true, false, &self.date);
-        let _ = stream.write(&out);
+        let _ = crate::sockio::write(&stream, &out);
     }
 
     fn accept_all(&mut self, hub: &Hub, listener: &mut Option<TcpListener>) {
@@ -1013,7 +1013,7 @@ impl Worker {
                 return;
             }
             // Read what has arrived.
-            match conn.stream.read(&mut self.scratch) {
+            match crate::sockio::read(&conn.stream, &mut self.scratch) {
                 Ok(0) => {
                     conn.peer_closed = true;
                 }
@@ -1077,7 +1077,7 @@ impl Worker {
             conn.last_active = self.now;
         }
         loop {
-            match conn.stream.read(&mut self.scratch) {
+            match crate::sockio::read(&conn.stream, &mut self.scratch) {
                 Ok(0) => return false,
                 Ok(n) => {
                     let lingered = conn.lingered.unwrap_or(0) + n;
@@ -1851,7 +1851,7 @@ fn detect_dead_peer(stream: &TcpStream) {
 /// that follows, which meets it again.
 fn write_through(conn: &mut Conn, parts: [&[u8]; 3], now: Instant) {
     let slices = parts.map(IoSlice::new);
-    let written = conn.stream.write_vectored(&slices).unwrap_or(0);
+    let written = crate::sockio::write_vectored(&conn.stream, &slices).unwrap_or(0);
     if written > 0 {
         conn.last_active = now;
         conn.last_written = now;
@@ -1873,7 +1873,7 @@ fn keep_unwritten(out: &mut Vec<u8>, parts: [&[u8]; 3], mut written: usize) {
 fn flush(conn: &mut Conn, now: Instant) -> io::Result<()> {
     loop {
         while conn.out_pos < conn.out.len() {
-            match conn.stream.write(&conn.out[conn.out_pos..]) {
+            match crate::sockio::write(&conn.stream, &conn.out[conn.out_pos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     conn.out_pos += n;
@@ -1908,7 +1908,7 @@ fn flush(conn: &mut Conn, now: Instant) -> io::Result<()> {
             *slot = IoSlice::new(frame);
             n += 1;
         }
-        let written = match conn.stream.write_vectored(&slices[..n]) {
+        let written = match crate::sockio::write_vectored(&conn.stream, &slices[..n]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(w) => w,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),

@@ -89,6 +89,7 @@ impl Server {
             let thread = std::thread::Builder::new()
                 .name(format!("floorbell-reactor-{i}"))
                 .spawn(move || {
+                    crate::sockio::block_sigpipe_here();
                     if let Some(cpu) = cpu {
                         // A refusal (a restricted container) only costs the
                         // pinning: the loop runs unpinned.

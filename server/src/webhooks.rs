@@ -198,6 +198,7 @@ impl Webhooks {
         let spawned = std::thread::Builder::new()
             .name("floorbell-hook-check".into())
             .spawn(move || {
+                crate::sockio::block_sigpipe_here();
                 let answered = head_check(&url);
                 me.checks.fetch_sub(1, Ordering::AcqRel);
                 if !answered {
@@ -393,6 +394,7 @@ fn spawn_sender(n: usize, done: Sender<DispatchMsg>, hooks: Arc<Webhooks>) -> Se
     let spawned = std::thread::Builder::new()
         .name(format!("floorbell-hook-{n}"))
         .spawn(move || {
+            crate::sockio::block_sigpipe_here();
             let agent: ureq::Agent = ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 .timeout_connect(Some(CONNECT_TIMEOUT))

@@ -213,10 +213,15 @@ fn a_mark_repeats_only_while_nothing_it_read_changed() {
     let (_, none) = q.read_marked(unknown, 5_000, |_| true);
     let none = none.expect("ran to the end");
     assert!(q.repeats(&none, unknown, i64::MAX - 1));
-    // Another queue in the same state is another queue.
-    let (other, _p) = EventQueue::new(16, 1_000, key, 4);
-    let (_, empty) = other.read_marked(Cursor::All, 5_000, |_| true);
-    assert!(!q.repeats(&empty.expect("ran to the end"), Cursor::All, 5_000));
+    // Another queue with the same `head` and `tail` is another queue.
+    let (other, mut op) = EventQueue::new(16, 1_000, key, 1);
+    for seq in 1..4 {
+        op.push(event(seq, key, 4_900));
+    }
+    let (_, theirs) = other.read_marked(Cursor::All, 5_000, |_| true);
+    let theirs = theirs.expect("ran to the end");
+    assert!(other.repeats(&theirs, Cursor::All, 5_000));
+    assert!(!q.repeats(&theirs, Cursor::All, 5_000));
 }
 
 proptest! {
@@ -303,8 +308,10 @@ proptest! {
 }
 
 /// Readers on other threads race one publisher that wraps the ring many
-/// times: every read returns strictly ascending, complete events, and a
-/// reader following by hash never skips one that was still retained.
+/// times: every read returns strictly ascending, complete events after its
+/// cursor, and a reader following by hash never skips one that was still
+/// retained. Reader 0 reads each cursor three times before it moves on,
+/// reusing a read while `repeats` vouches for it (as an event loop does).
 #[test]
 fn readers_race_a_wrapping_publisher() {
     use std::sync::atomic::AtomicBool;
@@ -318,11 +325,14 @@ fn readers_race_a_wrapping_publisher() {
             let done = Arc::clone(&done);
             std::thread::spawn(move || {
                 let mut cursor = Cursor::All;
-                let mut last_seen: Option<u64> = None;
+                // The sequence number of the cursor's event.
+                let mut after: Option<u64> = None;
+                let mut newest: Option<u64> = None;
                 let mut reads = 0u64;
-                // Reader 0 reuses a read while `repeats` vouches for it.
                 let mut replay: Option<Marked> = None;
-                while !done.load(Ordering::Acquire) || reads == 0 {
+                loop {
+                    // Seen set: every push is in, `head` stays `total`.
+                    let last_round = done.load(Ordering::Acquire);
                     let batch = match &replay {
                         Some((_, mark, then)) if reader == 0 && q.repeats(mark, cursor, 0) => {
                             then.clone()
@@ -341,18 +351,23 @@ fn readers_race_a_wrapping_publisher() {
                         assert_eq!(e.hash, key.encode(e.seq));
                         assert_eq!(e.json, Bytes::from(format!("{{\"n\":{}}}", e.seq)));
                     }
-                    if let (Some(prev), Some(first)) = (last_seen, batch.first()) {
-                        // Either the next one, or we fell behind the ring and
-                        // were resynchronised to the oldest retained event.
-                        assert!(first.seq == prev + 1 || first.seq > prev, "went backwards");
+                    if let (Some(after), Some(first)) = (after, batch.first()) {
+                        // The next one, or, when the reader fell behind the
+                        // ring, the oldest retained: newer either way.
+                        assert!(first.seq > after, "went backwards");
                     }
                     if let Some(e) = batch.last() {
-                        last_seen = Some(e.seq);
-                        cursor = Cursor::After(e.hash);
+                        newest = newest.max(Some(e.seq));
+                        if reader != 0 || reads % 3 == 2 {
+                            after = Some(e.seq);
+                            cursor = Cursor::After(e.hash);
+                        }
                     }
                     reads += 1;
+                    if last_round {
+                        return newest;
+                    }
                 }
-                last_seen
             })
         })
         .collect();
@@ -361,7 +376,8 @@ fn readers_race_a_wrapping_publisher() {
     }
     done.store(true, Ordering::Release);
     for r in readers {
-        r.join().expect("reader panicked");
+        let newest = r.join().expect("reader panicked");
+        assert_eq!(newest, Some(total - 1), "a reader missed the last events");
     }
     assert_eq!(
         q.read_vec(Cursor::All, 0).last().map(|e| e.seq),

@@ -266,7 +266,7 @@ impl Drop for Held {
 /// expired and none of its events aged out. That is the common case of
 /// a busy floor: every screen and phone that saw the last event asks for
 /// what came after it with the same hash, and all but the first of them
-/// get the copy without touching the ring.
+/// served by this event loop get the copy without touching the ring.
 #[derive(Debug, Default)]
 pub struct PollEvents {
     /// A short answer's events, joined by commas.

@@ -1452,7 +1452,15 @@ fn closing_a_staff_connection_unpicks_its_table() {
     assert_eq!(recv_text(&mut d), "pick 5");
     kim.close(None).ok();
     let _ = kim.flush();
+    // At once, though `kim` keeps its socket open: its close frame ended
+    // the session (RFC 6455 §7.1.1: the server then closes the TCP
+    // connection first), well before the 5 s a client the server closes
+    // itself is given.
+    d.get_ref()
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
     assert_eq!(recv_text(&mut d), "unpick 5");
+    d.get_ref().set_read_timeout(Some(WS_TIMEOUT)).unwrap();
     // An abrupt drop (no close frame) too.
     let mut kim = console(&s, "taken");
     pick(&mut kim, 6, &token);

@@ -234,6 +234,10 @@ struct WsConn {
     /// authenticated with (`None` for the admin token): revoking that token
     /// closes the stream.
     token: Option<Box<str>>,
+    /// The client's close frame has arrived: once the answering one is
+    /// out the closing handshake is complete, and the server closes the
+    /// TCP connection at once (RFC 6455 §7.1.1) instead of lingering.
+    close_received: bool,
 }
 
 /// One client connection.
@@ -1058,14 +1062,23 @@ impl Worker {
     /// the answer) and what arrives is read and thrown away until the
     /// client closes, [`LINGER_MAX`] bytes, or [`CLOSE_GRACE`] without the
     /// client closing (`expired`). HTTP connections with nothing unread
-    /// close at once. A WebSocket close frame always waits so (RFC 6455
-    /// §7.1.1: the server closes the TCP connection after the client's own
-    /// close frame): the client's reply, or the rest of a message refused
-    /// from its header (1009), would otherwise meet a closed socket, and the
-    /// reset could cost the client the close frame and its code.
+    /// close at once. A WebSocket close frame the server starts always
+    /// waits so (RFC 6455 §7.1.1: the server closes the TCP connection after
+    /// the client's own close frame): the client's reply, or the rest of a
+    /// message refused from its header (1009), would otherwise meet a
+    /// closed socket, and the reset could cost the client the close frame
+    /// and its code. Once the client's close frame has arrived the
+    /// handshake is complete when the answer is out, and the connection
+    /// closes at once: a ticket console's table is unpicked when its
+    /// client says goodbye, not 5 s later when a client that keeps its
+    /// socket open is given up on.
     fn linger(&mut self, conn: &mut Conn) -> bool {
         if conn.lingered.is_none() {
-            if conn.peer_closed || (conn.ws.is_none() && conn.input.is_empty() && !conn.unread) {
+            let handshake_done = conn.ws.as_ref().is_some_and(|ws| ws.close_received);
+            if conn.peer_closed
+                || handshake_done
+                || (conn.ws.is_none() && conn.input.is_empty() && !conn.unread)
+            {
                 return false;
             }
             if conn.stream.shutdown(std::net::Shutdown::Write).is_err() {
@@ -1266,6 +1279,7 @@ impl Worker {
                     in_flight: 0,
                     auth_deadline: None,
                     token: None,
+                    close_received: false,
                 }));
                 conn.request_started = None;
                 detect_dead_peer(&conn.stream);
@@ -1443,6 +1457,9 @@ impl Worker {
                 WsEvent::Closed(code) => {
                     // Echo the client's code (RFC 6455 §5.5.1), then close.
                     queue_close(conn, code.unwrap_or(close_code::NORMAL), "");
+                    if let Some(ws) = conn.ws.as_mut() {
+                        ws.close_received = true;
+                    }
                 }
                 WsEvent::Fail(code, reason) => {
                     tracing::debug!(code, reason, "closing a WebSocket client");
@@ -2022,6 +2039,7 @@ mod tests {
             in_flight: 0,
             auth_deadline: None,
             token: None,
+            close_received: false,
         }));
         (conn, client)
     }

@@ -1,9 +1,10 @@
 //! Reads and writes on client sockets as direct system calls, and the
 //! guard that keeps them from raising `SIGPIPE`.
 //!
-//! A write to a socket whose peer has closed fails with `EPIPE` and, unless
-//! it is a `send` with `MSG_NOSIGNAL`, also raises `SIGPIPE` on the writing
-//! thread, whose default action ends the process. Rust's runtime ignores
+//! A write to a socket whose peer has closed and reset it fails with
+//! `EPIPE` (the first one after the reset may get `ECONNRESET` instead)
+//! and, unless it is a `send` with `MSG_NOSIGNAL`, `EPIPE` also raises
+//! `SIGPIPE` on the writing thread, whose default action ends the process. Rust's runtime ignores
 //! the signal in a Rust `main`, but floorbell also serves inside a POS
 //! program through the C ABI, and a C program keeps the default: a
 //! `writev` killed such a host when a client vanished mid-answer
@@ -12,7 +13,8 @@
 //! ([`block_sigpipe_here`]: the host's own threads and its handling of
 //! the signal are untouched; a signal raised by a write is directed at the
 //! writing thread, so a blocked one stays pending there and is dropped
-//! with the thread), and plain writes say `MSG_NOSIGNAL` as well. Vectored
+//! with the thread), and plain writes say `MSG_NOSIGNAL` (as std's
+//! `TcpStream::write` did before: `writev` was the one way in). Vectored
 //! writes stay `writev`: `sendmsg`, the vectored call that takes the flag,
 //! did no better per poll than `writev` in four interleaved runs (5.0–5.4
 //! against 5.0–5.2 µs of CPU; session 22).

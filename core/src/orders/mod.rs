@@ -27,10 +27,13 @@
 //!
 //! # Ordering
 //!
-//! "Oldest first" is by `created`, then by the order's current `seq` (its
-//! latest change). Both are persisted, so a restored tracker lists orders
-//! exactly as before. Orders started in the same millisecond keep their
-//! start order until one of them changes.
+//! "Oldest first" is by `created`, then by `created_seq` (the `seq` of the
+//! order's start). Both are persisted, so a restored tracker lists orders
+//! exactly as before, and an order's place never moves: orders started in
+//! the same millisecond keep their start order through every change (until
+//! session 22 the second key was the latest change's `seq`, so a change
+//! moved an order behind others of its millisecond, and a client paging
+//! the history by offset could see one twice and miss another).
 //!
 //! # Decisions where SPEC §3.3 is silent
 //!
@@ -59,7 +62,8 @@
 //!   next free one rather than refused.
 //! * [`OrderTracker::restore`] trusts its input as the tracker wrote it. If
 //!   it holds the same uuid twice, the copy with the higher `seq` wins; two
-//!   orders with the same `(created, seq)` keep the first; a name active
+//!   orders with the same `(created, created_seq)` keep the one restored
+//!   first (the lower `seq`); a name active
 //!   twice is addressed to the one with the higher `seq` (both stay listed
 //!   until cleared).
 
@@ -184,12 +188,19 @@ pub struct Order {
     /// When the order first became `located` (Unix ms), kept through later
     /// state changes, for the statistics' time to locate.
     pub located_ms: Option<i64>,
-    /// The `seq` of this order's latest change; also breaks ties in
-    /// "oldest first" between orders created in the same millisecond.
+    /// The `seq` of this order's latest change.
     pub seq: u64,
+    /// The `seq` of the change that started the order: breaks ties in
+    /// "oldest first" between orders created in the same millisecond.
+    pub created_seq: u64,
 }
 
 impl Order {
+    /// Where the order sits in "oldest first": `(created_ms, created_seq)`.
+    fn key(&self) -> Key {
+        (self.created_ms, self.created_seq)
+    }
+
     /// `elapsedTime`: whole seconds from `created` to `now_ms` while active,
     /// to the clear (`stateStarted`) once cleared; never negative.
     pub fn elapsed_secs(&self, now_ms: i64) -> u64 {
@@ -419,7 +430,7 @@ pub fn check_location(location: &str) -> Result<(), OrderError> {
     Ok(())
 }
 
-/// `(created_ms, seq)`: where an order sits in "oldest first".
+/// `(created_ms, created_seq)`: where an order sits in "oldest first".
 type Key = (i64, u64);
 
 /// How a request names an order.
@@ -496,12 +507,12 @@ impl OrderTracker {
         orders.sort_by_key(|o| o.seq);
         for order in orders {
             tracker.next_seq = tracker.next_seq.max(order.seq.saturating_add(1));
-            let key = (order.created_ms, order.seq);
-            if tracker.orders.contains_key(&key) {
-                continue;
-            }
+            // An older copy of this order gives way (it holds the same key).
             if let Some(&old) = tracker.by_uuid.get(&order.uuid) {
                 tracker.take(old);
+            }
+            if tracker.orders.contains_key(&order.key()) {
+                continue; // another order's place
             }
             tracker.put(order);
         }
@@ -537,6 +548,7 @@ impl OrderTracker {
             )));
         }
         let located = !req.location.is_empty();
+        let seq = self.take_seq();
         let order = Order {
             uuid: self.fresh_uuid(random),
             name: req.name,
@@ -550,7 +562,8 @@ impl OrderTracker {
             created_ms: now_ms,
             state_started_ms: now_ms,
             located_ms: located.then_some(now_ms),
-            seq: self.take_seq(),
+            seq,
+            created_seq: seq,
         };
         self.put(order.clone());
         Ok(Change {
@@ -866,9 +879,9 @@ impl OrderTracker {
         Some(order)
     }
 
-    /// Adds an order to every index, at `(created_ms, seq)`.
+    /// Adds an order to every index, at its [`Order::key`].
     fn put(&mut self, order: Order) {
-        let k = (order.created_ms, order.seq);
+        let k = order.key();
         match self.by_uuid.get_mut(&order.uuid) {
             Some(slot) => *slot = k,
             None => {

@@ -134,7 +134,7 @@ type Expect = Result<Order, u16>;
 impl Model {
     fn sorted<'a>(orders: impl Iterator<Item = &'a Order>) -> Vec<Order> {
         let mut v: Vec<Order> = orders.cloned().collect();
-        v.sort_by_key(|o| (o.created_ms, o.seq));
+        v.sort_by_key(|o| (o.created_ms, o.created_seq));
         v
     }
 
@@ -302,6 +302,7 @@ fn run(ops: Vec<Op>) {
                     assert_eq!(parsed.get_version_num(), 4);
                     assert_eq!(parsed.hyphenated().to_string(), uuid);
                     let located = !LOCATIONS[location].is_empty();
+                    let seq = m.seq();
                     let expected = Order {
                         uuid: uuid.clone(),
                         name: NAMES[name].to_owned(),
@@ -315,7 +316,8 @@ fn run(ops: Vec<Op>) {
                         created_ms: now,
                         state_started_ms: now,
                         located_ms: located.then_some(now),
-                        seq: m.seq(),
+                        seq,
+                        created_seq: seq,
                     };
                     assert_eq!(change.order, expected);
                     m.orders.push(expected);

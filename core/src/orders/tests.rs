@@ -543,16 +543,16 @@ fn elapsed_time_for_active_and_cleared_orders() {
 }
 
 #[test]
-fn active_is_oldest_first_then_by_seq() {
+fn active_is_oldest_first_then_by_start() {
     let mut t = OrderTracker::new();
     start(&mut t, "30", "", T0 + 2 * SEC);
     start(&mut t, "10", "", T0);
     start(&mut t, "20", "", T0);
     start(&mut t, "40", "", T0 + SEC);
     assert_eq!(names(t.active()), ["10", "20", "40", "30"]);
-    // A change moves an order after the others of its millisecond.
+    // A change keeps an order's place among the others of its millisecond.
     t.page("10", true, T0 + 3 * SEC).unwrap();
-    assert_eq!(names(t.active()), ["20", "10", "40", "30"]);
+    assert_eq!(names(t.active()), ["10", "20", "40", "30"]);
 }
 
 // ---------------------------------------------------------------------------
@@ -1466,4 +1466,43 @@ fn error_statuses() {
     assert_eq!(OrderError::NotFound("x".into()).status(), 404);
     assert_eq!(OrderError::Conflict("x".into()).status(), 409);
     assert_eq!(OrderError::Conflict("m".into()).message(), "m");
+}
+
+/// Orders started in the same millisecond keep their start order through
+/// every change, in the active list and the history, and after a restore
+/// (until session 22 a change moved an order behind the others of its
+/// millisecond).
+#[test]
+fn orders_started_in_one_millisecond_keep_their_start_order() {
+    let mut t = OrderTracker::new();
+    for name in ["1", "2", "3"] {
+        start(&mut t, name, "", 1_000);
+    }
+    t.modify("1", set_location("A7"), 1_001).unwrap();
+    t.page("2", true, 1_002).unwrap();
+    t.clear("1", 1_003).unwrap();
+    assert_eq!(names(t.active()), ["2", "3"]);
+    assert_eq!(names(t.history(&query())), ["1", "2", "3"]);
+    let all: Vec<Order> = t.history(&query()).into_iter().cloned().collect();
+    assert_eq!(
+        all.iter()
+            .map(|o| (o.seq, o.created_seq))
+            .collect::<Vec<_>>(),
+        [(6, 1), (5, 2), (3, 3)]
+    );
+    // Restored from the store's rows, in any order: the same places.
+    let mut rows = all.clone();
+    rows.reverse();
+    let r = OrderTracker::restore(rows, t.next_seq());
+    assert_eq!(names(r.history(&query())), ["1", "2", "3"]);
+    // Two copies of one order (an older row left behind): the later wins,
+    // in the same place.
+    let mut old_copy = all[1].clone();
+    old_copy.seq = 2;
+    old_copy.location = "stale".into();
+    let mut rows = all.clone();
+    rows.push(old_copy);
+    let r = OrderTracker::restore(rows, 0);
+    assert_eq!(names(r.history(&query())), ["1", "2", "3"]);
+    assert_eq!(r.get(&all[1].uuid).unwrap().seq, 5);
 }

@@ -117,6 +117,13 @@ pub const MIGRATIONS: &[&str] = &[
     // events and number new ones from a stale `qr_next_seq`, giving out
     // hashes that clients still hold. Those builds refuse version 5.
     "INSERT OR REPLACE INTO meta (key, value) VALUES ('qr_events_in', 'events/');",
+    // 6: an order's place in "oldest first" is `(created_ms, created_seq)`,
+    // the `seq` of its start, fixed for its life (it was its latest
+    // change's `seq`, so a change moved it behind the orders started in
+    // the same millisecond). Orders stored before keep the place they had:
+    // their latest `seq`.
+    "ALTER TABLE orders ADD COLUMN created_seq INTEGER NOT NULL DEFAULT 0;
+     UPDATE orders SET created_seq = seq;",
 ];
 
 /// `meta` key of the next webhook delivery id (ids are never reused).
@@ -623,8 +630,8 @@ impl Store {
     /// When SQLite cannot answer.
     pub fn load_orders(&self) -> Result<Vec<Order>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT uuid, name, order_type, location, state, created_ms, state_started_ms, located_ms, seq
-             FROM orders ORDER BY created_ms, seq",
+            "SELECT uuid, name, order_type, location, state, created_ms, state_started_ms, located_ms, seq, created_seq
+             FROM orders ORDER BY created_ms, created_seq",
         )?;
         let rows = stmt.query_map([], |r| {
             let order_type: String = r.get(2)?;
@@ -639,6 +646,7 @@ impl Store {
                 state_started_ms: r.get(6)?,
                 located_ms: r.get(7)?,
                 seq: r.get::<_, i64>(8)? as u64,
+                created_seq: r.get::<_, i64>(9)? as u64,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -804,8 +812,8 @@ impl Store {
                 StoreOp::PutOrder(o) => {
                     tx.prepare_cached(
                         "INSERT OR REPLACE INTO orders
-                         (uuid, name, order_type, location, state, created_ms, state_started_ms, located_ms, seq)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                         (uuid, name, order_type, location, state, created_ms, state_started_ms, located_ms, seq, created_seq)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     )?
                     .execute(params![
                         o.uuid,
@@ -816,7 +824,8 @@ impl Store {
                         o.created_ms,
                         o.state_started_ms,
                         o.located_ms,
-                        o.seq as i64
+                        o.seq as i64,
+                        o.created_seq as i64
                     ])?;
                 }
                 StoreOp::DeleteOrders(uuids) => {

@@ -112,6 +112,37 @@ fn a_newer_schema_is_refused() {
     ));
 }
 
+/// A store from before schema 6 keeps its orders in the places they had:
+/// each one's `created_seq` becomes its stored `seq`.
+#[test]
+fn orders_from_schema_5_get_their_seq_as_created_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // A version 5 store: the column away, the version back.
+        let s = Store::open(dir.path()).unwrap();
+        s.conn
+            .execute_batch(
+                "ALTER TABLE orders DROP COLUMN created_seq;
+                 INSERT INTO orders (uuid, name, order_type, location, state, created_ms,
+                                     state_started_ms, located_ms, seq)
+                 VALUES ('u1', '12', 'TO_GO', '', 'started', 1000, 1000, NULL, 7),
+                        ('u2', '13', 'TO_GO', '', 'started', 1000, 1000, NULL, 4);",
+            )
+            .unwrap();
+        s.conn.pragma_update(None, "user_version", 5).unwrap();
+    }
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.schema_version().unwrap(), 6);
+    let orders = s.load_orders().unwrap();
+    assert_eq!(
+        orders
+            .iter()
+            .map(|o| (o.uuid.as_str(), o.seq, o.created_seq))
+            .collect::<Vec<_>>(),
+        [("u2", 4, 4), ("u1", 7, 7)]
+    );
+}
+
 #[test]
 fn ticket_board_records_round_trip() {
     use crate::tickets::{StaffAccount, Ticket, TicketState};

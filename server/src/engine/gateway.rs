@@ -513,6 +513,7 @@ mod engine_tests {
             state_started_ms: created_ms + 1000,
             located_ms: None,
             seq,
+            created_seq: seq,
         }
     }
 

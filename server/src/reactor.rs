@@ -1074,11 +1074,11 @@ impl Worker {
     /// socket open is given up on.
     fn linger(&mut self, conn: &mut Conn) -> bool {
         if conn.lingered.is_none() {
+            // Nothing left to read either way: closing sends no reset. (A
+            // client that sent more after its close frame gets the linger.)
+            let nothing_unread = conn.input.is_empty() && !conn.unread;
             let handshake_done = conn.ws.as_ref().is_some_and(|ws| ws.close_received);
-            if conn.peer_closed
-                || handshake_done
-                || (conn.ws.is_none() && conn.input.is_empty() && !conn.unread)
-            {
+            if conn.peer_closed || (nothing_unread && (conn.ws.is_none() || handshake_done)) {
                 return false;
             }
             if conn.stream.shutdown(std::net::Shutdown::Write).is_err() {

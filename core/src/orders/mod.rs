@@ -61,9 +61,9 @@
 //!   that passes the same number twice) is stepped deterministically to the
 //!   next free one rather than refused.
 //! * [`OrderTracker::restore`] trusts its input as the tracker wrote it. If
-//!   it holds the same uuid twice, the copy with the higher `seq` wins; two
-//!   orders with the same `(created, created_seq)` keep the one restored
-//!   first (the lower `seq`); a name active
+//!   it holds the same uuid twice, the copy with the higher `seq` wins,
+//!   unless another order holds that copy's `(created, created_seq)`: the
+//!   first restored there (the lower `seq`) keeps it; a name active
 //!   twice is addressed to the one with the higher `seq` (both stay listed
 //!   until cleared).
 
@@ -507,12 +507,17 @@ impl OrderTracker {
         orders.sort_by_key(|o| o.seq);
         for order in orders {
             tracker.next_seq = tracker.next_seq.max(order.seq.saturating_add(1));
-            // An older copy of this order gives way (it holds the same key).
+            // Another order's place: keep that one.
+            if tracker
+                .orders
+                .get(&order.key())
+                .is_some_and(|there| there.uuid != order.uuid)
+            {
+                continue;
+            }
+            // An older copy of this order gives way.
             if let Some(&old) = tracker.by_uuid.get(&order.uuid) {
                 tracker.take(old);
-            }
-            if tracker.orders.contains_key(&order.key()) {
-                continue; // another order's place
             }
             tracker.put(order);
         }

@@ -1505,4 +1505,15 @@ fn orders_started_in_one_millisecond_keep_their_start_order() {
     let r = OrderTracker::restore(rows, 0);
     assert_eq!(names(r.history(&query())), ["1", "2", "3"]);
     assert_eq!(r.get(&all[1].uuid).unwrap().seq, 5);
+    // A copy whose place another order holds (input the tracker could not
+    // have written): that order stays, and so does the copy before it.
+    let mut moved = all[0].clone();
+    moved.seq = 9;
+    moved.created_seq = all[1].created_seq;
+    let mut rows = all.clone();
+    rows.push(moved);
+    let r = OrderTracker::restore(rows, 0);
+    assert_eq!(names(r.history(&query())), ["1", "2", "3"]);
+    assert_eq!(r.get(&all[0].uuid).unwrap().seq, 6);
+    assert_eq!(r.get(&all[1].uuid).unwrap().seq, 5);
 }

@@ -1069,9 +1069,9 @@ impl Worker {
     /// closed socket, and the reset could cost the client the close frame
     /// and its code. Once the client's close frame has arrived the
     /// handshake is complete when the answer is out, and the connection
-    /// closes at once: a ticket console's table is unpicked when its
-    /// client says goodbye, not 5 s later when a client that keeps its
-    /// socket open is given up on.
+    /// closes at once if nothing is left unread: a ticket console's table
+    /// is unpicked when its client says goodbye, not 5 s later when a
+    /// client that keeps its socket open is given up on.
     fn linger(&mut self, conn: &mut Conn) -> bool {
         if conn.lingered.is_none() {
             // Nothing left to read either way: closing sends no reset. (A

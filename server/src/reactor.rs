@@ -1246,8 +1246,8 @@ impl Worker {
                         None
                     };
                 if let Some(parts) = parts {
+                    // A short answer holds no handles: nothing to let go of.
                     write_through(conn, parts, self.now);
-                    events.clear();
                 } else {
                     conn.streamed = events
                         .write(
